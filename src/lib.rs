@@ -1,0 +1,7 @@
+//! kafkawire: a pure-Rust, async Apache Kafka client that speaks the binary
+//! protocol itself, built around exactly-once messaging.
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod protocol;
+pub mod record;

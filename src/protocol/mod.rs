@@ -1,0 +1,4 @@
+//! The Kafka wire protocol: primitives, request/response framing, message
+//! codecs and version negotiation.
+
+pub mod wire;
