@@ -3,5 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod error;
 pub mod protocol;
 pub mod record;
+pub use error::{Error, ErrorClass, ErrorCode, ErrorKind, Result};
