@@ -4,6 +4,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod error;
+pub mod net;
 pub mod protocol;
 pub mod record;
 pub use error::{Error, ErrorClass, ErrorCode, ErrorKind, Result};

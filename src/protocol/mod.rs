@@ -1,4 +1,5 @@
 //! The Kafka wire protocol: primitives, request/response framing, message
 //! codecs and version negotiation.
 
+pub mod frame;
 pub mod wire;
