@@ -3,8 +3,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod admin;
+pub mod cluster;
+pub mod config;
 pub mod error;
 pub mod net;
+pub mod producer;
 pub mod protocol;
 pub mod record;
 pub use error::{Error, ErrorClass, ErrorCode, ErrorKind, Result};

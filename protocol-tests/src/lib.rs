@@ -1,1 +1,90 @@
 //! Shared helpers for tests against real Apache Kafka.
+//!
+//! The suites are started by `scripts/test.sh`, which brings up a cluster
+//! with `compose/kafka-local` and passes its address in `KAFKAWIRE_BOOTSTRAP`
+//! and its name in `KAFKAWIRE_CLUSTER`. A test run without them fails loudly:
+//! a broker-backed test never passes without a broker.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The cluster's bootstrap servers. Panics with instructions when unset.
+pub fn bootstrap() -> String {
+    match std::env::var("KAFKAWIRE_BOOTSTRAP") {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ => panic!(
+            "KAFKAWIRE_BOOTSTRAP is not set: these tests need a real Kafka cluster. \
+             Run scripts/test.sh (it starts one), or start one with compose/kafka-local up \
+             and export KAFKAWIRE_BOOTSTRAP=$(compose/kafka-local bootstrap)"
+        ),
+    }
+}
+
+/// The cluster name known to `compose/kafka-local` (e.g. `k4-3`).
+pub fn cluster_name() -> String {
+    std::env::var("KAFKAWIRE_CLUSTER").unwrap_or_else(|_| panic!("KAFKAWIRE_CLUSTER is not set; run scripts/test.sh"))
+}
+
+/// The Kafka major version under test (`4` or `3`).
+pub fn kafka_major() -> u32 {
+    std::env::var("KAFKAWIRE_KAFKA").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+}
+
+/// Runs `compose/kafka-local --name <cluster> <args>` and panics on failure.
+pub fn kafka_local(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../compose/kafka-local");
+    let name = cluster_name();
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("--name")
+        .arg(&name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {script}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "compose/kafka-local {:?} failed ({}):\n{}\n{}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A topic name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{pid}-{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An admin client for the cluster under test.
+pub fn admin() -> kafkawire::admin::Admin {
+    kafkawire::admin::Admin::builder()
+        .bootstrap_servers(&bootstrap())
+        .client_id("protocol-tests")
+        .build()
+        .expect("admin client")
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

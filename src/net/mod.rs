@@ -1,4 +1,10 @@
-//! Networking: broker connections, the connection pool and reconnect backoff.
+//! Networking: broker connections, version negotiation on connect, the
+//! connection pool and reconnect backoff.
 
 pub mod backoff;
+pub mod broker;
 pub mod conn;
+pub mod pool;
+
+pub use broker::{BrokerConnection, NodeId};
+pub use pool::{ConnKind, Endpoint, Pool};

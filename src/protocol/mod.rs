@@ -2,4 +2,6 @@
 //! codecs and version negotiation.
 
 pub mod frame;
+pub mod messages;
+pub mod versions;
 pub mod wire;

@@ -1,0 +1,325 @@
+//! The admin client: topics and cluster description.
+//!
+//! ```no_run
+//! # async fn demo() -> kafkawire::Result<()> {
+//! use kafkawire::admin::{Admin, NewTopic};
+//! let admin = Admin::builder().bootstrap_servers("127.0.0.1:19092").build()?;
+//! admin.create_topics(&[NewTopic::new("orders", 6, 1)]).await?.into_result()?;
+//! admin.wait_for_topics(&["orders"], std::time::Duration::from_secs(30)).await?;
+//! let cluster = admin.describe_cluster().await?;
+//! println!("{} brokers", cluster.brokers.len());
+//! # Ok(()) }
+//! ```
+
+use crate::cluster::{BrokerInfo, Cluster, TopicInfo};
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorCode, Result};
+use crate::net::NodeId;
+use crate::protocol::messages::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
+use crate::protocol::messages::delete_topics::{DeleteTopicState, DeleteTopicsRequest};
+use crate::protocol::messages::describe_cluster::DescribeClusterRequest;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Builds an [`Admin`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct AdminBuilder {
+    cfg: ClientConfig,
+}
+
+impl AdminBuilder {
+    /// `bootstrap.servers`, comma-separated `host:port` list.
+    pub fn bootstrap_servers(mut self, servers: &str) -> Self {
+        self.cfg.set_bootstrap_servers(servers);
+        self
+    }
+
+    /// `client.id`.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.cfg.client_id = id.into();
+        self
+    }
+
+    /// `request.timeout.ms`.
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.cfg.request_timeout = t;
+        self
+    }
+
+    /// `default.api.timeout.ms`: bound on each admin call.
+    pub fn default_api_timeout(mut self, t: Duration) -> Self {
+        self.cfg.default_api_timeout = t;
+        self
+    }
+
+    /// Replaces all common settings at once.
+    pub fn client_config(mut self, cfg: ClientConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Validates the settings and creates the client (no IO yet). Must be
+    /// called inside a Tokio runtime.
+    pub fn build(self) -> Result<Admin> {
+        Ok(Admin { cluster: Cluster::new(self.cfg)? })
+    }
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 for the broker's `num.partitions`.
+    pub num_partitions: i32,
+    /// -1 for the broker's `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Topic configs, e.g. `("min.insync.replicas", "2")`.
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, num_partitions: i32, replication_factor: i16) -> Self {
+        NewTopic { name: name.into(), num_partitions, replication_factor, configs: Vec::new() }
+    }
+
+    /// Adds a topic config.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// Per-topic outcome of a batched admin call.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TopicOutcomes(pub Vec<(String, Result<()>)>);
+
+impl TopicOutcomes {
+    /// `Ok` if every topic succeeded, else the first topic's error.
+    pub fn into_result(self) -> Result<()> {
+        for (_, r) in self.0 {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The outcome for one topic.
+    pub fn get(&self, topic: &str) -> Option<&Result<()>> {
+        self.0.iter().find(|(t, _)| t == topic).map(|(_, r)| r)
+    }
+}
+
+/// The cluster as described by DescribeCluster.
+#[derive(Debug, Clone)]
+pub struct ClusterDescription {
+    pub cluster_id: String,
+    pub controller_id: Option<NodeId>,
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// The admin client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+impl Admin {
+    pub fn builder() -> AdminBuilder {
+        AdminBuilder::default()
+    }
+
+    /// The shared cluster state (metadata, connections).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.cluster.config().default_api_timeout
+    }
+
+    /// Runs `op` against any broker, retrying retriable failures (with
+    /// `retry.backoff.ms`) until `default.api.timeout.ms`.
+    async fn with_retries<T, F, Fut>(&self, api: &'static str, mut op: F) -> Result<T>
+    where
+        F: FnMut(crate::net::BrokerConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let cfg = self.cluster.config();
+        let deadline = self.deadline();
+        let mut backoff = crate::net::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+        loop {
+            let r = match self.cluster.any_connection().await {
+                Ok(conn) => op(conn).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tracing::debug!(api, error = %e, "retrying");
+                    let wait = backoff.on_failure().min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) if e.is_retriable() => {
+                    return Err(Error::timeout(format!("{api} did not succeed within default.api.timeout.ms; last error: {e}")).with_api(api))
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Creates topics. The call succeeds once the controller accepted the
+    /// request; per-topic results tell which topics were created (an existing
+    /// topic is TOPIC_ALREADY_EXISTS). Metadata may lag: see
+    /// [`Admin::wait_for_topics`].
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<TopicOutcomes> {
+        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let req = CreateTopicsRequest {
+            topics: topics
+                .iter()
+                .map(|t| CreatableTopic {
+                    name: t.name.clone(),
+                    num_partitions: t.num_partitions,
+                    replication_factor: t.replication_factor,
+                    configs: t
+                        .configs
+                        .iter()
+                        .map(|(k, v)| CreatableTopicConfig { name: k.clone(), value: Some(v.clone()), ..Default::default() })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            timeout_ms,
+            validate_only: false,
+            ..Default::default()
+        };
+        let resp = self
+            .with_retries("CreateTopics", |conn| {
+                let req = req.clone();
+                async move {
+                    let resp = conn.send(&req).await?;
+                    // NOT_CONTROLLER on any topic: retry the whole request.
+                    if let Some(t) = resp.topics.iter().find(|t| ErrorCode(t.error_code) == ErrorCode::NOT_CONTROLLER) {
+                        return Err(Error::broker(ErrorCode(t.error_code), "controller moved").with_api("CreateTopics"));
+                    }
+                    Ok(resp)
+                }
+            })
+            .await?;
+        let outcomes = resp
+            .topics
+            .into_iter()
+            .map(|t| {
+                let code = ErrorCode(t.error_code);
+                let r = if code.is_ok() {
+                    Ok(())
+                } else {
+                    Err(Error::broker(code, t.error_message.unwrap_or_else(|| "topic not created".into()))
+                        .with_api("CreateTopics")
+                        .with_topic(t.name.clone()))
+                };
+                (t.name, r)
+            })
+            .collect();
+        Ok(TopicOutcomes(outcomes))
+    }
+
+    /// Deletes topics by name.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<TopicOutcomes> {
+        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let resp = self
+            .with_retries("DeleteTopics", |conn| {
+                let names = names.clone();
+                async move {
+                    let v = conn.version_of::<DeleteTopicsRequest>()?;
+                    let req = if v >= 6 {
+                        DeleteTopicsRequest {
+                            topics: names.iter().map(|n| DeleteTopicState { name: Some(n.clone()), ..Default::default() }).collect(),
+                            timeout_ms,
+                            ..Default::default()
+                        }
+                    } else {
+                        DeleteTopicsRequest { topic_names: names.clone(), timeout_ms, ..Default::default() }
+                    };
+                    let resp = conn.send(&req).await?;
+                    if let Some(t) = resp.responses.iter().find(|t| ErrorCode(t.error_code) == ErrorCode::NOT_CONTROLLER) {
+                        return Err(Error::broker(ErrorCode(t.error_code), "controller moved").with_api("DeleteTopics"));
+                    }
+                    Ok(resp)
+                }
+            })
+            .await?;
+        let outcomes = resp
+            .responses
+            .into_iter()
+            .map(|t| {
+                let name = t.name.unwrap_or_default();
+                let code = ErrorCode(t.error_code);
+                let r = if code.is_ok() {
+                    Ok(())
+                } else {
+                    Err(Error::broker(code, t.error_message.unwrap_or_else(|| "topic not deleted".into()))
+                        .with_api("DeleteTopics")
+                        .with_topic(name.clone()))
+                };
+                (name, r)
+            })
+            .collect();
+        Ok(TopicOutcomes(outcomes))
+    }
+
+    /// Describes the cluster: id, controller and live brokers.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        self.with_retries("DescribeCluster", |conn| async move {
+            let resp = conn.send(&DescribeClusterRequest::default()).await?;
+            let code = ErrorCode(resp.error_code);
+            if !code.is_ok() {
+                return Err(Error::broker(code, resp.error_message.unwrap_or_default()).with_api("DescribeCluster"));
+            }
+            let mut brokers: Vec<BrokerInfo> = resp
+                .brokers
+                .into_iter()
+                .map(|b| BrokerInfo { node_id: b.broker_id, host: b.host, port: b.port, rack: b.rack })
+                .collect();
+            brokers.sort_by_key(|b| b.node_id);
+            Ok(ClusterDescription {
+                cluster_id: resp.cluster_id,
+                controller_id: (resp.controller_id >= 0).then_some(resp.controller_id),
+                brokers,
+            })
+        })
+        .await
+    }
+
+    /// Describes topics from fresh metadata: partitions, leaders, replicas.
+    /// A topic that does not exist is an UNKNOWN_TOPIC_OR_PARTITION error.
+    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<Arc<TopicInfo>>> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let snap = self.with_retries("Metadata", |_| self.cluster.refresh(Some(&names))).await?;
+        names
+            .iter()
+            .map(|n| match snap.topic(n) {
+                Some(t) => Ok(t.clone()),
+                None => {
+                    let code = snap.topic_errors.get(n).copied().unwrap_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+                    Err(Error::broker(code, "cannot describe topic").with_api("Metadata").with_topic(n.clone()))
+                }
+            })
+            .collect()
+    }
+
+    /// Names of all topics (internal ones included).
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let snap = self.with_retries("Metadata", |_| self.cluster.refresh(None)).await?;
+        let mut v: Vec<String> = snap.topics.keys().cloned().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Waits until metadata shows every topic with a leader for each
+    /// partition, or `timeout` passes.
+    pub async fn wait_for_topics(&self, names: &[&str], timeout: Duration) -> Result<()> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        self.cluster.metadata_for(&names, Instant::now() + timeout).await.map(|_| ())
+    }
+}

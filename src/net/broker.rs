@@ -1,0 +1,200 @@
+//! A negotiated broker connection: a [`Connection`] plus the API versions
+//! agreed with that broker, with typed `send`.
+//!
+//! On connect the client sends ApiVersions at the highest version it
+//! implements. A broker that does not know that version answers with
+//! UNSUPPORTED_VERSION and (per KIP-511) a version-0 body listing what it
+//! does support; the client then retries once at the broker's highest
+//! ApiVersions version (0 if it names none).
+
+use super::conn::{Connection, ConnectionConfig};
+use crate::error::{Error, ErrorCode, ErrorKind, Result};
+use crate::protocol::frame;
+use crate::protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+use crate::protocol::messages::{ApiKey, Message, Request};
+use crate::protocol::versions::ApiVersionTable;
+use crate::protocol::wire::Reader;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies a broker in the cluster (`node.id`).
+pub type NodeId = i32;
+
+/// A connection to one broker whose API versions are known.
+#[derive(Clone)]
+pub struct BrokerConnection {
+    conn: Connection,
+    versions: Arc<ApiVersionTable>,
+    client_id: Option<Arc<str>>,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for BrokerConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConnection").field("broker", &self.conn.label()).finish()
+    }
+}
+
+/// The name and version this client reports in ApiVersions (KIP-511).
+pub const SOFTWARE_NAME: &str = "kafkawire";
+/// See [`SOFTWARE_NAME`].
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl BrokerConnection {
+    /// Connects to `addr` and negotiates API versions, all within
+    /// `cfg.setup_timeout`.
+    pub async fn connect(
+        addr: &str,
+        label: String,
+        cfg: &ConnectionConfig,
+        request_timeout: Duration,
+    ) -> Result<BrokerConnection> {
+        let setup = cfg.setup_timeout;
+        let fut = async {
+            let conn = Connection::open(addr, label.clone(), cfg).await?;
+            let versions = handshake(&conn, cfg.client_id.as_deref(), setup).await.inspect_err(|e| {
+                conn.close(e.clone());
+            })?;
+            Ok::<_, Error>(BrokerConnection {
+                conn,
+                versions: Arc::new(versions),
+                client_id: cfg.client_id.clone(),
+                request_timeout,
+            })
+        };
+        match tokio::time::timeout(setup, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout(format!("connection setup took longer than {setup:?}")).with_broker(label)),
+        }
+    }
+
+    /// The broker this connection talks to, for messages.
+    pub fn label(&self) -> &str {
+        self.conn.label()
+    }
+
+    /// Whether the connection has failed and must be replaced.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Closes the connection; pending requests fail with `reason`.
+    pub fn close(&self, reason: Error) {
+        self.conn.close(reason)
+    }
+
+    /// The versions negotiated with this broker.
+    pub fn versions(&self) -> &ApiVersionTable {
+        &self.versions
+    }
+
+    /// The version `R` will be sent at: the highest both sides support.
+    pub fn version_of<R: Request>(&self) -> Result<i16> {
+        self.versions.negotiate(R::API_KEY, R::VERSIONS).map_err(|e| e.with_broker(self.label()))
+    }
+
+    /// Sends `req` at the negotiated version and waits `request.timeout.ms`.
+    pub async fn send<R: Request>(&self, req: &R) -> Result<R::Response> {
+        let v = self.version_of::<R>()?;
+        self.send_at(req, v, self.request_timeout).await
+    }
+
+    /// Sends `req` at the negotiated version with a custom timeout (e.g. a
+    /// long-poll Fetch or a JoinGroup that waits for a rebalance).
+    pub async fn send_with_timeout<R: Request>(&self, req: &R, timeout: Duration) -> Result<R::Response> {
+        let v = self.version_of::<R>()?;
+        self.send_at(req, v, timeout).await
+    }
+
+    /// Sends `req` at an explicit `version`.
+    pub async fn send_at<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+        let frame = encode::<R>(req, version, self.client_id.as_deref()).map_err(|e| e.with_broker(self.label()))?;
+        let body = self.conn.round_trip(R::API_KEY.name(), frame, timeout).await?;
+        decode_response::<R>(body, version).map_err(|e| e.with_broker(self.label()))
+    }
+
+    /// Sends a request that the broker does not answer (Produce, acks=0).
+    pub async fn send_no_response<R: Request>(&self, req: &R) -> Result<()> {
+        let v = self.version_of::<R>()?;
+        let frame = encode::<R>(req, v, self.client_id.as_deref())?;
+        self.conn.send_only(frame).await
+    }
+}
+
+/// Encodes a whole request frame for `R` at `version`.
+pub fn encode<R: Request>(req: &R, version: i16, client_id: Option<&str>) -> Result<bytes::BytesMut> {
+    let mut err = None;
+    let frame = frame::encode_request(
+        R::API_KEY as i16,
+        version,
+        R::request_header_version(version),
+        client_id,
+        req.encoded_len(version),
+        |buf| {
+            if let Err(e) = req.encode(buf, version) {
+                err = Some(e);
+            }
+        },
+    );
+    match err {
+        Some(e) => Err(Error::new(ErrorKind::IllegalState, format!("could not encode request: {e}"))
+            .with_api(R::API_KEY.name())),
+        None => Ok(frame),
+    }
+}
+
+/// Decodes a response body (after the correlation id) for `R` at `version`.
+pub fn decode_response<R: Request>(body: bytes::Bytes, version: i16) -> Result<R::Response> {
+    let mut r = Reader::new(body);
+    frame::skip_response_header_tail(&mut r, R::response_header_version(version))
+        .map_err(|e| Error::from(e).with_api(R::API_KEY.name()))?;
+    let resp = <R::Response as Message>::decode(&mut r, version).map_err(|e| {
+        Error::protocol(format!("could not decode {} v{version} response: {e}", R::API_KEY.name()))
+            .with_api(R::API_KEY.name())
+    })?;
+    Ok(resp)
+}
+
+async fn handshake(conn: &Connection, client_id: Option<&str>, timeout: Duration) -> Result<ApiVersionTable> {
+    let req = ApiVersionsRequest {
+        client_software_name: SOFTWARE_NAME.to_string(),
+        client_software_version: SOFTWARE_VERSION.to_string(),
+        ..Default::default()
+    };
+    let mut version = ApiVersionsRequest::VERSIONS.1;
+    for _attempt in 0..2 {
+        let frame = encode::<ApiVersionsRequest>(&req, version, client_id)?;
+        let body = conn.round_trip("ApiVersions", frame, timeout).await?;
+        // An UNSUPPORTED_VERSION answer is always a v0 body, whatever we asked.
+        let resp = match decode_response::<ApiVersionsRequest>(body.clone(), version) {
+            Ok(r) if r.error_code != ErrorCode::UNSUPPORTED_VERSION.0 => r,
+            _ => decode_response::<ApiVersionsRequest>(body, 0)?,
+        };
+        let code = ErrorCode(resp.error_code);
+        if code == ErrorCode::UNSUPPORTED_VERSION {
+            let broker_max = resp
+                .api_keys
+                .iter()
+                .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                .map(|k| k.max_version)
+                .unwrap_or(0);
+            let next = broker_max.min(version - 1).max(0);
+            if next == version {
+                break;
+            }
+            tracing::debug!(broker = conn.label(), from = version, to = next, "ApiVersions version not supported, retrying");
+            version = next;
+            continue;
+        }
+        if !code.is_ok() {
+            return Err(Error::broker(code, "ApiVersions handshake failed").with_api("ApiVersions").with_broker(conn.label()));
+        }
+        let table = ApiVersionTable::from_response(&resp);
+        tracing::debug!(broker = conn.label(), api_versions_version = version, "negotiated API versions: {table:?}");
+        return Ok(table);
+    }
+    Err(Error::new(ErrorKind::UnsupportedVersion, "broker rejected every ApiVersions version")
+        .with_api("ApiVersions")
+        .with_broker(conn.label()))
+}

@@ -1,0 +1,2 @@
+//! The producer.
+pub mod partitioner;
