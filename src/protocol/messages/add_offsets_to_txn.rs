@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The AddOffsetsToTxnRequest request (API key 25).
 ///
 /// Versions 0-4; flexible versions 3-4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddOffsetsToTxnRequest {
     /// The transactional id corresponding to the transaction.
     ///
@@ -33,18 +33,6 @@ pub struct AddOffsetsToTxnRequest {
     pub group_id: String,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddOffsetsToTxnRequest {
-    fn default() -> Self {
-        Self {
-            transactional_id: String::new(),
-            producer_id: 0,
-            producer_epoch: 0,
-            group_id: String::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddOffsetsToTxnRequest {
@@ -87,25 +75,32 @@ impl AddOffsetsToTxnRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.transactional_id = get_str(r, flexible, "AddOffsetsToTxnRequest.transactional_id")?;
-        this.producer_id = r.i64("AddOffsetsToTxnRequest.producer_id")?;
-        this.producer_epoch = r.i16("AddOffsetsToTxnRequest.producer_epoch")?;
-        this.group_id = get_str(r, flexible, "AddOffsetsToTxnRequest.group_id")?;
+        let transactional_id = get_str(r, flexible, "AddOffsetsToTxnRequest.transactional_id")?;
+        let producer_id = r.i64("AddOffsetsToTxnRequest.producer_id")?;
+        let producer_epoch = r.i16("AddOffsetsToTxnRequest.producer_epoch")?;
+        let group_id = get_str(r, flexible, "AddOffsetsToTxnRequest.group_id")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddOffsetsToTxnRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AddOffsetsToTxnRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            group_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddOffsetsToTxnRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = String::from("transactional_id-1");
@@ -156,7 +151,7 @@ impl Message for AddOffsetsToTxnRequest {
 /// The AddOffsetsToTxnResponse response (API key 25).
 ///
 /// Versions 0-4; flexible versions 3-4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddOffsetsToTxnResponse {
     /// Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -168,16 +163,6 @@ pub struct AddOffsetsToTxnResponse {
     pub error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddOffsetsToTxnResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddOffsetsToTxnResponse {
@@ -202,23 +187,28 @@ impl AddOffsetsToTxnResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AddOffsetsToTxnResponse.throttle_time_ms")?;
-        this.error_code = r.i16("AddOffsetsToTxnResponse.error_code")?;
+        let throttle_time_ms = r.i32("AddOffsetsToTxnResponse.throttle_time_ms")?;
+        let error_code = r.i16("AddOffsetsToTxnResponse.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddOffsetsToTxnResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AddOffsetsToTxnResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddOffsetsToTxnResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;

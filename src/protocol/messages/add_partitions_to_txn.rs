@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The AddPartitionsToTxnRequest request (API key 24).
 ///
 /// Versions 0-5; flexible versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnRequest {
     /// List of transactions to add partitions to.
     ///
@@ -37,19 +37,6 @@ pub struct AddPartitionsToTxnRequest {
     pub v3_and_below_topics: Vec<AddPartitionsToTxnTopic>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnRequest {
-    fn default() -> Self {
-        Self {
-            transactions: Vec::new(),
-            v3_and_below_transactional_id: String::new(),
-            v3_and_below_producer_id: 0,
-            v3_and_below_producer_epoch: 0,
-            v3_and_below_topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnRequest {
@@ -174,61 +161,73 @@ impl AddPartitionsToTxnRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version >= 4 {
-            this.transactions = {
-                let n = get_array_len(r, flexible, 14, "AddPartitionsToTxnRequest.transactions")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(AddPartitionsToTxnTransaction::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if version <= 3 {
-            this.v3_and_below_transactional_id = get_str(
+        let transactions = if version >= 4 {
+            let n = get_array_len(r, flexible, 14, "AddPartitionsToTxnRequest.transactions")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(AddPartitionsToTxnTransaction::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let v3_and_below_transactional_id = if version <= 3 {
+            get_str(
                 r,
                 flexible,
                 "AddPartitionsToTxnRequest.v3_and_below_transactional_id",
+            )?
+        } else {
+            String::new()
+        };
+        let v3_and_below_producer_id = if version <= 3 {
+            r.i64("AddPartitionsToTxnRequest.v3_and_below_producer_id")?
+        } else {
+            0
+        };
+        let v3_and_below_producer_epoch = if version <= 3 {
+            r.i16("AddPartitionsToTxnRequest.v3_and_below_producer_epoch")?
+        } else {
+            0
+        };
+        let v3_and_below_topics = if version <= 3 {
+            let n = get_array_len(
+                r,
+                flexible,
+                3,
+                "AddPartitionsToTxnRequest.v3_and_below_topics",
             )?;
-        }
-        if version <= 3 {
-            this.v3_and_below_producer_id =
-                r.i64("AddPartitionsToTxnRequest.v3_and_below_producer_id")?;
-        }
-        if version <= 3 {
-            this.v3_and_below_producer_epoch =
-                r.i16("AddPartitionsToTxnRequest.v3_and_below_producer_epoch")?;
-        }
-        if version <= 3 {
-            this.v3_and_below_topics = {
-                let n = get_array_len(
-                    r,
-                    flexible,
-                    3,
-                    "AddPartitionsToTxnRequest.v3_and_below_topics",
-                )?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(AddPartitionsToTxnTopic::read_fields(r, version)?);
-                }
-                a
-            };
-        }
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(AddPartitionsToTxnTopic::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddPartitionsToTxnRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AddPartitionsToTxnRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactions,
+            v3_and_below_transactional_id,
+            v3_and_below_producer_id,
+            v3_and_below_producer_epoch,
+            v3_and_below_topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 4 {
@@ -263,7 +262,7 @@ impl AddPartitionsToTxnRequest {
 }
 
 /// Part of [`AddPartitionsToTxnRequest`]; versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnTopic {
     /// The name of the topic.
     ///
@@ -275,16 +274,6 @@ pub struct AddPartitionsToTxnTopic {
     pub partitions: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnTopic {
@@ -328,9 +317,8 @@ impl AddPartitionsToTxnTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "AddPartitionsToTxnTopic.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "AddPartitionsToTxnTopic.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 4, "AddPartitionsToTxnTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -338,20 +326,26 @@ impl AddPartitionsToTxnTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddPartitionsToTxnTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AddPartitionsToTxnTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -369,7 +363,7 @@ impl AddPartitionsToTxnTopic {
 /// List of transactions to add partitions to.
 ///
 /// Part of [`AddPartitionsToTxnRequest`]; versions 4-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnTransaction {
     /// The transactional id corresponding to the transaction.
     ///
@@ -393,19 +387,6 @@ pub struct AddPartitionsToTxnTransaction {
     pub topics: Vec<AddPartitionsToTxnTopic>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnTransaction {
-    fn default() -> Self {
-        Self {
-            transactional_id: String::new(),
-            producer_id: 0,
-            producer_epoch: 0,
-            verify_only: false,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnTransaction {
@@ -453,16 +434,15 @@ impl AddPartitionsToTxnTransaction {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.transactional_id = get_str(
+        let transactional_id = get_str(
             r,
             flexible,
             "AddPartitionsToTxnTransaction.transactional_id",
         )?;
-        this.producer_id = r.i64("AddPartitionsToTxnTransaction.producer_id")?;
-        this.producer_epoch = r.i16("AddPartitionsToTxnTransaction.producer_epoch")?;
-        this.verify_only = r.bool("AddPartitionsToTxnTransaction.verify_only")?;
-        this.topics = {
+        let producer_id = r.i64("AddPartitionsToTxnTransaction.producer_id")?;
+        let producer_epoch = r.i16("AddPartitionsToTxnTransaction.producer_epoch")?;
+        let verify_only = r.bool("AddPartitionsToTxnTransaction.verify_only")?;
+        let topics = {
             let n = get_array_len(r, flexible, 3, "AddPartitionsToTxnTransaction.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -470,18 +450,27 @@ impl AddPartitionsToTxnTransaction {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "AddPartitionsToTxnTransaction.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "AddPartitionsToTxnTransaction.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            verify_only,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnTransaction {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = String::from("transactional_id-1");
@@ -534,7 +523,7 @@ impl Message for AddPartitionsToTxnRequest {
 /// The AddPartitionsToTxnResponse response (API key 24).
 ///
 /// Versions 0-5; flexible versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnResponse {
     /// Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -554,18 +543,6 @@ pub struct AddPartitionsToTxnResponse {
     pub results_by_topic_v3_and_below: Vec<AddPartitionsToTxnTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            results_by_transaction: Vec::new(),
-            results_by_topic_v3_and_below: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnResponse {
@@ -651,55 +628,64 @@ impl AddPartitionsToTxnResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AddPartitionsToTxnResponse.throttle_time_ms")?;
-        if version >= 4 {
-            this.error_code = r.i16("AddPartitionsToTxnResponse.error_code")?;
-        }
-        if version >= 4 {
-            this.results_by_transaction = {
-                let n = get_array_len(
-                    r,
-                    flexible,
-                    3,
-                    "AddPartitionsToTxnResponse.results_by_transaction",
-                )?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(AddPartitionsToTxnResult::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if version <= 3 {
-            this.results_by_topic_v3_and_below = {
-                let n = get_array_len(
-                    r,
-                    flexible,
-                    3,
-                    "AddPartitionsToTxnResponse.results_by_topic_v3_and_below",
-                )?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(AddPartitionsToTxnTopicResult::read_fields(r, version)?);
-                }
-                a
-            };
-        }
+        let throttle_time_ms = r.i32("AddPartitionsToTxnResponse.throttle_time_ms")?;
+        let error_code = if version >= 4 {
+            r.i16("AddPartitionsToTxnResponse.error_code")?
+        } else {
+            0
+        };
+        let results_by_transaction = if version >= 4 {
+            let n = get_array_len(
+                r,
+                flexible,
+                3,
+                "AddPartitionsToTxnResponse.results_by_transaction",
+            )?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(AddPartitionsToTxnResult::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let results_by_topic_v3_and_below = if version <= 3 {
+            let n = get_array_len(
+                r,
+                flexible,
+                3,
+                "AddPartitionsToTxnResponse.results_by_topic_v3_and_below",
+            )?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(AddPartitionsToTxnTopicResult::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddPartitionsToTxnResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AddPartitionsToTxnResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            results_by_transaction,
+            results_by_topic_v3_and_below,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -729,7 +715,7 @@ impl AddPartitionsToTxnResponse {
 }
 
 /// Part of [`AddPartitionsToTxnResponse`]; versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnTopicResult {
     /// The topic name.
     ///
@@ -741,16 +727,6 @@ pub struct AddPartitionsToTxnTopicResult {
     pub results_by_partition: Vec<AddPartitionsToTxnPartitionResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnTopicResult {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            results_by_partition: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnTopicResult {
@@ -799,9 +775,8 @@ impl AddPartitionsToTxnTopicResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "AddPartitionsToTxnTopicResult.name")?;
-        this.results_by_partition = {
+        let name = get_str(r, flexible, "AddPartitionsToTxnTopicResult.name")?;
+        let results_by_partition = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -814,20 +789,26 @@ impl AddPartitionsToTxnTopicResult {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddPartitionsToTxnTopicResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AddPartitionsToTxnTopicResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            results_by_partition,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnTopicResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -846,7 +827,7 @@ impl AddPartitionsToTxnTopicResult {
 }
 
 /// Part of [`AddPartitionsToTxnResponse`]; versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnPartitionResult {
     /// The partition indexes.
     ///
@@ -858,16 +839,6 @@ pub struct AddPartitionsToTxnPartitionResult {
     pub partition_error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnPartitionResult {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            partition_error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnPartitionResult {
@@ -892,25 +863,30 @@ impl AddPartitionsToTxnPartitionResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.partition_index = r.i32("AddPartitionsToTxnPartitionResult.partition_index")?;
-        this.partition_error_code =
+        let partition_index = r.i32("AddPartitionsToTxnPartitionResult.partition_index")?;
+        let partition_error_code =
             r.i16("AddPartitionsToTxnPartitionResult.partition_error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AddPartitionsToTxnPartitionResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) =
                     get_tagged(r, "AddPartitionsToTxnPartitionResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            partition_error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnPartitionResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -928,7 +904,7 @@ impl AddPartitionsToTxnPartitionResult {
 /// Results categorized by transactional ID.
 ///
 /// Part of [`AddPartitionsToTxnResponse`]; versions 4-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddPartitionsToTxnResult {
     /// The transactional id corresponding to the transaction.
     ///
@@ -940,16 +916,6 @@ pub struct AddPartitionsToTxnResult {
     pub topic_results: Vec<AddPartitionsToTxnTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AddPartitionsToTxnResult {
-    fn default() -> Self {
-        Self {
-            transactional_id: String::new(),
-            topic_results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AddPartitionsToTxnResult {
@@ -994,9 +960,8 @@ impl AddPartitionsToTxnResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.transactional_id = get_str(r, flexible, "AddPartitionsToTxnResult.transactional_id")?;
-        this.topic_results = {
+        let transactional_id = get_str(r, flexible, "AddPartitionsToTxnResult.transactional_id")?;
+        let topic_results = {
             let n = get_array_len(r, flexible, 3, "AddPartitionsToTxnResult.topic_results")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1004,18 +969,24 @@ impl AddPartitionsToTxnResult {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "AddPartitionsToTxnResult.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "AddPartitionsToTxnResult.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            topic_results,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AddPartitionsToTxnResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = String::from("transactional_id-1");

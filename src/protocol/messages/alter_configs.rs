@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The AlterConfigsRequest request (API key 33).
 ///
 /// Versions 0-2; flexible versions 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlterConfigsRequest {
     /// The updates for each resource.
     ///
@@ -25,16 +25,6 @@ pub struct AlterConfigsRequest {
     pub validate_only: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AlterConfigsRequest {
-    fn default() -> Self {
-        Self {
-            resources: Vec::new(),
-            validate_only: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AlterConfigsRequest {
@@ -75,8 +65,7 @@ impl AlterConfigsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.resources = {
+        let resources = {
             let n = get_array_len(r, flexible, 4, "AlterConfigsRequest.resources")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -86,21 +75,27 @@ impl AlterConfigsRequest {
             }
             a
         };
-        this.validate_only = r.bool("AlterConfigsRequest.validate_only")?;
+        let validate_only = r.bool("AlterConfigsRequest.validate_only")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AlterConfigsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AlterConfigsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resources,
+            validate_only,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AlterConfigsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.resources = vec![
@@ -121,7 +116,7 @@ impl AlterConfigsRequest {
 /// The updates for each resource.
 ///
 /// Part of [`AlterConfigsRequest`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlterConfigsRequestAlterConfigsResource {
     /// The resource type.
     ///
@@ -137,17 +132,6 @@ pub struct AlterConfigsRequestAlterConfigsResource {
     pub configs: Vec<AlterConfigsRequestAlterableConfig>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AlterConfigsRequestAlterConfigsResource {
-    fn default() -> Self {
-        Self {
-            resource_type: 0,
-            resource_name: String::new(),
-            configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AlterConfigsRequestAlterConfigsResource {
@@ -197,14 +181,13 @@ impl AlterConfigsRequestAlterConfigsResource {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.resource_type = r.i8("AlterConfigsRequestAlterConfigsResource.resource_type")?;
-        this.resource_name = get_str(
+        let resource_type = r.i8("AlterConfigsRequestAlterConfigsResource.resource_type")?;
+        let resource_name = get_str(
             r,
             flexible,
             "AlterConfigsRequestAlterConfigsResource.resource_name",
         )?;
-        this.configs = {
+        let configs = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -217,21 +200,28 @@ impl AlterConfigsRequestAlterConfigsResource {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AlterConfigsRequestAlterConfigsResource.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) =
                     get_tagged(r, "AlterConfigsRequestAlterConfigsResource.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type,
+            resource_name,
+            configs,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AlterConfigsRequestAlterConfigsResource {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.resource_type = 2;
@@ -315,24 +305,29 @@ impl AlterConfigsRequestAlterableConfig {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "AlterConfigsRequestAlterableConfig.name")?;
-        this.value = get_opt_str(r, flexible, "AlterConfigsRequestAlterableConfig.value")?;
+        let name = get_str(r, flexible, "AlterConfigsRequestAlterableConfig.name")?;
+        let value_field = get_opt_str(r, flexible, "AlterConfigsRequestAlterableConfig.value")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AlterConfigsRequestAlterableConfig.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) =
                     get_tagged(r, "AlterConfigsRequestAlterableConfig.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            value: value_field,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AlterConfigsRequestAlterableConfig {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -378,7 +373,7 @@ impl Message for AlterConfigsRequest {
 /// The AlterConfigsResponse response (API key 33).
 ///
 /// Versions 0-2; flexible versions 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlterConfigsResponse {
     /// Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -390,16 +385,6 @@ pub struct AlterConfigsResponse {
     pub responses: Vec<AlterConfigsResponseAlterConfigsResourceResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AlterConfigsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            responses: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AlterConfigsResponse {
@@ -440,9 +425,8 @@ impl AlterConfigsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AlterConfigsResponse.throttle_time_ms")?;
-        this.responses = {
+        let throttle_time_ms = r.i32("AlterConfigsResponse.throttle_time_ms")?;
+        let responses = {
             let n = get_array_len(r, flexible, 6, "AlterConfigsResponse.responses")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -450,20 +434,26 @@ impl AlterConfigsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AlterConfigsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AlterConfigsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            responses,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AlterConfigsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -558,20 +548,20 @@ impl AlterConfigsResponseAlterConfigsResourceResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.error_code = r.i16("AlterConfigsResponseAlterConfigsResourceResponse.error_code")?;
-        this.error_message = get_opt_str(
+        let error_code = r.i16("AlterConfigsResponseAlterConfigsResourceResponse.error_code")?;
+        let error_message = get_opt_str(
             r,
             flexible,
             "AlterConfigsResponseAlterConfigsResourceResponse.error_message",
         )?;
-        this.resource_type =
+        let resource_type =
             r.i8("AlterConfigsResponseAlterConfigsResourceResponse.resource_type")?;
-        this.resource_name = get_str(
+        let resource_name = get_str(
             r,
             flexible,
             "AlterConfigsResponseAlterConfigsResourceResponse.resource_name",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(
                 r,
@@ -582,16 +572,23 @@ impl AlterConfigsResponseAlterConfigsResourceResponse {
                     r,
                     "AlterConfigsResponseAlterConfigsResourceResponse.tagged_fields",
                 )?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            error_message,
+            resource_type,
+            resource_name,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AlterConfigsResponseAlterConfigsResourceResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;

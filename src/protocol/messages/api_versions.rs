@@ -112,35 +112,48 @@ impl ApiVersionsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version >= 3 {
-            this.client_software_name =
-                get_str(r, flexible, "ApiVersionsRequest.client_software_name")?;
-        }
-        if version >= 3 {
-            this.client_software_version =
-                get_str(r, flexible, "ApiVersionsRequest.client_software_version")?;
-        }
-        if version == 5 {
-            this.cluster_id = get_opt_str(r, flexible, "ApiVersionsRequest.cluster_id")?;
-        }
-        if version == 5 {
-            this.node_id = r.i32("ApiVersionsRequest.node_id")?;
-        }
+        let client_software_name = if version >= 3 {
+            get_str(r, flexible, "ApiVersionsRequest.client_software_name")?
+        } else {
+            String::new()
+        };
+        let client_software_version = if version >= 3 {
+            get_str(r, flexible, "ApiVersionsRequest.client_software_version")?
+        } else {
+            String::new()
+        };
+        let cluster_id = if version == 5 {
+            get_opt_str(r, flexible, "ApiVersionsRequest.cluster_id")?
+        } else {
+            None
+        };
+        let node_id = if version == 5 {
+            r.i32("ApiVersionsRequest.node_id")?
+        } else {
+            -1
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ApiVersionsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ApiVersionsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            client_software_name,
+            client_software_version,
+            cluster_id,
+            node_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ApiVersionsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 3 {
@@ -395,9 +408,8 @@ impl ApiVersionsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.error_code = r.i16("ApiVersionsResponse.error_code")?;
-        this.api_keys = {
+        let error_code = r.i16("ApiVersionsResponse.error_code")?;
+        let api_keys = {
             let n = get_array_len(r, flexible, 6, "ApiVersionsResponse.api_keys")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -405,9 +417,16 @@ impl ApiVersionsResponse {
             }
             a
         };
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("ApiVersionsResponse.throttle_time_ms")?;
-        }
+        let throttle_time_ms = if version >= 1 {
+            r.i32("ApiVersionsResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let mut supported_features = Vec::new();
+        let mut finalized_features_epoch = -1;
+        let mut finalized_features = Vec::new();
+        let mut zk_migration_ready = false;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ApiVersionsResponse.tagged_fields")?;
             for _ in 0..count {
@@ -415,7 +434,7 @@ impl ApiVersionsResponse {
                 let sub = &mut value;
                 match tag {
                     0 => {
-                        this.supported_features = {
+                        supported_features = {
                             let n = get_array_len(
                                 sub,
                                 true,
@@ -430,11 +449,11 @@ impl ApiVersionsResponse {
                         };
                     }
                     1 => {
-                        this.finalized_features_epoch =
+                        finalized_features_epoch =
                             sub.i64("ApiVersionsResponse.finalized_features_epoch")?;
                     }
                     2 => {
-                        this.finalized_features = {
+                        finalized_features = {
                             let n = get_array_len(
                                 sub,
                                 true,
@@ -449,20 +468,29 @@ impl ApiVersionsResponse {
                         };
                     }
                     3 => {
-                        this.zk_migration_ready =
-                            sub.bool("ApiVersionsResponse.zk_migration_ready")?;
+                        zk_migration_ready = sub.bool("ApiVersionsResponse.zk_migration_ready")?;
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            api_keys,
+            throttle_time_ms,
+            supported_features,
+            finalized_features_epoch,
+            finalized_features,
+            zk_migration_ready,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ApiVersionsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -501,7 +529,7 @@ impl ApiVersionsResponse {
 /// The APIs supported by the broker.
 ///
 /// Part of [`ApiVersionsResponse`]; versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ApiVersion {
     /// The API index.
     ///
@@ -517,17 +545,6 @@ pub struct ApiVersion {
     pub max_version: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ApiVersion {
-    fn default() -> Self {
-        Self {
-            api_key: 0,
-            min_version: 0,
-            max_version: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ApiVersion {
@@ -553,24 +570,30 @@ impl ApiVersion {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.api_key = r.i16("ApiVersion.api_key")?;
-        this.min_version = r.i16("ApiVersion.min_version")?;
-        this.max_version = r.i16("ApiVersion.max_version")?;
+        let api_key = r.i16("ApiVersion.api_key")?;
+        let min_version = r.i16("ApiVersion.min_version")?;
+        let max_version = r.i16("ApiVersion.max_version")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ApiVersion.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ApiVersion.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            api_key,
+            min_version,
+            max_version,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ApiVersion {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.api_key = 101;
@@ -589,7 +612,7 @@ impl ApiVersion {
 /// Features supported by the broker. Note: in v0-v3, features with MinSupportedVersion = 0 are omitted.
 ///
 /// Part of [`ApiVersionsResponse`]; versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SupportedFeatureKey {
     /// The name of the feature.
     ///
@@ -605,17 +628,6 @@ pub struct SupportedFeatureKey {
     pub max_version: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SupportedFeatureKey {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            min_version: 0,
-            max_version: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl SupportedFeatureKey {
@@ -645,22 +657,28 @@ impl SupportedFeatureKey {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "SupportedFeatureKey.name")?;
-        this.min_version = r.i16("SupportedFeatureKey.min_version")?;
-        this.max_version = r.i16("SupportedFeatureKey.max_version")?;
+        let name = get_str(r, flexible, "SupportedFeatureKey.name")?;
+        let min_version = r.i16("SupportedFeatureKey.min_version")?;
+        let max_version = r.i16("SupportedFeatureKey.max_version")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "SupportedFeatureKey.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "SupportedFeatureKey.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            min_version,
+            max_version,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SupportedFeatureKey {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -677,7 +695,7 @@ impl SupportedFeatureKey {
 /// List of cluster-wide finalized features. The information is valid only if FinalizedFeaturesEpoch \>= 0.
 ///
 /// Part of [`ApiVersionsResponse`]; versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FinalizedFeatureKey {
     /// The name of the feature.
     ///
@@ -693,17 +711,6 @@ pub struct FinalizedFeatureKey {
     pub min_version_level: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FinalizedFeatureKey {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            max_version_level: 0,
-            min_version_level: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl FinalizedFeatureKey {
@@ -733,22 +740,28 @@ impl FinalizedFeatureKey {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "FinalizedFeatureKey.name")?;
-        this.max_version_level = r.i16("FinalizedFeatureKey.max_version_level")?;
-        this.min_version_level = r.i16("FinalizedFeatureKey.min_version_level")?;
+        let name = get_str(r, flexible, "FinalizedFeatureKey.name")?;
+        let max_version_level = r.i16("FinalizedFeatureKey.max_version_level")?;
+        let min_version_level = r.i16("FinalizedFeatureKey.min_version_level")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "FinalizedFeatureKey.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "FinalizedFeatureKey.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            max_version_level,
+            min_version_level,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FinalizedFeatureKey {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The ConsumerGroupDescribeRequest request (API key 69).
 ///
 /// Versions 0-1; flexible versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupDescribeRequest {
     /// The ids of the groups to describe.
     ///
@@ -25,16 +25,6 @@ pub struct ConsumerGroupDescribeRequest {
     pub include_authorized_operations: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupDescribeRequest {
-    fn default() -> Self {
-        Self {
-            group_ids: Vec::new(),
-            include_authorized_operations: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupDescribeRequest {
@@ -78,8 +68,7 @@ impl ConsumerGroupDescribeRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.group_ids = {
+        let group_ids = {
             let n = get_array_len(r, flexible, 1, "ConsumerGroupDescribeRequest.group_ids")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -91,20 +80,26 @@ impl ConsumerGroupDescribeRequest {
             }
             a
         };
-        this.include_authorized_operations =
+        let include_authorized_operations =
             r.bool("ConsumerGroupDescribeRequest.include_authorized_operations")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ConsumerGroupDescribeRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ConsumerGroupDescribeRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            group_ids,
+            include_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupDescribeRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.group_ids = vec![String::from("group_ids-1"), String::from("group_ids-2")];
@@ -151,7 +146,7 @@ impl Message for ConsumerGroupDescribeRequest {
 /// The ConsumerGroupDescribeResponse response (API key 69).
 ///
 /// Versions 0-1; flexible versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupDescribeResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -163,16 +158,6 @@ pub struct ConsumerGroupDescribeResponse {
     pub groups: Vec<ConsumerGroupDescribeResponseDescribedGroup>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupDescribeResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            groups: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupDescribeResponse {
@@ -209,9 +194,8 @@ impl ConsumerGroupDescribeResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ConsumerGroupDescribeResponse.throttle_time_ms")?;
-        this.groups = {
+        let throttle_time_ms = r.i32("ConsumerGroupDescribeResponse.throttle_time_ms")?;
+        let groups = {
             let n = get_array_len(r, flexible, 20, "ConsumerGroupDescribeResponse.groups")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -221,18 +205,24 @@ impl ConsumerGroupDescribeResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ConsumerGroupDescribeResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ConsumerGroupDescribeResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            groups,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupDescribeResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -249,7 +239,7 @@ impl ConsumerGroupDescribeResponse {
 }
 
 /// Part of [`ConsumerGroupDescribeResponse`]; versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupDescribeResponseTopicPartitions {
     /// The topic ID.
     ///
@@ -265,17 +255,6 @@ pub struct ConsumerGroupDescribeResponseTopicPartitions {
     pub partitions: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupDescribeResponseTopicPartitions {
-    fn default() -> Self {
-        Self {
-            topic_id: Uuid::ZERO,
-            topic_name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupDescribeResponseTopicPartitions {
@@ -316,14 +295,13 @@ impl ConsumerGroupDescribeResponseTopicPartitions {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topic_id = Uuid(r.uuid("ConsumerGroupDescribeResponseTopicPartitions.topic_id")?);
-        this.topic_name = get_str(
+        let topic_id = Uuid(r.uuid("ConsumerGroupDescribeResponseTopicPartitions.topic_id")?);
+        let topic_name = get_str(
             r,
             flexible,
             "ConsumerGroupDescribeResponseTopicPartitions.topic_name",
         )?;
-        this.partitions = {
+        let partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -336,6 +314,7 @@ impl ConsumerGroupDescribeResponseTopicPartitions {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(
             r,
             "ConsumerGroupDescribeResponseTopicPartitions.tagged_fields",
@@ -345,15 +324,21 @@ impl ConsumerGroupDescribeResponseTopicPartitions {
                 r,
                 "ConsumerGroupDescribeResponseTopicPartitions.tagged_fields",
             )?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topic_id,
+            topic_name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupDescribeResponseTopicPartitions {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.topic_id = Uuid([2; 16]);
@@ -368,7 +353,7 @@ impl ConsumerGroupDescribeResponseTopicPartitions {
 }
 
 /// Part of [`ConsumerGroupDescribeResponse`]; versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupDescribeResponseAssignment {
     /// The assigned topic-partitions to the member.
     ///
@@ -376,15 +361,6 @@ pub struct ConsumerGroupDescribeResponseAssignment {
     pub topic_partitions: Vec<ConsumerGroupDescribeResponseTopicPartitions>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupDescribeResponseAssignment {
-    fn default() -> Self {
-        Self {
-            topic_partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupDescribeResponseAssignment {
@@ -420,8 +396,7 @@ impl ConsumerGroupDescribeResponseAssignment {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topic_partitions = {
+        let topic_partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -436,19 +411,24 @@ impl ConsumerGroupDescribeResponseAssignment {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ConsumerGroupDescribeResponseAssignment.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) =
                 get_tagged(r, "ConsumerGroupDescribeResponseAssignment.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topic_partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupDescribeResponseAssignment {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topic_partitions = vec![
@@ -598,32 +578,31 @@ impl ConsumerGroupDescribeResponseDescribedGroup {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.error_code = r.i16("ConsumerGroupDescribeResponseDescribedGroup.error_code")?;
-        this.error_message = get_opt_str(
+        let error_code = r.i16("ConsumerGroupDescribeResponseDescribedGroup.error_code")?;
+        let error_message = get_opt_str(
             r,
             flexible,
             "ConsumerGroupDescribeResponseDescribedGroup.error_message",
         )?;
-        this.group_id = get_str(
+        let group_id = get_str(
             r,
             flexible,
             "ConsumerGroupDescribeResponseDescribedGroup.group_id",
         )?;
-        this.group_state = get_str(
+        let group_state = get_str(
             r,
             flexible,
             "ConsumerGroupDescribeResponseDescribedGroup.group_state",
         )?;
-        this.group_epoch = r.i32("ConsumerGroupDescribeResponseDescribedGroup.group_epoch")?;
-        this.assignment_epoch =
+        let group_epoch = r.i32("ConsumerGroupDescribeResponseDescribedGroup.group_epoch")?;
+        let assignment_epoch =
             r.i32("ConsumerGroupDescribeResponseDescribedGroup.assignment_epoch")?;
-        this.assignor_name = get_str(
+        let assignor_name = get_str(
             r,
             flexible,
             "ConsumerGroupDescribeResponseDescribedGroup.assignor_name",
         )?;
-        this.members = {
+        let members = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -636,8 +615,9 @@ impl ConsumerGroupDescribeResponseDescribedGroup {
             }
             a
         };
-        this.authorized_operations =
+        let authorized_operations =
             r.i32("ConsumerGroupDescribeResponseDescribedGroup.authorized_operations")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(
             r,
             "ConsumerGroupDescribeResponseDescribedGroup.tagged_fields",
@@ -647,15 +627,27 @@ impl ConsumerGroupDescribeResponseDescribedGroup {
                 r,
                 "ConsumerGroupDescribeResponseDescribedGroup.tagged_fields",
             )?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            error_message,
+            group_id,
+            group_state,
+            group_epoch,
+            assignment_epoch,
+            assignor_name,
+            members,
+            authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupDescribeResponseDescribedGroup {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -852,14 +844,13 @@ impl Member {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.member_id = get_str(r, flexible, "Member.member_id")?;
-        this.instance_id = get_opt_str(r, flexible, "Member.instance_id")?;
-        this.rack_id = get_opt_str(r, flexible, "Member.rack_id")?;
-        this.member_epoch = r.i32("Member.member_epoch")?;
-        this.client_id = get_str(r, flexible, "Member.client_id")?;
-        this.client_host = get_str(r, flexible, "Member.client_host")?;
-        this.subscribed_topic_names = {
+        let member_id = get_str(r, flexible, "Member.member_id")?;
+        let instance_id = get_opt_str(r, flexible, "Member.instance_id")?;
+        let rack_id = get_opt_str(r, flexible, "Member.rack_id")?;
+        let member_epoch = r.i32("Member.member_epoch")?;
+        let client_id = get_str(r, flexible, "Member.client_id")?;
+        let client_host = get_str(r, flexible, "Member.client_host")?;
+        let subscribed_topic_names = {
             let n = get_array_len(r, flexible, 1, "Member.subscribed_topic_names")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -867,24 +858,41 @@ impl Member {
             }
             a
         };
-        this.subscribed_topic_regex = get_opt_str(r, flexible, "Member.subscribed_topic_regex")?;
-        this.assignment = ConsumerGroupDescribeResponseAssignment::read_fields(r, version)?;
-        this.target_assignment = ConsumerGroupDescribeResponseAssignment::read_fields(r, version)?;
-        if version == 1 {
-            this.member_type = r.i8("Member.member_type")?;
-        }
+        let subscribed_topic_regex = get_opt_str(r, flexible, "Member.subscribed_topic_regex")?;
+        let assignment = ConsumerGroupDescribeResponseAssignment::read_fields(r, version)?;
+        let target_assignment = ConsumerGroupDescribeResponseAssignment::read_fields(r, version)?;
+        let member_type = if version == 1 {
+            r.i8("Member.member_type")?
+        } else {
+            -1
+        };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "Member.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "Member.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            member_id,
+            instance_id,
+            rack_id,
+            member_epoch,
+            client_id,
+            client_host,
+            subscribed_topic_names,
+            subscribed_topic_regex,
+            assignment,
+            target_assignment,
+            member_type,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl Member {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.member_id = String::from("member_id-1");

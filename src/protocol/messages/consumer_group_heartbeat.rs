@@ -211,14 +211,13 @@ impl ConsumerGroupHeartbeatRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "ConsumerGroupHeartbeatRequest.group_id")?;
-        this.member_id = get_str(r, flexible, "ConsumerGroupHeartbeatRequest.member_id")?;
-        this.member_epoch = r.i32("ConsumerGroupHeartbeatRequest.member_epoch")?;
-        this.instance_id = get_opt_str(r, flexible, "ConsumerGroupHeartbeatRequest.instance_id")?;
-        this.rack_id = get_opt_str(r, flexible, "ConsumerGroupHeartbeatRequest.rack_id")?;
-        this.rebalance_timeout_ms = r.i32("ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
-        this.subscribed_topic_names = match get_opt_array_len(
+        let group_id = get_str(r, flexible, "ConsumerGroupHeartbeatRequest.group_id")?;
+        let member_id = get_str(r, flexible, "ConsumerGroupHeartbeatRequest.member_id")?;
+        let member_epoch = r.i32("ConsumerGroupHeartbeatRequest.member_epoch")?;
+        let instance_id = get_opt_str(r, flexible, "ConsumerGroupHeartbeatRequest.instance_id")?;
+        let rack_id = get_opt_str(r, flexible, "ConsumerGroupHeartbeatRequest.rack_id")?;
+        let rebalance_timeout_ms = r.i32("ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
+        let subscribed_topic_names = match get_opt_array_len(
             r,
             flexible,
             1,
@@ -237,16 +236,18 @@ impl ConsumerGroupHeartbeatRequest {
             }
             None => None,
         };
-        if version == 1 {
-            this.subscribed_topic_regex = get_opt_str(
+        let subscribed_topic_regex = if version == 1 {
+            get_opt_str(
                 r,
                 flexible,
                 "ConsumerGroupHeartbeatRequest.subscribed_topic_regex",
-            )?;
-        }
-        this.server_assignor =
+            )?
+        } else {
+            None
+        };
+        let server_assignor =
             get_opt_str(r, flexible, "ConsumerGroupHeartbeatRequest.server_assignor")?;
-        this.topic_partitions = match get_opt_array_len(
+        let topic_partitions = match get_opt_array_len(
             r,
             flexible,
             18,
@@ -263,18 +264,32 @@ impl ConsumerGroupHeartbeatRequest {
             }
             None => None,
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ConsumerGroupHeartbeatRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ConsumerGroupHeartbeatRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            member_id,
+            member_epoch,
+            instance_id,
+            rack_id,
+            rebalance_timeout_ms,
+            subscribed_topic_names,
+            subscribed_topic_regex,
+            server_assignor,
+            topic_partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupHeartbeatRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -306,7 +321,7 @@ impl ConsumerGroupHeartbeatRequest {
 /// null if it didn't change since the last heartbeat; the partitions owned by the member.
 ///
 /// Part of [`ConsumerGroupHeartbeatRequest`]; versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupHeartbeatRequestTopicPartitions {
     /// The topic ID.
     ///
@@ -318,16 +333,6 @@ pub struct ConsumerGroupHeartbeatRequestTopicPartitions {
     pub partitions: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupHeartbeatRequestTopicPartitions {
-    fn default() -> Self {
-        Self {
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupHeartbeatRequestTopicPartitions {
@@ -359,9 +364,8 @@ impl ConsumerGroupHeartbeatRequestTopicPartitions {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topic_id = Uuid(r.uuid("ConsumerGroupHeartbeatRequestTopicPartitions.topic_id")?);
-        this.partitions = {
+        let topic_id = Uuid(r.uuid("ConsumerGroupHeartbeatRequestTopicPartitions.topic_id")?);
+        let partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -374,6 +378,7 @@ impl ConsumerGroupHeartbeatRequestTopicPartitions {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(
             r,
             "ConsumerGroupHeartbeatRequestTopicPartitions.tagged_fields",
@@ -383,15 +388,20 @@ impl ConsumerGroupHeartbeatRequestTopicPartitions {
                 r,
                 "ConsumerGroupHeartbeatRequestTopicPartitions.tagged_fields",
             )?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupHeartbeatRequestTopicPartitions {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.topic_id = Uuid([2; 16]);
@@ -441,7 +451,7 @@ impl Message for ConsumerGroupHeartbeatRequest {
 /// The ConsumerGroupHeartbeatResponse response (API key 68).
 ///
 /// Versions 0-1; flexible versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupHeartbeatResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -473,21 +483,6 @@ pub struct ConsumerGroupHeartbeatResponse {
     pub assignment: Option<ConsumerGroupHeartbeatResponseAssignment>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupHeartbeatResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            error_message: None,
-            member_id: None,
-            member_epoch: 0,
-            heartbeat_interval_ms: 0,
-            assignment: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupHeartbeatResponse {
@@ -539,34 +534,44 @@ impl ConsumerGroupHeartbeatResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ConsumerGroupHeartbeatResponse.throttle_time_ms")?;
-        this.error_code = r.i16("ConsumerGroupHeartbeatResponse.error_code")?;
-        this.error_message =
+        let throttle_time_ms = r.i32("ConsumerGroupHeartbeatResponse.throttle_time_ms")?;
+        let error_code = r.i16("ConsumerGroupHeartbeatResponse.error_code")?;
+        let error_message =
             get_opt_str(r, flexible, "ConsumerGroupHeartbeatResponse.error_message")?;
-        this.member_id = get_opt_str(r, flexible, "ConsumerGroupHeartbeatResponse.member_id")?;
-        this.member_epoch = r.i32("ConsumerGroupHeartbeatResponse.member_epoch")?;
-        this.heartbeat_interval_ms =
+        let member_id = get_opt_str(r, flexible, "ConsumerGroupHeartbeatResponse.member_id")?;
+        let member_epoch = r.i32("ConsumerGroupHeartbeatResponse.member_epoch")?;
+        let heartbeat_interval_ms =
             r.i32("ConsumerGroupHeartbeatResponse.heartbeat_interval_ms")?;
-        this.assignment = if r.i8("ConsumerGroupHeartbeatResponse.assignment")? < 0 {
+        let assignment = if r.i8("ConsumerGroupHeartbeatResponse.assignment")? < 0 {
             None
         } else {
             Some(ConsumerGroupHeartbeatResponseAssignment::read_fields(
                 r, version,
             )?)
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ConsumerGroupHeartbeatResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ConsumerGroupHeartbeatResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            error_message,
+            member_id,
+            member_epoch,
+            heartbeat_interval_ms,
+            assignment,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupHeartbeatResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -585,7 +590,7 @@ impl ConsumerGroupHeartbeatResponse {
 }
 
 /// Part of [`ConsumerGroupHeartbeatResponse`]; versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupHeartbeatResponseTopicPartitions {
     /// The topic ID.
     ///
@@ -597,16 +602,6 @@ pub struct ConsumerGroupHeartbeatResponseTopicPartitions {
     pub partitions: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupHeartbeatResponseTopicPartitions {
-    fn default() -> Self {
-        Self {
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupHeartbeatResponseTopicPartitions {
@@ -638,9 +633,8 @@ impl ConsumerGroupHeartbeatResponseTopicPartitions {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topic_id = Uuid(r.uuid("ConsumerGroupHeartbeatResponseTopicPartitions.topic_id")?);
-        this.partitions = {
+        let topic_id = Uuid(r.uuid("ConsumerGroupHeartbeatResponseTopicPartitions.topic_id")?);
+        let partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -653,6 +647,7 @@ impl ConsumerGroupHeartbeatResponseTopicPartitions {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(
             r,
             "ConsumerGroupHeartbeatResponseTopicPartitions.tagged_fields",
@@ -662,15 +657,20 @@ impl ConsumerGroupHeartbeatResponseTopicPartitions {
                 r,
                 "ConsumerGroupHeartbeatResponseTopicPartitions.tagged_fields",
             )?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupHeartbeatResponseTopicPartitions {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.topic_id = Uuid([2; 16]);
@@ -686,7 +686,7 @@ impl ConsumerGroupHeartbeatResponseTopicPartitions {
 /// null if not provided; the assignment otherwise.
 ///
 /// Part of [`ConsumerGroupHeartbeatResponse`]; versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupHeartbeatResponseAssignment {
     /// The partitions assigned to the member that can be used immediately.
     ///
@@ -694,15 +694,6 @@ pub struct ConsumerGroupHeartbeatResponseAssignment {
     pub topic_partitions: Vec<ConsumerGroupHeartbeatResponseTopicPartitions>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ConsumerGroupHeartbeatResponseAssignment {
-    fn default() -> Self {
-        Self {
-            topic_partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerGroupHeartbeatResponseAssignment {
@@ -738,8 +729,7 @@ impl ConsumerGroupHeartbeatResponseAssignment {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topic_partitions = {
+        let topic_partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -754,19 +744,24 @@ impl ConsumerGroupHeartbeatResponseAssignment {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ConsumerGroupHeartbeatResponseAssignment.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) =
                 get_tagged(r, "ConsumerGroupHeartbeatResponseAssignment.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topic_partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerGroupHeartbeatResponseAssignment {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topic_partitions = vec![

@@ -136,8 +136,7 @@ impl ConsumerProtocolSubscription {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.topics = {
+        let topics = {
             let n = get_array_len(r, flexible, 2, "ConsumerProtocolSubscription.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -145,37 +144,48 @@ impl ConsumerProtocolSubscription {
             }
             a
         };
-        this.user_data = get_opt_bytes(r, flexible, "ConsumerProtocolSubscription.user_data")?;
-        if version >= 1 {
-            this.owned_partitions = {
-                let n = get_array_len(
-                    r,
-                    flexible,
-                    6,
-                    "ConsumerProtocolSubscription.owned_partitions",
-                )?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(ConsumerProtocolSubscriptionTopicPartition::read_fields(
-                        r, version,
-                    )?);
-                }
-                a
-            };
-        }
-        if version >= 2 {
-            this.generation_id = r.i32("ConsumerProtocolSubscription.generation_id")?;
-        }
-        if version == 3 {
-            this.rack_id = get_opt_str(r, flexible, "ConsumerProtocolSubscription.rack_id")?;
-        }
-        Ok(this)
+        let user_data = get_opt_bytes(r, flexible, "ConsumerProtocolSubscription.user_data")?;
+        let owned_partitions = if version >= 1 {
+            let n = get_array_len(
+                r,
+                flexible,
+                6,
+                "ConsumerProtocolSubscription.owned_partitions",
+            )?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(ConsumerProtocolSubscriptionTopicPartition::read_fields(
+                    r, version,
+                )?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let generation_id = if version >= 2 {
+            r.i32("ConsumerProtocolSubscription.generation_id")?
+        } else {
+            -1
+        };
+        let rack_id = if version == 3 {
+            get_opt_str(r, flexible, "ConsumerProtocolSubscription.rack_id")?
+        } else {
+            None
+        };
+        Ok(Self {
+            topics,
+            user_data,
+            owned_partitions,
+            generation_id,
+            rack_id,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerProtocolSubscription {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topics = vec![String::from("topics-1"), String::from("topics-2")];
@@ -199,7 +209,7 @@ impl ConsumerProtocolSubscription {
 /// The partitions that the member owns.
 ///
 /// Part of [`ConsumerProtocolSubscription`]; versions 1-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerProtocolSubscriptionTopicPartition {
     /// The topic name.
     ///
@@ -209,15 +219,6 @@ pub struct ConsumerProtocolSubscriptionTopicPartition {
     ///
     /// Versions 1+.
     pub partitions: Vec<i32>,
-}
-
-impl Default for ConsumerProtocolSubscriptionTopicPartition {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            partitions: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerProtocolSubscriptionTopicPartition {
@@ -255,13 +256,12 @@ impl ConsumerProtocolSubscriptionTopicPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.topic = get_str(
+        let topic = get_str(
             r,
             flexible,
             "ConsumerProtocolSubscriptionTopicPartition.topic",
         )?;
-        this.partitions = {
+        let partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -274,13 +274,14 @@ impl ConsumerProtocolSubscriptionTopicPartition {
             }
             a
         };
-        Ok(this)
+        Ok(Self { topic, partitions })
     }
 }
 
 #[cfg(test)]
 impl ConsumerProtocolSubscriptionTopicPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.topic = String::from("topic-1");
@@ -323,7 +324,7 @@ impl Message for ConsumerProtocolSubscription {
 /// The ConsumerProtocolAssignment data.
 ///
 /// Versions 0-3; flexible versions none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerProtocolAssignment {
     /// The list of topics and partitions assigned to this consumer.
     ///
@@ -333,15 +334,6 @@ pub struct ConsumerProtocolAssignment {
     ///
     /// Versions 0+; nullable 0+.
     pub user_data: Option<Bytes>,
-}
-
-impl Default for ConsumerProtocolAssignment {
-    fn default() -> Self {
-        Self {
-            assigned_partitions: Vec::new(),
-            user_data: None,
-        }
-    }
 }
 
 impl ConsumerProtocolAssignment {
@@ -384,8 +376,7 @@ impl ConsumerProtocolAssignment {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.assigned_partitions = {
+        let assigned_partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -400,14 +391,18 @@ impl ConsumerProtocolAssignment {
             }
             a
         };
-        this.user_data = get_opt_bytes(r, flexible, "ConsumerProtocolAssignment.user_data")?;
-        Ok(this)
+        let user_data = get_opt_bytes(r, flexible, "ConsumerProtocolAssignment.user_data")?;
+        Ok(Self {
+            assigned_partitions,
+            user_data,
+        })
     }
 }
 
 #[cfg(test)]
 impl ConsumerProtocolAssignment {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.assigned_partitions = vec![
@@ -422,7 +417,7 @@ impl ConsumerProtocolAssignment {
 /// The list of topics and partitions assigned to this consumer.
 ///
 /// Part of [`ConsumerProtocolAssignment`]; versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerProtocolAssignmentTopicPartition {
     /// The topic name.
     ///
@@ -432,15 +427,6 @@ pub struct ConsumerProtocolAssignmentTopicPartition {
     ///
     /// Versions 0+.
     pub partitions: Vec<i32>,
-}
-
-impl Default for ConsumerProtocolAssignmentTopicPartition {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            partitions: Vec::new(),
-        }
-    }
 }
 
 impl ConsumerProtocolAssignmentTopicPartition {
@@ -478,13 +464,12 @@ impl ConsumerProtocolAssignmentTopicPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.topic = get_str(
+        let topic = get_str(
             r,
             flexible,
             "ConsumerProtocolAssignmentTopicPartition.topic",
         )?;
-        this.partitions = {
+        let partitions = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -497,13 +482,14 @@ impl ConsumerProtocolAssignmentTopicPartition {
             }
             a
         };
-        Ok(this)
+        Ok(Self { topic, partitions })
     }
 }
 
 #[cfg(test)]
 impl ConsumerProtocolAssignmentTopicPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.topic = String::from("topic-1");

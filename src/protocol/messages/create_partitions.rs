@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The CreatePartitionsRequest request (API key 37).
 ///
 /// Versions 0-3; flexible versions 2-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsRequest {
     /// Each topic that we want to create new partitions inside.
     ///
@@ -29,17 +29,6 @@ pub struct CreatePartitionsRequest {
     pub validate_only: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatePartitionsRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::new(),
-            timeout_ms: 0,
-            validate_only: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreatePartitionsRequest {
@@ -81,8 +70,7 @@ impl CreatePartitionsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.topics = {
+        let topics = {
             let n = get_array_len(r, flexible, 7, "CreatePartitionsRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -90,22 +78,29 @@ impl CreatePartitionsRequest {
             }
             a
         };
-        this.timeout_ms = r.i32("CreatePartitionsRequest.timeout_ms")?;
-        this.validate_only = r.bool("CreatePartitionsRequest.validate_only")?;
+        let timeout_ms = r.i32("CreatePartitionsRequest.timeout_ms")?;
+        let validate_only = r.bool("CreatePartitionsRequest.validate_only")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatePartitionsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatePartitionsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topics,
+            timeout_ms,
+            validate_only,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatePartitionsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topics = vec![
@@ -205,10 +200,9 @@ impl CreatePartitionsTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "CreatePartitionsTopic.name")?;
-        this.count = r.i32("CreatePartitionsTopic.count")?;
-        this.assignments =
+        let name = get_str(r, flexible, "CreatePartitionsTopic.name")?;
+        let count_field = r.i32("CreatePartitionsTopic.count")?;
+        let assignments =
             match get_opt_array_len(r, flexible, 2, "CreatePartitionsTopic.assignments")? {
                 Some(n) => {
                     let mut a = Vec::with_capacity(n);
@@ -219,20 +213,27 @@ impl CreatePartitionsTopic {
                 }
                 None => None,
             };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatePartitionsTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatePartitionsTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            count: count_field,
+            assignments,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatePartitionsTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -254,7 +255,7 @@ impl CreatePartitionsTopic {
 /// The new partition assignments.
 ///
 /// Part of [`CreatePartitionsRequest`]; versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsAssignment {
     /// The assigned broker IDs.
     ///
@@ -262,15 +263,6 @@ pub struct CreatePartitionsAssignment {
     pub broker_ids: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatePartitionsAssignment {
-    fn default() -> Self {
-        Self {
-            broker_ids: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreatePartitionsAssignment {
@@ -305,8 +297,7 @@ impl CreatePartitionsAssignment {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.broker_ids = {
+        let broker_ids = {
             let n = get_array_len(r, flexible, 4, "CreatePartitionsAssignment.broker_ids")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -314,20 +305,25 @@ impl CreatePartitionsAssignment {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatePartitionsAssignment.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatePartitionsAssignment.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            broker_ids,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatePartitionsAssignment {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.broker_ids = vec![100001, 100002];
@@ -375,7 +371,7 @@ impl Message for CreatePartitionsRequest {
 /// The CreatePartitionsResponse response (API key 37).
 ///
 /// Versions 0-3; flexible versions 2-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -387,16 +383,6 @@ pub struct CreatePartitionsResponse {
     pub results: Vec<CreatePartitionsTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatePartitionsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreatePartitionsResponse {
@@ -437,9 +423,8 @@ impl CreatePartitionsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("CreatePartitionsResponse.throttle_time_ms")?;
-        this.results = {
+        let throttle_time_ms = r.i32("CreatePartitionsResponse.throttle_time_ms")?;
+        let results = {
             let n = get_array_len(r, flexible, 5, "CreatePartitionsResponse.results")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -447,20 +432,26 @@ impl CreatePartitionsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatePartitionsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatePartitionsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            results,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatePartitionsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -481,7 +472,7 @@ impl CreatePartitionsResponse {
 /// The partition creation results for each topic.
 ///
 /// Part of [`CreatePartitionsResponse`]; versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsTopicResult {
     /// The topic name.
     ///
@@ -497,17 +488,6 @@ pub struct CreatePartitionsTopicResult {
     pub error_message: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatePartitionsTopicResult {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            error_code: 0,
-            error_message: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreatePartitionsTopicResult {
@@ -549,24 +529,30 @@ impl CreatePartitionsTopicResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "CreatePartitionsTopicResult.name")?;
-        this.error_code = r.i16("CreatePartitionsTopicResult.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "CreatePartitionsTopicResult.error_message")?;
+        let name = get_str(r, flexible, "CreatePartitionsTopicResult.name")?;
+        let error_code = r.i16("CreatePartitionsTopicResult.error_code")?;
+        let error_message = get_opt_str(r, flexible, "CreatePartitionsTopicResult.error_message")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatePartitionsTopicResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatePartitionsTopicResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            error_code,
+            error_message,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatePartitionsTopicResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");

@@ -81,8 +81,7 @@ impl CreateTopicsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.topics = {
+        let topics = {
             let n = get_array_len(r, flexible, 10, "CreateTopicsRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -90,22 +89,29 @@ impl CreateTopicsRequest {
             }
             a
         };
-        this.timeout_ms = r.i32("CreateTopicsRequest.timeout_ms")?;
-        this.validate_only = r.bool("CreateTopicsRequest.validate_only")?;
+        let timeout_ms = r.i32("CreateTopicsRequest.timeout_ms")?;
+        let validate_only = r.bool("CreateTopicsRequest.validate_only")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreateTopicsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreateTopicsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topics,
+            timeout_ms,
+            validate_only,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreateTopicsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topics = vec![
@@ -127,7 +133,7 @@ impl CreateTopicsRequest {
 /// The topics to create.
 ///
 /// Part of [`CreateTopicsRequest`]; versions 2-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatableTopic {
     /// The topic name.
     ///
@@ -151,19 +157,6 @@ pub struct CreatableTopic {
     pub configs: Vec<CreatableTopicConfig>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatableTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            num_partitions: 0,
-            replication_factor: 0,
-            assignments: Vec::new(),
-            configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreatableTopic {
@@ -224,11 +217,10 @@ impl CreatableTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "CreatableTopic.name")?;
-        this.num_partitions = r.i32("CreatableTopic.num_partitions")?;
-        this.replication_factor = r.i16("CreatableTopic.replication_factor")?;
-        this.assignments = {
+        let name = get_str(r, flexible, "CreatableTopic.name")?;
+        let num_partitions = r.i32("CreatableTopic.num_partitions")?;
+        let replication_factor = r.i16("CreatableTopic.replication_factor")?;
+        let assignments = {
             let n = get_array_len(r, flexible, 6, "CreatableTopic.assignments")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -236,7 +228,7 @@ impl CreatableTopic {
             }
             a
         };
-        this.configs = {
+        let configs = {
             let n = get_array_len(r, flexible, 3, "CreatableTopic.configs")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -244,20 +236,29 @@ impl CreatableTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatableTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatableTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            num_partitions,
+            replication_factor,
+            assignments,
+            configs,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatableTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -284,7 +285,7 @@ impl CreatableTopic {
 /// The manual partition assignment, or the empty array if we are using automatic assignment.
 ///
 /// Part of [`CreateTopicsRequest`]; versions 2-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatableReplicaAssignment {
     /// The partition index.
     ///
@@ -296,16 +297,6 @@ pub struct CreatableReplicaAssignment {
     pub broker_ids: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatableReplicaAssignment {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            broker_ids: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreatableReplicaAssignment {
@@ -341,9 +332,8 @@ impl CreatableReplicaAssignment {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.partition_index = r.i32("CreatableReplicaAssignment.partition_index")?;
-        this.broker_ids = {
+        let partition_index = r.i32("CreatableReplicaAssignment.partition_index")?;
+        let broker_ids = {
             let n = get_array_len(r, flexible, 4, "CreatableReplicaAssignment.broker_ids")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -351,20 +341,26 @@ impl CreatableReplicaAssignment {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatableReplicaAssignment.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatableReplicaAssignment.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            broker_ids,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatableReplicaAssignment {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -444,23 +440,28 @@ impl CreatableTopicConfig {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "CreatableTopicConfig.name")?;
-        this.value = get_opt_str(r, flexible, "CreatableTopicConfig.value")?;
+        let name = get_str(r, flexible, "CreatableTopicConfig.name")?;
+        let value_field = get_opt_str(r, flexible, "CreatableTopicConfig.value")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatableTopicConfig.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreatableTopicConfig.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            value: value_field,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatableTopicConfig {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -506,7 +507,7 @@ impl Message for CreateTopicsRequest {
 /// The CreateTopicsResponse response (API key 19).
 ///
 /// Versions 2-7; flexible versions 5-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreateTopicsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -518,16 +519,6 @@ pub struct CreateTopicsResponse {
     pub topics: Vec<CreatableTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreateTopicsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl CreateTopicsResponse {
@@ -568,9 +559,8 @@ impl CreateTopicsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("CreateTopicsResponse.throttle_time_ms")?;
-        this.topics = {
+        let throttle_time_ms = r.i32("CreateTopicsResponse.throttle_time_ms")?;
+        let topics = {
             let n = get_array_len(r, flexible, 6, "CreateTopicsResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -578,20 +568,26 @@ impl CreateTopicsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreateTopicsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "CreateTopicsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreateTopicsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -762,22 +758,26 @@ impl CreatableTopicResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "CreatableTopicResult.name")?;
-        if version == 7 {
-            this.topic_id = Uuid(r.uuid("CreatableTopicResult.topic_id")?);
-        }
-        this.error_code = r.i16("CreatableTopicResult.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "CreatableTopicResult.error_message")?;
-        if version >= 5 {
-            this.num_partitions = r.i32("CreatableTopicResult.num_partitions")?;
-        }
-        if version >= 5 {
-            this.replication_factor = r.i16("CreatableTopicResult.replication_factor")?;
-        }
-        if version >= 5 {
-            this.configs = match get_opt_array_len(r, flexible, 6, "CreatableTopicResult.configs")?
-            {
+        let name = get_str(r, flexible, "CreatableTopicResult.name")?;
+        let topic_id = if version == 7 {
+            Uuid(r.uuid("CreatableTopicResult.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let error_code = r.i16("CreatableTopicResult.error_code")?;
+        let error_message = get_opt_str(r, flexible, "CreatableTopicResult.error_message")?;
+        let num_partitions = if version >= 5 {
+            r.i32("CreatableTopicResult.num_partitions")?
+        } else {
+            -1
+        };
+        let replication_factor = if version >= 5 {
+            r.i16("CreatableTopicResult.replication_factor")?
+        } else {
+            -1
+        };
+        let configs = if version >= 5 {
+            match get_opt_array_len(r, flexible, 6, "CreatableTopicResult.configs")? {
                 Some(n) => {
                     let mut a = Vec::with_capacity(n);
                     for _ in 0..n {
@@ -786,8 +786,12 @@ impl CreatableTopicResult {
                     Some(a)
                 }
                 None => None,
-            };
-        }
+            }
+        } else {
+            Some(Vec::new())
+        };
+        let mut topic_config_error_code = 0;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "CreatableTopicResult.tagged_fields")?;
             for _ in 0..count {
@@ -795,20 +799,31 @@ impl CreatableTopicResult {
                 let sub = &mut value;
                 match tag {
                     0 => {
-                        this.topic_config_error_code =
+                        topic_config_error_code =
                             sub.i16("CreatableTopicResult.topic_config_error_code")?;
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            error_code,
+            error_message,
+            topic_config_error_code,
+            num_partitions,
+            replication_factor,
+            configs,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatableTopicResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -921,24 +936,32 @@ impl CreatableTopicConfigs {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "CreatableTopicConfigs.name")?;
-        this.value = get_opt_str(r, flexible, "CreatableTopicConfigs.value")?;
-        this.read_only = r.bool("CreatableTopicConfigs.read_only")?;
-        this.config_source = r.i8("CreatableTopicConfigs.config_source")?;
-        this.is_sensitive = r.bool("CreatableTopicConfigs.is_sensitive")?;
+        let name = get_str(r, flexible, "CreatableTopicConfigs.name")?;
+        let value_field = get_opt_str(r, flexible, "CreatableTopicConfigs.value")?;
+        let read_only = r.bool("CreatableTopicConfigs.read_only")?;
+        let config_source = r.i8("CreatableTopicConfigs.config_source")?;
+        let is_sensitive = r.bool("CreatableTopicConfigs.is_sensitive")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "CreatableTopicConfigs.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "CreatableTopicConfigs.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            value: value_field,
+            read_only,
+            config_source,
+            is_sensitive,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl CreatableTopicConfigs {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");

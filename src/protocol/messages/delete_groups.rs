@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DeleteGroupsRequest request (API key 42).
 ///
 /// Versions 0-3; flexible versions 2-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteGroupsRequest {
     /// The group names to delete.
     ///
@@ -21,15 +21,6 @@ pub struct DeleteGroupsRequest {
     pub groups_names: Vec<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteGroupsRequest {
-    fn default() -> Self {
-        Self {
-            groups_names: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteGroupsRequest {
@@ -76,8 +67,7 @@ impl DeleteGroupsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.groups_names = {
+        let groups_names = {
             let n = get_array_len(r, flexible, 1, "DeleteGroupsRequest.groups_names")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -85,20 +75,25 @@ impl DeleteGroupsRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteGroupsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteGroupsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            groups_names,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteGroupsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.groups_names = vec![
@@ -146,7 +141,7 @@ impl Message for DeleteGroupsRequest {
 /// The DeleteGroupsResponse response (API key 42).
 ///
 /// Versions 0-3; flexible versions 2-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteGroupsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -158,16 +153,6 @@ pub struct DeleteGroupsResponse {
     pub results: Vec<DeletableGroupResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteGroupsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteGroupsResponse {
@@ -208,9 +193,8 @@ impl DeleteGroupsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteGroupsResponse.throttle_time_ms")?;
-        this.results = {
+        let throttle_time_ms = r.i32("DeleteGroupsResponse.throttle_time_ms")?;
+        let results = {
             let n = get_array_len(r, flexible, 4, "DeleteGroupsResponse.results")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -218,20 +202,26 @@ impl DeleteGroupsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteGroupsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteGroupsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            results,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteGroupsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -252,7 +242,7 @@ impl DeleteGroupsResponse {
 /// The deletion results.
 ///
 /// Part of [`DeleteGroupsResponse`]; versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeletableGroupResult {
     /// The group id.
     ///
@@ -268,17 +258,6 @@ pub struct DeletableGroupResult {
     pub error_message: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeletableGroupResult {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            error_code: 0,
-            error_message: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeletableGroupResult {
@@ -324,26 +303,34 @@ impl DeletableGroupResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "DeletableGroupResult.group_id")?;
-        this.error_code = r.i16("DeletableGroupResult.error_code")?;
-        if version == 3 {
-            this.error_message = get_opt_str(r, flexible, "DeletableGroupResult.error_message")?;
-        }
+        let group_id = get_str(r, flexible, "DeletableGroupResult.group_id")?;
+        let error_code = r.i16("DeletableGroupResult.error_code")?;
+        let error_message = if version == 3 {
+            get_opt_str(r, flexible, "DeletableGroupResult.error_message")?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeletableGroupResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeletableGroupResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            error_code,
+            error_message,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeletableGroupResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DeleteRecordsRequest request (API key 21).
 ///
 /// Versions 0-2; flexible versions 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsRequest {
     /// Each topic that we want to delete records from.
     ///
@@ -25,16 +25,6 @@ pub struct DeleteRecordsRequest {
     pub timeout_ms: i32,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::new(),
-            timeout_ms: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteRecordsRequest {
@@ -75,8 +65,7 @@ impl DeleteRecordsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.topics = {
+        let topics = {
             let n = get_array_len(r, flexible, 3, "DeleteRecordsRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -84,21 +73,27 @@ impl DeleteRecordsRequest {
             }
             a
         };
-        this.timeout_ms = r.i32("DeleteRecordsRequest.timeout_ms")?;
+        let timeout_ms = r.i32("DeleteRecordsRequest.timeout_ms")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteRecordsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteRecordsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topics,
+            timeout_ms,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteRecordsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topics = vec![
@@ -119,7 +114,7 @@ impl DeleteRecordsRequest {
 /// Each topic that we want to delete records from.
 ///
 /// Part of [`DeleteRecordsRequest`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsTopic {
     /// The topic name.
     ///
@@ -131,16 +126,6 @@ pub struct DeleteRecordsTopic {
     pub partitions: Vec<DeleteRecordsPartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteRecordsTopic {
@@ -189,9 +174,8 @@ impl DeleteRecordsTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "DeleteRecordsTopic.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "DeleteRecordsTopic.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 12, "DeleteRecordsTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -199,20 +183,26 @@ impl DeleteRecordsTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteRecordsTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteRecordsTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteRecordsTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -233,7 +223,7 @@ impl DeleteRecordsTopic {
 /// Each partition that we want to delete records from.
 ///
 /// Part of [`DeleteRecordsRequest`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsPartition {
     /// The partition index.
     ///
@@ -245,16 +235,6 @@ pub struct DeleteRecordsPartition {
     pub offset: i64,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsPartition {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            offset: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteRecordsPartition {
@@ -279,23 +259,28 @@ impl DeleteRecordsPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.partition_index = r.i32("DeleteRecordsPartition.partition_index")?;
-        this.offset = r.i64("DeleteRecordsPartition.offset")?;
+        let partition_index = r.i32("DeleteRecordsPartition.partition_index")?;
+        let offset = r.i64("DeleteRecordsPartition.offset")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteRecordsPartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteRecordsPartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            offset,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteRecordsPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -341,7 +326,7 @@ impl Message for DeleteRecordsRequest {
 /// The DeleteRecordsResponse response (API key 21).
 ///
 /// Versions 0-2; flexible versions 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -353,16 +338,6 @@ pub struct DeleteRecordsResponse {
     pub topics: Vec<DeleteRecordsTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteRecordsResponse {
@@ -403,9 +378,8 @@ impl DeleteRecordsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteRecordsResponse.throttle_time_ms")?;
-        this.topics = {
+        let throttle_time_ms = r.i32("DeleteRecordsResponse.throttle_time_ms")?;
+        let topics = {
             let n = get_array_len(r, flexible, 3, "DeleteRecordsResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -413,20 +387,26 @@ impl DeleteRecordsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteRecordsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteRecordsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteRecordsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -447,7 +427,7 @@ impl DeleteRecordsResponse {
 /// Each topic that we wanted to delete records from.
 ///
 /// Part of [`DeleteRecordsResponse`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsTopicResult {
     /// The topic name.
     ///
@@ -459,16 +439,6 @@ pub struct DeleteRecordsTopicResult {
     pub partitions: Vec<DeleteRecordsPartitionResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsTopicResult {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteRecordsTopicResult {
@@ -517,9 +487,8 @@ impl DeleteRecordsTopicResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "DeleteRecordsTopicResult.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "DeleteRecordsTopicResult.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 14, "DeleteRecordsTopicResult.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -527,20 +496,26 @@ impl DeleteRecordsTopicResult {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteRecordsTopicResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteRecordsTopicResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteRecordsTopicResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -561,7 +536,7 @@ impl DeleteRecordsTopicResult {
 /// Each partition that we wanted to delete records from.
 ///
 /// Part of [`DeleteRecordsResponse`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsPartitionResult {
     /// The partition index.
     ///
@@ -577,17 +552,6 @@ pub struct DeleteRecordsPartitionResult {
     pub error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsPartitionResult {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            low_watermark: 0,
-            error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteRecordsPartitionResult {
@@ -613,24 +577,30 @@ impl DeleteRecordsPartitionResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.partition_index = r.i32("DeleteRecordsPartitionResult.partition_index")?;
-        this.low_watermark = r.i64("DeleteRecordsPartitionResult.low_watermark")?;
-        this.error_code = r.i16("DeleteRecordsPartitionResult.error_code")?;
+        let partition_index = r.i32("DeleteRecordsPartitionResult.partition_index")?;
+        let low_watermark = r.i64("DeleteRecordsPartitionResult.low_watermark")?;
+        let error_code = r.i16("DeleteRecordsPartitionResult.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteRecordsPartitionResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteRecordsPartitionResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            low_watermark,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteRecordsPartitionResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DeleteTopicsRequest request (API key 20).
 ///
 /// Versions 1-6; flexible versions 4-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteTopicsRequest {
     /// The name or topic ID of the topic.
     ///
@@ -29,17 +29,6 @@ pub struct DeleteTopicsRequest {
     pub timeout_ms: i32,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteTopicsRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::new(),
-            topic_names: Vec::new(),
-            timeout_ms: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteTopicsRequest {
@@ -115,42 +104,48 @@ impl DeleteTopicsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        if version == 6 {
-            this.topics = {
-                let n = get_array_len(r, flexible, 18, "DeleteTopicsRequest.topics")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(DeleteTopicState::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if version <= 5 {
-            this.topic_names = {
-                let n = get_array_len(r, flexible, 1, "DeleteTopicsRequest.topic_names")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(get_str(r, flexible, "DeleteTopicsRequest.topic_names")?);
-                }
-                a
-            };
-        }
-        this.timeout_ms = r.i32("DeleteTopicsRequest.timeout_ms")?;
+        let topics = if version == 6 {
+            let n = get_array_len(r, flexible, 18, "DeleteTopicsRequest.topics")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(DeleteTopicState::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let topic_names = if version <= 5 {
+            let n = get_array_len(r, flexible, 1, "DeleteTopicsRequest.topic_names")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(get_str(r, flexible, "DeleteTopicsRequest.topic_names")?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let timeout_ms = r.i32("DeleteTopicsRequest.timeout_ms")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteTopicsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteTopicsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topics,
+            topic_names,
+            timeout_ms,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteTopicsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version == 6 {
@@ -176,7 +171,7 @@ impl DeleteTopicsRequest {
 /// The name or topic ID of the topic.
 ///
 /// Part of [`DeleteTopicsRequest`]; versions 6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteTopicState {
     /// The topic name.
     ///
@@ -188,16 +183,6 @@ pub struct DeleteTopicState {
     pub topic_id: Uuid,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteTopicState {
-    fn default() -> Self {
-        Self {
-            name: None,
-            topic_id: Uuid::ZERO,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteTopicState {
@@ -226,21 +211,26 @@ impl DeleteTopicState {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.name = get_opt_str(r, flexible, "DeleteTopicState.name")?;
-        this.topic_id = Uuid(r.uuid("DeleteTopicState.topic_id")?);
+        let name = get_opt_str(r, flexible, "DeleteTopicState.name")?;
+        let topic_id = Uuid(r.uuid("DeleteTopicState.topic_id")?);
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DeleteTopicState.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DeleteTopicState.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteTopicState {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.name = Some(String::from("name-1"));
@@ -284,7 +274,7 @@ impl Message for DeleteTopicsRequest {
 /// The DeleteTopicsResponse response (API key 20).
 ///
 /// Versions 1-6; flexible versions 4-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteTopicsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -296,16 +286,6 @@ pub struct DeleteTopicsResponse {
     pub responses: Vec<DeletableTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteTopicsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            responses: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DeleteTopicsResponse {
@@ -346,9 +326,8 @@ impl DeleteTopicsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteTopicsResponse.throttle_time_ms")?;
-        this.responses = {
+        let throttle_time_ms = r.i32("DeleteTopicsResponse.throttle_time_ms")?;
+        let responses = {
             let n = get_array_len(r, flexible, 4, "DeleteTopicsResponse.responses")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -356,20 +335,26 @@ impl DeleteTopicsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeleteTopicsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeleteTopicsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            responses,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeleteTopicsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -478,33 +463,44 @@ impl DeletableTopicResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.name = if version == 6 {
+        let name = if version == 6 {
             get_opt_str(r, flexible, "DeletableTopicResult.name")?
         } else {
             Some(get_str(r, flexible, "DeletableTopicResult.name")?)
         };
-        if version == 6 {
-            this.topic_id = Uuid(r.uuid("DeletableTopicResult.topic_id")?);
-        }
-        this.error_code = r.i16("DeletableTopicResult.error_code")?;
-        if version >= 5 {
-            this.error_message = get_opt_str(r, flexible, "DeletableTopicResult.error_message")?;
-        }
+        let topic_id = if version == 6 {
+            Uuid(r.uuid("DeletableTopicResult.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let error_code = r.i16("DeletableTopicResult.error_code")?;
+        let error_message = if version >= 5 {
+            get_opt_str(r, flexible, "DeletableTopicResult.error_message")?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DeletableTopicResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DeletableTopicResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            error_code,
+            error_message,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DeletableTopicResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = Some(String::from("name-1"));

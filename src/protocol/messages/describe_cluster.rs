@@ -82,28 +82,37 @@ impl DescribeClusterRequest {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.include_cluster_authorized_operations =
+        let include_cluster_authorized_operations =
             r.bool("DescribeClusterRequest.include_cluster_authorized_operations")?;
-        if version >= 1 {
-            this.endpoint_type = r.i8("DescribeClusterRequest.endpoint_type")?;
-        }
-        if version == 2 {
-            this.include_fenced_brokers =
-                r.bool("DescribeClusterRequest.include_fenced_brokers")?;
-        }
+        let endpoint_type = if version >= 1 {
+            r.i8("DescribeClusterRequest.endpoint_type")?
+        } else {
+            1
+        };
+        let include_fenced_brokers = if version == 2 {
+            r.bool("DescribeClusterRequest.include_fenced_brokers")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeClusterRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeClusterRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            include_cluster_authorized_operations,
+            endpoint_type,
+            include_fenced_brokers,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeClusterRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.include_cluster_authorized_operations = true;
@@ -277,16 +286,17 @@ impl DescribeClusterResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeClusterResponse.throttle_time_ms")?;
-        this.error_code = r.i16("DescribeClusterResponse.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "DescribeClusterResponse.error_message")?;
-        if version >= 1 {
-            this.endpoint_type = r.i8("DescribeClusterResponse.endpoint_type")?;
-        }
-        this.cluster_id = get_str(r, flexible, "DescribeClusterResponse.cluster_id")?;
-        this.controller_id = r.i32("DescribeClusterResponse.controller_id")?;
-        this.brokers = {
+        let throttle_time_ms = r.i32("DescribeClusterResponse.throttle_time_ms")?;
+        let error_code = r.i16("DescribeClusterResponse.error_code")?;
+        let error_message = get_opt_str(r, flexible, "DescribeClusterResponse.error_message")?;
+        let endpoint_type = if version >= 1 {
+            r.i8("DescribeClusterResponse.endpoint_type")?
+        } else {
+            1
+        };
+        let cluster_id = get_str(r, flexible, "DescribeClusterResponse.cluster_id")?;
+        let controller_id = r.i32("DescribeClusterResponse.controller_id")?;
+        let brokers = {
             let n = get_array_len(r, flexible, 11, "DescribeClusterResponse.brokers")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -294,20 +304,32 @@ impl DescribeClusterResponse {
             }
             a
         };
-        this.cluster_authorized_operations =
+        let cluster_authorized_operations =
             r.i32("DescribeClusterResponse.cluster_authorized_operations")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeClusterResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeClusterResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            error_message,
+            endpoint_type,
+            cluster_id,
+            controller_id,
+            brokers,
+            cluster_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeClusterResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -334,7 +356,7 @@ impl DescribeClusterResponse {
 /// Each broker in the response.
 ///
 /// Part of [`DescribeClusterResponse`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeClusterBroker {
     /// The broker ID.
     ///
@@ -358,19 +380,6 @@ pub struct DescribeClusterBroker {
     pub is_fenced: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeClusterBroker {
-    fn default() -> Self {
-        Self {
-            broker_id: 0,
-            host: String::new(),
-            port: 0,
-            rack: None,
-            is_fenced: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeClusterBroker {
@@ -422,26 +431,36 @@ impl DescribeClusterBroker {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.broker_id = r.i32("DescribeClusterBroker.broker_id")?;
-        this.host = get_str(r, flexible, "DescribeClusterBroker.host")?;
-        this.port = r.i32("DescribeClusterBroker.port")?;
-        this.rack = get_opt_str(r, flexible, "DescribeClusterBroker.rack")?;
-        if version == 2 {
-            this.is_fenced = r.bool("DescribeClusterBroker.is_fenced")?;
-        }
+        let broker_id = r.i32("DescribeClusterBroker.broker_id")?;
+        let host = get_str(r, flexible, "DescribeClusterBroker.host")?;
+        let port = r.i32("DescribeClusterBroker.port")?;
+        let rack = get_opt_str(r, flexible, "DescribeClusterBroker.rack")?;
+        let is_fenced = if version == 2 {
+            r.bool("DescribeClusterBroker.is_fenced")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeClusterBroker.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeClusterBroker.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            broker_id,
+            host,
+            port,
+            rack,
+            is_fenced,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeClusterBroker {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.broker_id = 100001;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DescribeConfigsRequest request (API key 32).
 ///
 /// Versions 1-4; flexible versions 4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeConfigsRequest {
     /// The resources whose configurations we want to describe.
     ///
@@ -29,17 +29,6 @@ pub struct DescribeConfigsRequest {
     pub include_documentation: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeConfigsRequest {
-    fn default() -> Self {
-        Self {
-            resources: Vec::new(),
-            include_synonyms: false,
-            include_documentation: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeConfigsRequest {
@@ -93,8 +82,7 @@ impl DescribeConfigsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.resources = {
+        let resources = {
             let n = get_array_len(r, flexible, 4, "DescribeConfigsRequest.resources")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -102,24 +90,33 @@ impl DescribeConfigsRequest {
             }
             a
         };
-        this.include_synonyms = r.bool("DescribeConfigsRequest.include_synonyms")?;
-        if version >= 3 {
-            this.include_documentation = r.bool("DescribeConfigsRequest.include_documentation")?;
-        }
+        let include_synonyms = r.bool("DescribeConfigsRequest.include_synonyms")?;
+        let include_documentation = if version >= 3 {
+            r.bool("DescribeConfigsRequest.include_documentation")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeConfigsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeConfigsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resources,
+            include_synonyms,
+            include_documentation,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeConfigsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.resources = vec![
@@ -231,10 +228,9 @@ impl DescribeConfigsResource {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.resource_type = r.i8("DescribeConfigsResource.resource_type")?;
-        this.resource_name = get_str(r, flexible, "DescribeConfigsResource.resource_name")?;
-        this.configuration_keys = match get_opt_array_len(
+        let resource_type = r.i8("DescribeConfigsResource.resource_type")?;
+        let resource_name = get_str(r, flexible, "DescribeConfigsResource.resource_name")?;
+        let configuration_keys = match get_opt_array_len(
             r,
             flexible,
             1,
@@ -253,20 +249,27 @@ impl DescribeConfigsResource {
             }
             None => None,
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeConfigsResource.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeConfigsResource.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type,
+            resource_name,
+            configuration_keys,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeConfigsResource {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.resource_type = 2;
@@ -319,7 +322,7 @@ impl Message for DescribeConfigsRequest {
 /// The DescribeConfigsResponse response (API key 32).
 ///
 /// Versions 1-4; flexible versions 4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeConfigsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -331,16 +334,6 @@ pub struct DescribeConfigsResponse {
     pub results: Vec<DescribeConfigsResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeConfigsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeConfigsResponse {
@@ -381,9 +374,8 @@ impl DescribeConfigsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeConfigsResponse.throttle_time_ms")?;
-        this.results = {
+        let throttle_time_ms = r.i32("DescribeConfigsResponse.throttle_time_ms")?;
+        let results = {
             let n = get_array_len(r, flexible, 7, "DescribeConfigsResponse.results")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -391,20 +383,26 @@ impl DescribeConfigsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeConfigsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeConfigsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            results,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeConfigsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -521,12 +519,11 @@ impl DescribeConfigsResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeConfigsResult.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "DescribeConfigsResult.error_message")?;
-        this.resource_type = r.i8("DescribeConfigsResult.resource_type")?;
-        this.resource_name = get_str(r, flexible, "DescribeConfigsResult.resource_name")?;
-        this.configs = {
+        let error_code = r.i16("DescribeConfigsResult.error_code")?;
+        let error_message = get_opt_str(r, flexible, "DescribeConfigsResult.error_message")?;
+        let resource_type = r.i8("DescribeConfigsResult.resource_type")?;
+        let resource_name = get_str(r, flexible, "DescribeConfigsResult.resource_name")?;
+        let configs = {
             let n = get_array_len(r, flexible, 9, "DescribeConfigsResult.configs")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -534,20 +531,29 @@ impl DescribeConfigsResult {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeConfigsResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeConfigsResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            error_message,
+            resource_type,
+            resource_name,
+            configs,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeConfigsResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -702,13 +708,12 @@ impl DescribeConfigsResourceResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "DescribeConfigsResourceResult.name")?;
-        this.value = get_opt_str(r, flexible, "DescribeConfigsResourceResult.value")?;
-        this.read_only = r.bool("DescribeConfigsResourceResult.read_only")?;
-        this.config_source = r.i8("DescribeConfigsResourceResult.config_source")?;
-        this.is_sensitive = r.bool("DescribeConfigsResourceResult.is_sensitive")?;
-        this.synonyms = {
+        let name = get_str(r, flexible, "DescribeConfigsResourceResult.name")?;
+        let value_field = get_opt_str(r, flexible, "DescribeConfigsResourceResult.value")?;
+        let read_only = r.bool("DescribeConfigsResourceResult.read_only")?;
+        let config_source = r.i8("DescribeConfigsResourceResult.config_source")?;
+        let is_sensitive = r.bool("DescribeConfigsResourceResult.is_sensitive")?;
+        let synonyms = {
             let n = get_array_len(r, flexible, 4, "DescribeConfigsResourceResult.synonyms")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -716,27 +721,42 @@ impl DescribeConfigsResourceResult {
             }
             a
         };
-        if version >= 3 {
-            this.config_type = r.i8("DescribeConfigsResourceResult.config_type")?;
-        }
-        if version >= 3 {
-            this.documentation =
-                get_opt_str(r, flexible, "DescribeConfigsResourceResult.documentation")?;
-        }
+        let config_type = if version >= 3 {
+            r.i8("DescribeConfigsResourceResult.config_type")?
+        } else {
+            0
+        };
+        let documentation = if version >= 3 {
+            get_opt_str(r, flexible, "DescribeConfigsResourceResult.documentation")?
+        } else {
+            Some(String::new())
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeConfigsResourceResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeConfigsResourceResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            value: value_field,
+            read_only,
+            config_source,
+            is_sensitive,
+            synonyms,
+            config_type,
+            documentation,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeConfigsResourceResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -835,24 +855,30 @@ impl DescribeConfigsSynonym {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "DescribeConfigsSynonym.name")?;
-        this.value = get_opt_str(r, flexible, "DescribeConfigsSynonym.value")?;
-        this.source = r.i8("DescribeConfigsSynonym.source")?;
+        let name = get_str(r, flexible, "DescribeConfigsSynonym.name")?;
+        let value_field = get_opt_str(r, flexible, "DescribeConfigsSynonym.value")?;
+        let source = r.i8("DescribeConfigsSynonym.source")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeConfigsSynonym.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeConfigsSynonym.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            value: value_field,
+            source,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeConfigsSynonym {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");

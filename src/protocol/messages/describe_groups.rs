@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DescribeGroupsRequest request (API key 15).
 ///
 /// Versions 0-6; flexible versions 5-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeGroupsRequest {
     /// The names of the groups to describe.
     ///
@@ -25,16 +25,6 @@ pub struct DescribeGroupsRequest {
     pub include_authorized_operations: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeGroupsRequest {
-    fn default() -> Self {
-        Self {
-            groups: Vec::new(),
-            include_authorized_operations: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeGroupsRequest {
@@ -87,8 +77,7 @@ impl DescribeGroupsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.groups = {
+        let groups = {
             let n = get_array_len(r, flexible, 1, "DescribeGroupsRequest.groups")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -96,24 +85,31 @@ impl DescribeGroupsRequest {
             }
             a
         };
-        if version >= 3 {
-            this.include_authorized_operations =
-                r.bool("DescribeGroupsRequest.include_authorized_operations")?;
-        }
+        let include_authorized_operations = if version >= 3 {
+            r.bool("DescribeGroupsRequest.include_authorized_operations")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeGroupsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeGroupsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            groups,
+            include_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeGroupsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.groups = vec![String::from("groups-1"), String::from("groups-2")];
@@ -161,7 +157,7 @@ impl Message for DescribeGroupsRequest {
 /// The DescribeGroupsResponse response (API key 15).
 ///
 /// Versions 0-6; flexible versions 5-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeGroupsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -173,16 +169,6 @@ pub struct DescribeGroupsResponse {
     pub groups: Vec<DescribeGroupsResponseDescribedGroup>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeGroupsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            groups: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeGroupsResponse {
@@ -228,11 +214,12 @@ impl DescribeGroupsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("DescribeGroupsResponse.throttle_time_ms")?;
-        }
-        this.groups = {
+        let throttle_time_ms = if version >= 1 {
+            r.i32("DescribeGroupsResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let groups = {
             let n = get_array_len(r, flexible, 12, "DescribeGroupsResponse.groups")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -242,20 +229,26 @@ impl DescribeGroupsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeGroupsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribeGroupsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            groups,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeGroupsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 1 {
@@ -439,32 +432,33 @@ impl DescribeGroupsResponseDescribedGroup {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeGroupsResponseDescribedGroup.error_code")?;
-        if version == 6 {
-            this.error_message = get_opt_str(
+        let error_code = r.i16("DescribeGroupsResponseDescribedGroup.error_code")?;
+        let error_message = if version == 6 {
+            get_opt_str(
                 r,
                 flexible,
                 "DescribeGroupsResponseDescribedGroup.error_message",
-            )?;
-        }
-        this.group_id = get_str(r, flexible, "DescribeGroupsResponseDescribedGroup.group_id")?;
-        this.group_state = get_str(
+            )?
+        } else {
+            None
+        };
+        let group_id = get_str(r, flexible, "DescribeGroupsResponseDescribedGroup.group_id")?;
+        let group_state = get_str(
             r,
             flexible,
             "DescribeGroupsResponseDescribedGroup.group_state",
         )?;
-        this.protocol_type = get_str(
+        let protocol_type = get_str(
             r,
             flexible,
             "DescribeGroupsResponseDescribedGroup.protocol_type",
         )?;
-        this.protocol_data = get_str(
+        let protocol_data = get_str(
             r,
             flexible,
             "DescribeGroupsResponseDescribedGroup.protocol_data",
         )?;
-        this.members = {
+        let members = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -477,25 +471,38 @@ impl DescribeGroupsResponseDescribedGroup {
             }
             a
         };
-        if version >= 3 {
-            this.authorized_operations =
-                r.i32("DescribeGroupsResponseDescribedGroup.authorized_operations")?;
-        }
+        let authorized_operations = if version >= 3 {
+            r.i32("DescribeGroupsResponseDescribedGroup.authorized_operations")?
+        } else {
+            i32::MIN
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribeGroupsResponseDescribedGroup.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) =
                     get_tagged(r, "DescribeGroupsResponseDescribedGroup.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            error_message,
+            group_id,
+            group_state,
+            protocol_type,
+            protocol_data,
+            members,
+            authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeGroupsResponseDescribedGroup {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -526,7 +533,7 @@ impl DescribeGroupsResponseDescribedGroup {
 /// The group members.
 ///
 /// Part of [`DescribeGroupsResponse`]; versions 0-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribedGroupMember {
     /// The member id.
     ///
@@ -554,20 +561,6 @@ pub struct DescribedGroupMember {
     pub member_assignment: Bytes,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribedGroupMember {
-    fn default() -> Self {
-        Self {
-            member_id: String::new(),
-            group_instance_id: None,
-            client_id: String::new(),
-            client_host: String::new(),
-            member_metadata: Bytes::new(),
-            member_assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribedGroupMember {
@@ -648,30 +641,40 @@ impl DescribedGroupMember {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 5;
-        let mut this = Self::default();
-        this.member_id = get_str(r, flexible, "DescribedGroupMember.member_id")?;
-        if version >= 4 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "DescribedGroupMember.group_instance_id")?;
-        }
-        this.client_id = get_str(r, flexible, "DescribedGroupMember.client_id")?;
-        this.client_host = get_str(r, flexible, "DescribedGroupMember.client_host")?;
-        this.member_metadata = get_bytes(r, flexible, "DescribedGroupMember.member_metadata")?;
-        this.member_assignment = get_bytes(r, flexible, "DescribedGroupMember.member_assignment")?;
+        let member_id = get_str(r, flexible, "DescribedGroupMember.member_id")?;
+        let group_instance_id = if version >= 4 {
+            get_opt_str(r, flexible, "DescribedGroupMember.group_instance_id")?
+        } else {
+            None
+        };
+        let client_id = get_str(r, flexible, "DescribedGroupMember.client_id")?;
+        let client_host = get_str(r, flexible, "DescribedGroupMember.client_host")?;
+        let member_metadata = get_bytes(r, flexible, "DescribedGroupMember.member_metadata")?;
+        let member_assignment = get_bytes(r, flexible, "DescribedGroupMember.member_assignment")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "DescribedGroupMember.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "DescribedGroupMember.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            member_metadata,
+            member_assignment,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribedGroupMember {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.member_id = String::from("member_id-1");

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DescribeProducersRequest request (API key 61).
 ///
 /// Versions 0; flexible versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeProducersRequest {
     /// The topics to list producers for.
     ///
@@ -21,15 +21,6 @@ pub struct DescribeProducersRequest {
     pub topics: Vec<TopicRequest>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeProducersRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeProducersRequest {
@@ -65,8 +56,7 @@ impl DescribeProducersRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topics = {
+        let topics = {
             let n = get_array_len(r, flexible, 3, "DescribeProducersRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -74,18 +64,23 @@ impl DescribeProducersRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeProducersRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeProducersRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeProducersRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topics = vec![TopicRequest::sample(version), TopicRequest::sample(version)];
@@ -100,7 +95,7 @@ impl DescribeProducersRequest {
 /// The topics to list producers for.
 ///
 /// Part of [`DescribeProducersRequest`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicRequest {
     /// The topic name.
     ///
@@ -112,16 +107,6 @@ pub struct TopicRequest {
     pub partition_indexes: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicRequest {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partition_indexes: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TopicRequest {
@@ -154,9 +139,8 @@ impl TopicRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "TopicRequest.name")?;
-        this.partition_indexes = {
+        let name = get_str(r, flexible, "TopicRequest.name")?;
+        let partition_indexes = {
             let n = get_array_len(r, flexible, 4, "TopicRequest.partition_indexes")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -164,18 +148,24 @@ impl TopicRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "TopicRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "TopicRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partition_indexes,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TopicRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -222,7 +212,7 @@ impl Message for DescribeProducersRequest {
 /// The DescribeProducersResponse response (API key 61).
 ///
 /// Versions 0; flexible versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeProducersResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -234,16 +224,6 @@ pub struct DescribeProducersResponse {
     pub topics: Vec<TopicResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeProducersResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeProducersResponse {
@@ -280,9 +260,8 @@ impl DescribeProducersResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeProducersResponse.throttle_time_ms")?;
-        this.topics = {
+        let throttle_time_ms = r.i32("DescribeProducersResponse.throttle_time_ms")?;
+        let topics = {
             let n = get_array_len(r, flexible, 3, "DescribeProducersResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -290,18 +269,24 @@ impl DescribeProducersResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeProducersResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeProducersResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeProducersResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -320,7 +305,7 @@ impl DescribeProducersResponse {
 /// Each topic in the response.
 ///
 /// Part of [`DescribeProducersResponse`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicResponse {
     /// The topic name.
     ///
@@ -332,16 +317,6 @@ pub struct TopicResponse {
     pub partitions: Vec<PartitionResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicResponse {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TopicResponse {
@@ -379,9 +354,8 @@ impl TopicResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "TopicResponse.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "TopicResponse.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 9, "TopicResponse.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -389,18 +363,24 @@ impl TopicResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "TopicResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "TopicResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TopicResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -419,7 +399,7 @@ impl TopicResponse {
 /// Each partition in the response.
 ///
 /// Part of [`DescribeProducersResponse`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartitionResponse {
     /// The partition index.
     ///
@@ -439,18 +419,6 @@ pub struct PartitionResponse {
     pub active_producers: Vec<ProducerState>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for PartitionResponse {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            error_code: 0,
-            error_message: None,
-            active_producers: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl PartitionResponse {
@@ -497,11 +465,10 @@ impl PartitionResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.partition_index = r.i32("PartitionResponse.partition_index")?;
-        this.error_code = r.i16("PartitionResponse.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "PartitionResponse.error_message")?;
-        this.active_producers = {
+        let partition_index = r.i32("PartitionResponse.partition_index")?;
+        let error_code = r.i16("PartitionResponse.error_code")?;
+        let error_message = get_opt_str(r, flexible, "PartitionResponse.error_message")?;
+        let active_producers = {
             let n = get_array_len(r, flexible, 37, "PartitionResponse.active_producers")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -509,18 +476,26 @@ impl PartitionResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "PartitionResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "PartitionResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            error_code,
+            error_message,
+            active_producers,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl PartitionResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -608,25 +583,34 @@ impl ProducerState {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.producer_id = r.i64("ProducerState.producer_id")?;
-        this.producer_epoch = r.i32("ProducerState.producer_epoch")?;
-        this.last_sequence = r.i32("ProducerState.last_sequence")?;
-        this.last_timestamp = r.i64("ProducerState.last_timestamp")?;
-        this.coordinator_epoch = r.i32("ProducerState.coordinator_epoch")?;
-        this.current_txn_start_offset = r.i64("ProducerState.current_txn_start_offset")?;
+        let producer_id = r.i64("ProducerState.producer_id")?;
+        let producer_epoch = r.i32("ProducerState.producer_epoch")?;
+        let last_sequence = r.i32("ProducerState.last_sequence")?;
+        let last_timestamp = r.i64("ProducerState.last_timestamp")?;
+        let coordinator_epoch = r.i32("ProducerState.coordinator_epoch")?;
+        let current_txn_start_offset = r.i64("ProducerState.current_txn_start_offset")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ProducerState.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ProducerState.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            producer_id,
+            producer_epoch,
+            last_sequence,
+            last_timestamp,
+            coordinator_epoch,
+            current_txn_start_offset,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ProducerState {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.producer_id = 10000000001;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The DescribeTransactionsRequest request (API key 65).
 ///
 /// Versions 0; flexible versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeTransactionsRequest {
     /// Array of transactionalIds to include in describe results. If empty, then no results will be returned.
     ///
@@ -21,15 +21,6 @@ pub struct DescribeTransactionsRequest {
     pub transactional_ids: Vec<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeTransactionsRequest {
-    fn default() -> Self {
-        Self {
-            transactional_ids: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeTransactionsRequest {
@@ -72,8 +63,7 @@ impl DescribeTransactionsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.transactional_ids = {
+        let transactional_ids = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -90,18 +80,23 @@ impl DescribeTransactionsRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeTransactionsRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeTransactionsRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            transactional_ids,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeTransactionsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_ids = vec![
@@ -150,7 +145,7 @@ impl Message for DescribeTransactionsRequest {
 /// The DescribeTransactionsResponse response (API key 65).
 ///
 /// Versions 0; flexible versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeTransactionsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -162,16 +157,6 @@ pub struct DescribeTransactionsResponse {
     pub transaction_states: Vec<DescribeTransactionsResponseTransactionState>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeTransactionsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            transaction_states: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeTransactionsResponse {
@@ -208,9 +193,8 @@ impl DescribeTransactionsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeTransactionsResponse.throttle_time_ms")?;
-        this.transaction_states = {
+        let throttle_time_ms = r.i32("DescribeTransactionsResponse.throttle_time_ms")?;
+        let transaction_states = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -225,18 +209,24 @@ impl DescribeTransactionsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "DescribeTransactionsResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "DescribeTransactionsResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            transaction_states,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeTransactionsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -255,7 +245,7 @@ impl DescribeTransactionsResponse {
 /// The current state of the transaction.
 ///
 /// Part of [`DescribeTransactionsResponse`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeTransactionsResponseTransactionState {
     /// The error code.
     ///
@@ -291,22 +281,6 @@ pub struct DescribeTransactionsResponseTransactionState {
     pub topics: Vec<TopicData>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeTransactionsResponseTransactionState {
-    fn default() -> Self {
-        Self {
-            error_code: 0,
-            transactional_id: String::new(),
-            transaction_state: String::new(),
-            transaction_timeout_ms: 0,
-            transaction_start_time_ms: 0,
-            producer_id: 0,
-            producer_epoch: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl DescribeTransactionsResponseTransactionState {
@@ -365,26 +339,25 @@ impl DescribeTransactionsResponseTransactionState {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeTransactionsResponseTransactionState.error_code")?;
-        this.transactional_id = get_str(
+        let error_code = r.i16("DescribeTransactionsResponseTransactionState.error_code")?;
+        let transactional_id = get_str(
             r,
             flexible,
             "DescribeTransactionsResponseTransactionState.transactional_id",
         )?;
-        this.transaction_state = get_str(
+        let transaction_state = get_str(
             r,
             flexible,
             "DescribeTransactionsResponseTransactionState.transaction_state",
         )?;
-        this.transaction_timeout_ms =
+        let transaction_timeout_ms =
             r.i32("DescribeTransactionsResponseTransactionState.transaction_timeout_ms")?;
-        this.transaction_start_time_ms =
+        let transaction_start_time_ms =
             r.i64("DescribeTransactionsResponseTransactionState.transaction_start_time_ms")?;
-        this.producer_id = r.i64("DescribeTransactionsResponseTransactionState.producer_id")?;
-        this.producer_epoch =
+        let producer_id = r.i64("DescribeTransactionsResponseTransactionState.producer_id")?;
+        let producer_epoch =
             r.i16("DescribeTransactionsResponseTransactionState.producer_epoch")?;
-        this.topics = {
+        let topics = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -397,6 +370,7 @@ impl DescribeTransactionsResponseTransactionState {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(
             r,
             "DescribeTransactionsResponseTransactionState.tagged_fields",
@@ -406,15 +380,26 @@ impl DescribeTransactionsResponseTransactionState {
                 r,
                 "DescribeTransactionsResponseTransactionState.tagged_fields",
             )?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            transactional_id,
+            transaction_state,
+            transaction_timeout_ms,
+            transaction_start_time_ms,
+            producer_id,
+            producer_epoch,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl DescribeTransactionsResponseTransactionState {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -436,7 +421,7 @@ impl DescribeTransactionsResponseTransactionState {
 /// The set of partitions included in the current transaction (if active). When a transaction is preparing to commit or abort, this will include only partitions which do not have markers.
 ///
 /// Part of [`DescribeTransactionsResponse`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicData {
     /// The topic name.
     ///
@@ -448,16 +433,6 @@ pub struct TopicData {
     pub partitions: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicData {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TopicData {
@@ -490,9 +465,8 @@ impl TopicData {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.topic = get_str(r, flexible, "TopicData.topic")?;
-        this.partitions = {
+        let topic = get_str(r, flexible, "TopicData.topic")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 4, "TopicData.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -500,18 +474,24 @@ impl TopicData {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "TopicData.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "TopicData.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            topic,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TopicData {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.topic = String::from("topic-1");

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The EndTxnRequest request (API key 26).
 ///
 /// Versions 0-5; flexible versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EndTxnRequest {
     /// The ID of the transaction to end.
     ///
@@ -33,18 +33,6 @@ pub struct EndTxnRequest {
     pub committed: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for EndTxnRequest {
-    fn default() -> Self {
-        Self {
-            transactional_id: String::new(),
-            producer_id: 0,
-            producer_epoch: 0,
-            committed: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl EndTxnRequest {
@@ -79,25 +67,32 @@ impl EndTxnRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.transactional_id = get_str(r, flexible, "EndTxnRequest.transactional_id")?;
-        this.producer_id = r.i64("EndTxnRequest.producer_id")?;
-        this.producer_epoch = r.i16("EndTxnRequest.producer_epoch")?;
-        this.committed = r.bool("EndTxnRequest.committed")?;
+        let transactional_id = get_str(r, flexible, "EndTxnRequest.transactional_id")?;
+        let producer_id = r.i64("EndTxnRequest.producer_id")?;
+        let producer_epoch = r.i16("EndTxnRequest.producer_epoch")?;
+        let committed = r.bool("EndTxnRequest.committed")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "EndTxnRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "EndTxnRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            committed,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl EndTxnRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = String::from("transactional_id-1");
@@ -213,29 +208,40 @@ impl EndTxnResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("EndTxnResponse.throttle_time_ms")?;
-        this.error_code = r.i16("EndTxnResponse.error_code")?;
-        if version == 5 {
-            this.producer_id = r.i64("EndTxnResponse.producer_id")?;
-        }
-        if version == 5 {
-            this.producer_epoch = r.i16("EndTxnResponse.producer_epoch")?;
-        }
+        let throttle_time_ms = r.i32("EndTxnResponse.throttle_time_ms")?;
+        let error_code = r.i16("EndTxnResponse.error_code")?;
+        let producer_id = if version == 5 {
+            r.i64("EndTxnResponse.producer_id")?
+        } else {
+            -1
+        };
+        let producer_epoch = if version == 5 {
+            r.i16("EndTxnResponse.producer_epoch")?
+        } else {
+            -1
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "EndTxnResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "EndTxnResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            producer_id,
+            producer_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl EndTxnResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;

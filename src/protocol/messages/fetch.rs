@@ -147,10 +147,8 @@ impl FetchRequest {
                 version,
             )?;
         }
-        if !(version >= 15) {
-            if self.replica_state != ReplicaState::default() {
-                return Err(not_in_version("FetchRequest", "replica_state", version));
-            }
+        if version < 15 && self.replica_state != ReplicaState::default() {
+            return Err(not_in_version("FetchRequest", "replica_state", version));
         }
         if flexible {
             let mut tagged = self.unknown_tagged_fields.len();
@@ -230,21 +228,26 @@ impl FetchRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        if version <= 14 {
-            this.replica_id = r.i32("FetchRequest.replica_id")?;
-        }
-        this.max_wait_ms = r.i32("FetchRequest.max_wait_ms")?;
-        this.min_bytes = r.i32("FetchRequest.min_bytes")?;
-        this.max_bytes = r.i32("FetchRequest.max_bytes")?;
-        this.isolation_level = r.i8("FetchRequest.isolation_level")?;
-        if version >= 7 {
-            this.session_id = r.i32("FetchRequest.session_id")?;
-        }
-        if version >= 7 {
-            this.session_epoch = r.i32("FetchRequest.session_epoch")?;
-        }
-        this.topics = {
+        let replica_id = if version <= 14 {
+            r.i32("FetchRequest.replica_id")?
+        } else {
+            -1
+        };
+        let max_wait_ms = r.i32("FetchRequest.max_wait_ms")?;
+        let min_bytes = r.i32("FetchRequest.min_bytes")?;
+        let max_bytes = r.i32("FetchRequest.max_bytes")?;
+        let isolation_level = r.i8("FetchRequest.isolation_level")?;
+        let session_id = if version >= 7 {
+            r.i32("FetchRequest.session_id")?
+        } else {
+            0
+        };
+        let session_epoch = if version >= 7 {
+            r.i32("FetchRequest.session_epoch")?
+        } else {
+            -1
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "FetchRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -252,19 +255,24 @@ impl FetchRequest {
             }
             a
         };
-        if version >= 7 {
-            this.forgotten_topics_data = {
-                let n = get_array_len(r, flexible, 3, "FetchRequest.forgotten_topics_data")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(ForgottenTopic::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if version >= 11 {
-            this.rack_id = get_str(r, flexible, "FetchRequest.rack_id")?;
-        }
+        let forgotten_topics_data = if version >= 7 {
+            let n = get_array_len(r, flexible, 3, "FetchRequest.forgotten_topics_data")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(ForgottenTopic::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let rack_id = if version >= 11 {
+            get_str(r, flexible, "FetchRequest.rack_id")?
+        } else {
+            String::new()
+        };
+        let mut cluster_id = None;
+        let mut replica_state = ReplicaState::default();
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FetchRequest.tagged_fields")?;
             for _ in 0..count {
@@ -272,22 +280,37 @@ impl FetchRequest {
                 let sub = &mut value;
                 match tag {
                     0 => {
-                        this.cluster_id = get_opt_str(sub, true, "FetchRequest.cluster_id")?;
+                        cluster_id = get_opt_str(sub, true, "FetchRequest.cluster_id")?;
                     }
                     1 if version >= 15 => {
-                        this.replica_state = ReplicaState::read_fields(sub, version)?;
+                        replica_state = ReplicaState::read_fields(sub, version)?;
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            cluster_id,
+            replica_id,
+            replica_state,
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            isolation_level,
+            session_id,
+            session_epoch,
+            topics,
+            forgotten_topics_data,
+            rack_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 12 {
@@ -375,21 +398,26 @@ impl ReplicaState {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.replica_id = r.i32("ReplicaState.replica_id")?;
-        this.replica_epoch = r.i64("ReplicaState.replica_epoch")?;
+        let replica_id = r.i32("ReplicaState.replica_id")?;
+        let replica_epoch = r.i64("ReplicaState.replica_epoch")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ReplicaState.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ReplicaState.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            replica_id,
+            replica_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ReplicaState {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.replica_id = 100001;
@@ -405,7 +433,7 @@ impl ReplicaState {
 /// The topics to fetch.
 ///
 /// Part of [`FetchRequest`]; versions 4-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchTopic {
     /// The name of the topic to fetch.
     ///
@@ -421,17 +449,6 @@ pub struct FetchTopic {
     pub partitions: Vec<FetchPartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FetchTopic {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl FetchTopic {
@@ -483,14 +500,17 @@ impl FetchTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        if version <= 12 {
-            this.topic = get_str(r, flexible, "FetchTopic.topic")?;
-        }
-        if version >= 13 {
-            this.topic_id = Uuid(r.uuid("FetchTopic.topic_id")?);
-        }
-        this.partitions = {
+        let topic = if version <= 12 {
+            get_str(r, flexible, "FetchTopic.topic")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version >= 13 {
+            Uuid(r.uuid("FetchTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 16, "FetchTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -498,20 +518,27 @@ impl FetchTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FetchTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "FetchTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topic,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 12 {
@@ -667,19 +694,27 @@ impl FetchPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        this.partition = r.i32("FetchPartition.partition")?;
-        if version >= 9 {
-            this.current_leader_epoch = r.i32("FetchPartition.current_leader_epoch")?;
-        }
-        this.fetch_offset = r.i64("FetchPartition.fetch_offset")?;
-        if version >= 12 {
-            this.last_fetched_epoch = r.i32("FetchPartition.last_fetched_epoch")?;
-        }
-        if version >= 5 {
-            this.log_start_offset = r.i64("FetchPartition.log_start_offset")?;
-        }
-        this.partition_max_bytes = r.i32("FetchPartition.partition_max_bytes")?;
+        let partition = r.i32("FetchPartition.partition")?;
+        let current_leader_epoch = if version >= 9 {
+            r.i32("FetchPartition.current_leader_epoch")?
+        } else {
+            -1
+        };
+        let fetch_offset = r.i64("FetchPartition.fetch_offset")?;
+        let last_fetched_epoch = if version >= 12 {
+            r.i32("FetchPartition.last_fetched_epoch")?
+        } else {
+            -1
+        };
+        let log_start_offset = if version >= 5 {
+            r.i64("FetchPartition.log_start_offset")?
+        } else {
+            -1
+        };
+        let partition_max_bytes = r.i32("FetchPartition.partition_max_bytes")?;
+        let mut replica_directory_id = Uuid::ZERO;
+        let mut high_watermark = i64::MAX;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FetchPartition.tagged_fields")?;
             for _ in 0..count {
@@ -687,23 +722,34 @@ impl FetchPartition {
                 let sub = &mut value;
                 match tag {
                     0 if version >= 17 => {
-                        this.replica_directory_id =
+                        replica_directory_id =
                             Uuid(sub.uuid("FetchPartition.replica_directory_id")?);
                     }
                     1 if version == 18 => {
-                        this.high_watermark = sub.i64("FetchPartition.high_watermark")?;
+                        high_watermark = sub.i64("FetchPartition.high_watermark")?;
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition,
+            current_leader_epoch,
+            fetch_offset,
+            last_fetched_epoch,
+            log_start_offset,
+            partition_max_bytes,
+            replica_directory_id,
+            high_watermark,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition = 100001;
@@ -737,7 +783,7 @@ impl FetchPartition {
 /// In an incremental fetch request, the partitions to remove.
 ///
 /// Part of [`FetchRequest`]; versions 7-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ForgottenTopic {
     /// The topic name.
     ///
@@ -753,17 +799,6 @@ pub struct ForgottenTopic {
     pub partitions: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ForgottenTopic {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ForgottenTopic {
@@ -817,14 +852,17 @@ impl ForgottenTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        if version <= 12 {
-            this.topic = get_str(r, flexible, "ForgottenTopic.topic")?;
-        }
-        if version >= 13 {
-            this.topic_id = Uuid(r.uuid("ForgottenTopic.topic_id")?);
-        }
-        this.partitions = {
+        let topic = if version <= 12 {
+            get_str(r, flexible, "ForgottenTopic.topic")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version >= 13 {
+            Uuid(r.uuid("ForgottenTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 4, "ForgottenTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -832,20 +870,27 @@ impl ForgottenTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ForgottenTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ForgottenTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topic,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ForgottenTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 12 {
@@ -896,7 +941,7 @@ impl Message for FetchRequest {
 /// The FetchResponse response (API key 1).
 ///
 /// Versions 4-18; flexible versions 12-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -920,19 +965,6 @@ pub struct FetchResponse {
     pub node_endpoints: Vec<FetchResponseNodeEndpoint>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FetchResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            session_id: 0,
-            responses: Vec::new(),
-            node_endpoints: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl FetchResponse {
@@ -959,10 +991,8 @@ impl FetchResponse {
         for e in self.responses.iter() {
             e.write_fields(buf, version)?;
         }
-        if !(version >= 16) {
-            if !self.node_endpoints.is_empty() {
-                return Err(not_in_version("FetchResponse", "node_endpoints", version));
-            }
+        if version < 16 && !self.node_endpoints.is_empty() {
+            return Err(not_in_version("FetchResponse", "node_endpoints", version));
         }
         if flexible {
             let mut tagged = self.unknown_tagged_fields.len();
@@ -1036,15 +1066,18 @@ impl FetchResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("FetchResponse.throttle_time_ms")?;
-        if version >= 7 {
-            this.error_code = r.i16("FetchResponse.error_code")?;
-        }
-        if version >= 7 {
-            this.session_id = r.i32("FetchResponse.session_id")?;
-        }
-        this.responses = {
+        let throttle_time_ms = r.i32("FetchResponse.throttle_time_ms")?;
+        let error_code = if version >= 7 {
+            r.i16("FetchResponse.error_code")?
+        } else {
+            0
+        };
+        let session_id = if version >= 7 {
+            r.i32("FetchResponse.session_id")?
+        } else {
+            0
+        };
+        let responses = {
             let n = get_array_len(r, flexible, 3, "FetchResponse.responses")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1052,6 +1085,8 @@ impl FetchResponse {
             }
             a
         };
+        let mut node_endpoints = Vec::new();
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FetchResponse.tagged_fields")?;
             for _ in 0..count {
@@ -1059,7 +1094,7 @@ impl FetchResponse {
                 let sub = &mut value;
                 match tag {
                     0 if version >= 16 => {
-                        this.node_endpoints = {
+                        node_endpoints = {
                             let n = get_array_len(sub, true, 11, "FetchResponse.node_endpoints")?;
                             let mut a = Vec::with_capacity(n);
                             for _ in 0..n {
@@ -1068,17 +1103,25 @@ impl FetchResponse {
                             a
                         };
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            session_id,
+            responses,
+            node_endpoints,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -1111,7 +1154,7 @@ impl FetchResponse {
 /// The response topics.
 ///
 /// Part of [`FetchResponse`]; versions 4-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchableTopicResponse {
     /// The topic name.
     ///
@@ -1127,17 +1170,6 @@ pub struct FetchableTopicResponse {
     pub partitions: Vec<PartitionData>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FetchableTopicResponse {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl FetchableTopicResponse {
@@ -1196,14 +1228,17 @@ impl FetchableTopicResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        if version <= 12 {
-            this.topic = get_str(r, flexible, "FetchableTopicResponse.topic")?;
-        }
-        if version >= 13 {
-            this.topic_id = Uuid(r.uuid("FetchableTopicResponse.topic_id")?);
-        }
-        this.partitions = {
+        let topic = if version <= 12 {
+            get_str(r, flexible, "FetchableTopicResponse.topic")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version >= 13 {
+            Uuid(r.uuid("FetchableTopicResponse.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 30, "FetchableTopicResponse.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1211,20 +1246,27 @@ impl FetchableTopicResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FetchableTopicResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "FetchableTopicResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topic,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchableTopicResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 12 {
@@ -1363,20 +1405,14 @@ impl PartitionData {
             "records",
             version,
         )?;
-        if !(version >= 12) {
-            if self.diverging_epoch != FetchResponseEpochEndOffset::default() {
-                return Err(not_in_version("PartitionData", "diverging_epoch", version));
-            }
+        if version < 12 && self.diverging_epoch != FetchResponseEpochEndOffset::default() {
+            return Err(not_in_version("PartitionData", "diverging_epoch", version));
         }
-        if !(version >= 12) {
-            if self.current_leader != FetchResponseLeaderIdAndEpoch::default() {
-                return Err(not_in_version("PartitionData", "current_leader", version));
-            }
+        if version < 12 && self.current_leader != FetchResponseLeaderIdAndEpoch::default() {
+            return Err(not_in_version("PartitionData", "current_leader", version));
         }
-        if !(version >= 12) {
-            if self.snapshot_id != SnapshotId::default() {
-                return Err(not_in_version("PartitionData", "snapshot_id", version));
-            }
+        if version < 12 && self.snapshot_id != SnapshotId::default() {
+            return Err(not_in_version("PartitionData", "snapshot_id", version));
         }
         if flexible {
             let mut tagged = self.unknown_tagged_fields.len();
@@ -1448,15 +1484,16 @@ impl PartitionData {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        this.partition_index = r.i32("PartitionData.partition_index")?;
-        this.error_code = r.i16("PartitionData.error_code")?;
-        this.high_watermark = r.i64("PartitionData.high_watermark")?;
-        this.last_stable_offset = r.i64("PartitionData.last_stable_offset")?;
-        if version >= 5 {
-            this.log_start_offset = r.i64("PartitionData.log_start_offset")?;
-        }
-        this.aborted_transactions =
+        let partition_index = r.i32("PartitionData.partition_index")?;
+        let error_code = r.i16("PartitionData.error_code")?;
+        let high_watermark = r.i64("PartitionData.high_watermark")?;
+        let last_stable_offset = r.i64("PartitionData.last_stable_offset")?;
+        let log_start_offset = if version >= 5 {
+            r.i64("PartitionData.log_start_offset")?
+        } else {
+            -1
+        };
+        let aborted_transactions =
             match get_opt_array_len(r, flexible, 16, "PartitionData.aborted_transactions")? {
                 Some(n) => {
                     let mut a = Vec::with_capacity(n);
@@ -1467,10 +1504,16 @@ impl PartitionData {
                 }
                 None => None,
             };
-        if version >= 11 {
-            this.preferred_read_replica = r.i32("PartitionData.preferred_read_replica")?;
-        }
-        this.records = get_opt_bytes(r, flexible, "PartitionData.records")?;
+        let preferred_read_replica = if version >= 11 {
+            r.i32("PartitionData.preferred_read_replica")?
+        } else {
+            -1
+        };
+        let records = get_opt_bytes(r, flexible, "PartitionData.records")?;
+        let mut diverging_epoch = FetchResponseEpochEndOffset::default();
+        let mut current_leader = FetchResponseLeaderIdAndEpoch::default();
+        let mut snapshot_id = SnapshotId::default();
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "PartitionData.tagged_fields")?;
             for _ in 0..count {
@@ -1478,27 +1521,39 @@ impl PartitionData {
                 let sub = &mut value;
                 match tag {
                     0 => {
-                        this.diverging_epoch =
-                            FetchResponseEpochEndOffset::read_fields(sub, version)?;
+                        diverging_epoch = FetchResponseEpochEndOffset::read_fields(sub, version)?;
                     }
                     1 => {
-                        this.current_leader =
-                            FetchResponseLeaderIdAndEpoch::read_fields(sub, version)?;
+                        current_leader = FetchResponseLeaderIdAndEpoch::read_fields(sub, version)?;
                     }
                     2 => {
-                        this.snapshot_id = SnapshotId::read_fields(sub, version)?;
+                        snapshot_id = SnapshotId::read_fields(sub, version)?;
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            error_code,
+            high_watermark,
+            last_stable_offset,
+            log_start_offset,
+            diverging_epoch,
+            current_leader,
+            snapshot_id,
+            aborted_transactions,
+            preferred_read_replica,
+            records,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl PartitionData {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -1581,21 +1636,26 @@ impl FetchResponseEpochEndOffset {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.epoch = r.i32("FetchResponseEpochEndOffset.epoch")?;
-        this.end_offset = r.i64("FetchResponseEpochEndOffset.end_offset")?;
+        let epoch = r.i32("FetchResponseEpochEndOffset.epoch")?;
+        let end_offset = r.i64("FetchResponseEpochEndOffset.end_offset")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "FetchResponseEpochEndOffset.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "FetchResponseEpochEndOffset.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            epoch,
+            end_offset,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchResponseEpochEndOffset {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.epoch = 100001;
@@ -1654,21 +1714,26 @@ impl FetchResponseLeaderIdAndEpoch {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.leader_id = r.i32("FetchResponseLeaderIdAndEpoch.leader_id")?;
-        this.leader_epoch = r.i32("FetchResponseLeaderIdAndEpoch.leader_epoch")?;
+        let leader_id = r.i32("FetchResponseLeaderIdAndEpoch.leader_id")?;
+        let leader_epoch = r.i32("FetchResponseLeaderIdAndEpoch.leader_epoch")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "FetchResponseLeaderIdAndEpoch.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "FetchResponseLeaderIdAndEpoch.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            leader_id,
+            leader_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchResponseLeaderIdAndEpoch {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.leader_id = 100001;
@@ -1727,21 +1792,26 @@ impl SnapshotId {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.end_offset = r.i64("SnapshotId.end_offset")?;
-        this.epoch = r.i32("SnapshotId.epoch")?;
+        let end_offset = r.i64("SnapshotId.end_offset")?;
+        let epoch = r.i32("SnapshotId.epoch")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "SnapshotId.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "SnapshotId.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            end_offset,
+            epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SnapshotId {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.end_offset = 10000000001;
@@ -1757,7 +1827,7 @@ impl SnapshotId {
 /// The aborted transactions.
 ///
 /// Part of [`FetchResponse`]; versions 4-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AbortedTransaction {
     /// The producer id associated with the aborted transaction.
     ///
@@ -1769,16 +1839,6 @@ pub struct AbortedTransaction {
     pub first_offset: i64,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for AbortedTransaction {
-    fn default() -> Self {
-        Self {
-            producer_id: 0,
-            first_offset: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl AbortedTransaction {
@@ -1803,23 +1863,28 @@ impl AbortedTransaction {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 12;
-        let mut this = Self::default();
-        this.producer_id = r.i64("AbortedTransaction.producer_id")?;
-        this.first_offset = r.i64("AbortedTransaction.first_offset")?;
+        let producer_id = r.i64("AbortedTransaction.producer_id")?;
+        let first_offset = r.i64("AbortedTransaction.first_offset")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "AbortedTransaction.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "AbortedTransaction.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            producer_id,
+            first_offset,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl AbortedTransaction {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.producer_id = 10000000001;
@@ -1837,7 +1902,7 @@ impl AbortedTransaction {
 /// Endpoints for all current-leaders enumerated in PartitionData, with errors NOT_LEADER_OR_FOLLOWER & FENCED_LEADER_EPOCH.
 ///
 /// Part of [`FetchResponse`]; versions 16-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchResponseNodeEndpoint {
     /// The ID of the associated node.
     ///
@@ -1857,18 +1922,6 @@ pub struct FetchResponseNodeEndpoint {
     pub rack: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FetchResponseNodeEndpoint {
-    fn default() -> Self {
-        Self {
-            node_id: 0,
-            host: String::new(),
-            port: 0,
-            rack: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl FetchResponseNodeEndpoint {
@@ -1907,23 +1960,30 @@ impl FetchResponseNodeEndpoint {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.node_id = r.i32("FetchResponseNodeEndpoint.node_id")?;
-        this.host = get_str(r, flexible, "FetchResponseNodeEndpoint.host")?;
-        this.port = r.i32("FetchResponseNodeEndpoint.port")?;
-        this.rack = get_opt_str(r, flexible, "FetchResponseNodeEndpoint.rack")?;
+        let node_id = r.i32("FetchResponseNodeEndpoint.node_id")?;
+        let host = get_str(r, flexible, "FetchResponseNodeEndpoint.host")?;
+        let port = r.i32("FetchResponseNodeEndpoint.port")?;
+        let rack = get_opt_str(r, flexible, "FetchResponseNodeEndpoint.rack")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "FetchResponseNodeEndpoint.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "FetchResponseNodeEndpoint.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            node_id,
+            host,
+            port,
+            rack,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FetchResponseNodeEndpoint {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.node_id = 100001;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The FindCoordinatorRequest request (API key 10).
 ///
 /// Versions 0-6; flexible versions 3-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FindCoordinatorRequest {
     /// The coordinator key.
     ///
@@ -29,17 +29,6 @@ pub struct FindCoordinatorRequest {
     pub coordinator_keys: Vec<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FindCoordinatorRequest {
-    fn default() -> Self {
-        Self {
-            key: String::new(),
-            key_type: 0,
-            coordinator_keys: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl FindCoordinatorRequest {
@@ -126,41 +115,51 @@ impl FindCoordinatorRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version <= 3 {
-            this.key = get_str(r, flexible, "FindCoordinatorRequest.key")?;
-        }
-        if version >= 1 {
-            this.key_type = r.i8("FindCoordinatorRequest.key_type")?;
-        }
-        if version >= 4 {
-            this.coordinator_keys = {
-                let n = get_array_len(r, flexible, 1, "FindCoordinatorRequest.coordinator_keys")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(get_str(
-                        r,
-                        flexible,
-                        "FindCoordinatorRequest.coordinator_keys",
-                    )?);
-                }
-                a
-            };
-        }
+        let key = if version <= 3 {
+            get_str(r, flexible, "FindCoordinatorRequest.key")?
+        } else {
+            String::new()
+        };
+        let key_type = if version >= 1 {
+            r.i8("FindCoordinatorRequest.key_type")?
+        } else {
+            0
+        };
+        let coordinator_keys = if version >= 4 {
+            let n = get_array_len(r, flexible, 1, "FindCoordinatorRequest.coordinator_keys")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(get_str(
+                    r,
+                    flexible,
+                    "FindCoordinatorRequest.coordinator_keys",
+                )?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FindCoordinatorRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "FindCoordinatorRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            key,
+            key_type,
+            coordinator_keys,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FindCoordinatorRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 3 {
@@ -386,49 +385,71 @@ impl FindCoordinatorResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("FindCoordinatorResponse.throttle_time_ms")?;
-        }
-        if version <= 3 {
-            this.error_code = r.i16("FindCoordinatorResponse.error_code")?;
-        }
-        if (1..=3).contains(&version) {
-            this.error_message = get_opt_str(r, flexible, "FindCoordinatorResponse.error_message")?;
-        }
-        if version <= 3 {
-            this.node_id = r.i32("FindCoordinatorResponse.node_id")?;
-        }
-        if version <= 3 {
-            this.host = get_str(r, flexible, "FindCoordinatorResponse.host")?;
-        }
-        if version <= 3 {
-            this.port = r.i32("FindCoordinatorResponse.port")?;
-        }
-        if version >= 4 {
-            this.coordinators = {
-                let n = get_array_len(r, flexible, 14, "FindCoordinatorResponse.coordinators")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(Coordinator::read_fields(r, version)?);
-                }
-                a
-            };
-        }
+        let throttle_time_ms = if version >= 1 {
+            r.i32("FindCoordinatorResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let error_code = if version <= 3 {
+            r.i16("FindCoordinatorResponse.error_code")?
+        } else {
+            0
+        };
+        let error_message = if (1..=3).contains(&version) {
+            get_opt_str(r, flexible, "FindCoordinatorResponse.error_message")?
+        } else {
+            Some(String::new())
+        };
+        let node_id = if version <= 3 {
+            r.i32("FindCoordinatorResponse.node_id")?
+        } else {
+            0
+        };
+        let host = if version <= 3 {
+            get_str(r, flexible, "FindCoordinatorResponse.host")?
+        } else {
+            String::new()
+        };
+        let port = if version <= 3 {
+            r.i32("FindCoordinatorResponse.port")?
+        } else {
+            0
+        };
+        let coordinators = if version >= 4 {
+            let n = get_array_len(r, flexible, 14, "FindCoordinatorResponse.coordinators")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(Coordinator::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "FindCoordinatorResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "FindCoordinatorResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            error_message,
+            node_id,
+            host,
+            port,
+            coordinators,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl FindCoordinatorResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 1 {
@@ -541,25 +562,34 @@ impl Coordinator {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.key = get_str(r, flexible, "Coordinator.key")?;
-        this.node_id = r.i32("Coordinator.node_id")?;
-        this.host = get_str(r, flexible, "Coordinator.host")?;
-        this.port = r.i32("Coordinator.port")?;
-        this.error_code = r.i16("Coordinator.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "Coordinator.error_message")?;
+        let key = get_str(r, flexible, "Coordinator.key")?;
+        let node_id = r.i32("Coordinator.node_id")?;
+        let host = get_str(r, flexible, "Coordinator.host")?;
+        let port = r.i32("Coordinator.port")?;
+        let error_code = r.i16("Coordinator.error_code")?;
+        let error_message = get_opt_str(r, flexible, "Coordinator.error_message")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "Coordinator.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "Coordinator.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            key,
+            node_id,
+            host,
+            port,
+            error_code,
+            error_message,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl Coordinator {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.key = String::from("key-1");

@@ -79,25 +79,32 @@ impl RequestHeader {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.request_api_key = r.i16("RequestHeader.request_api_key")?;
-        this.request_api_version = r.i16("RequestHeader.request_api_version")?;
-        this.correlation_id = r.i32("RequestHeader.correlation_id")?;
-        this.client_id = get_opt_str(r, false, "RequestHeader.client_id")?;
+        let request_api_key = r.i16("RequestHeader.request_api_key")?;
+        let request_api_version = r.i16("RequestHeader.request_api_version")?;
+        let correlation_id = r.i32("RequestHeader.correlation_id")?;
+        let client_id = get_opt_str(r, false, "RequestHeader.client_id")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "RequestHeader.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "RequestHeader.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            request_api_key,
+            request_api_version,
+            correlation_id,
+            client_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl RequestHeader {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.request_api_key = 101;
@@ -145,7 +152,7 @@ impl Message for RequestHeader {
 /// The ResponseHeader header.
 ///
 /// Versions 0-1; flexible versions 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseHeader {
     /// The correlation ID of this response.
     ///
@@ -153,15 +160,6 @@ pub struct ResponseHeader {
     pub correlation_id: i32,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ResponseHeader {
-    fn default() -> Self {
-        Self {
-            correlation_id: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ResponseHeader {
@@ -185,22 +183,26 @@ impl ResponseHeader {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 1;
-        let mut this = Self::default();
-        this.correlation_id = r.i32("ResponseHeader.correlation_id")?;
+        let correlation_id = r.i32("ResponseHeader.correlation_id")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ResponseHeader.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ResponseHeader.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            correlation_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ResponseHeader {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.correlation_id = 100001;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The HeartbeatRequest request (API key 12).
 ///
 /// Versions 0-4; flexible versions 4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeartbeatRequest {
     /// The group id.
     ///
@@ -33,18 +33,6 @@ pub struct HeartbeatRequest {
     pub group_instance_id: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for HeartbeatRequest {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            generation_id: 0,
-            member_id: String::new(),
-            group_instance_id: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl HeartbeatRequest {
@@ -106,28 +94,36 @@ impl HeartbeatRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "HeartbeatRequest.group_id")?;
-        this.generation_id = r.i32("HeartbeatRequest.generation_id")?;
-        this.member_id = get_str(r, flexible, "HeartbeatRequest.member_id")?;
-        if version >= 3 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "HeartbeatRequest.group_instance_id")?;
-        }
+        let group_id = get_str(r, flexible, "HeartbeatRequest.group_id")?;
+        let generation_id = r.i32("HeartbeatRequest.generation_id")?;
+        let member_id = get_str(r, flexible, "HeartbeatRequest.member_id")?;
+        let group_instance_id = if version >= 3 {
+            get_opt_str(r, flexible, "HeartbeatRequest.group_instance_id")?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "HeartbeatRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "HeartbeatRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl HeartbeatRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -177,7 +173,7 @@ impl Message for HeartbeatRequest {
 /// The HeartbeatResponse response (API key 12).
 ///
 /// Versions 0-4; flexible versions 4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeartbeatResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -189,16 +185,6 @@ pub struct HeartbeatResponse {
     pub error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for HeartbeatResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl HeartbeatResponse {
@@ -228,25 +214,32 @@ impl HeartbeatResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("HeartbeatResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("HeartbeatResponse.error_code")?;
+        let throttle_time_ms = if version >= 1 {
+            r.i32("HeartbeatResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let error_code = r.i16("HeartbeatResponse.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "HeartbeatResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "HeartbeatResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl HeartbeatResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 1 {

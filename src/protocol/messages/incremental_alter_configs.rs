@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The IncrementalAlterConfigsRequest request (API key 44).
 ///
 /// Versions 0-1; flexible versions 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IncrementalAlterConfigsRequest {
     /// The incremental updates for each resource.
     ///
@@ -25,16 +25,6 @@ pub struct IncrementalAlterConfigsRequest {
     pub validate_only: bool,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for IncrementalAlterConfigsRequest {
-    fn default() -> Self {
-        Self {
-            resources: Vec::new(),
-            validate_only: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl IncrementalAlterConfigsRequest {
@@ -75,8 +65,7 @@ impl IncrementalAlterConfigsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 1;
-        let mut this = Self::default();
-        this.resources = {
+        let resources = {
             let n = get_array_len(r, flexible, 4, "IncrementalAlterConfigsRequest.resources")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -86,21 +75,27 @@ impl IncrementalAlterConfigsRequest {
             }
             a
         };
-        this.validate_only = r.bool("IncrementalAlterConfigsRequest.validate_only")?;
+        let validate_only = r.bool("IncrementalAlterConfigsRequest.validate_only")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "IncrementalAlterConfigsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "IncrementalAlterConfigsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resources,
+            validate_only,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl IncrementalAlterConfigsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.resources = vec![
@@ -121,7 +116,7 @@ impl IncrementalAlterConfigsRequest {
 /// The incremental updates for each resource.
 ///
 /// Part of [`IncrementalAlterConfigsRequest`]; versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IncrementalAlterConfigsRequestAlterConfigsResource {
     /// The resource type.
     ///
@@ -137,17 +132,6 @@ pub struct IncrementalAlterConfigsRequestAlterConfigsResource {
     pub configs: Vec<IncrementalAlterConfigsRequestAlterableConfig>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for IncrementalAlterConfigsRequestAlterConfigsResource {
-    fn default() -> Self {
-        Self {
-            resource_type: 0,
-            resource_name: String::new(),
-            configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl IncrementalAlterConfigsRequestAlterConfigsResource {
@@ -197,15 +181,14 @@ impl IncrementalAlterConfigsRequestAlterConfigsResource {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 1;
-        let mut this = Self::default();
-        this.resource_type =
+        let resource_type =
             r.i8("IncrementalAlterConfigsRequestAlterConfigsResource.resource_type")?;
-        this.resource_name = get_str(
+        let resource_name = get_str(
             r,
             flexible,
             "IncrementalAlterConfigsRequestAlterConfigsResource.resource_name",
         )?;
-        this.configs = {
+        let configs = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -220,6 +203,7 @@ impl IncrementalAlterConfigsRequestAlterConfigsResource {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(
                 r,
@@ -230,16 +214,22 @@ impl IncrementalAlterConfigsRequestAlterConfigsResource {
                     r,
                     "IncrementalAlterConfigsRequestAlterConfigsResource.tagged_fields",
                 )?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type,
+            resource_name,
+            configs,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl IncrementalAlterConfigsRequestAlterConfigsResource {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.resource_type = 2;
@@ -329,19 +319,19 @@ impl IncrementalAlterConfigsRequestAlterableConfig {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 1;
-        let mut this = Self::default();
-        this.name = get_str(
+        let name = get_str(
             r,
             flexible,
             "IncrementalAlterConfigsRequestAlterableConfig.name",
         )?;
-        this.config_operation =
+        let config_operation =
             r.i8("IncrementalAlterConfigsRequestAlterableConfig.config_operation")?;
-        this.value = get_opt_str(
+        let value_field = get_opt_str(
             r,
             flexible,
             "IncrementalAlterConfigsRequestAlterableConfig.value",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(
                 r,
@@ -352,16 +342,22 @@ impl IncrementalAlterConfigsRequestAlterableConfig {
                     r,
                     "IncrementalAlterConfigsRequestAlterableConfig.tagged_fields",
                 )?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            config_operation,
+            value: value_field,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl IncrementalAlterConfigsRequestAlterableConfig {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -414,7 +410,7 @@ impl Message for IncrementalAlterConfigsRequest {
 /// The IncrementalAlterConfigsResponse response (API key 44).
 ///
 /// Versions 0-1; flexible versions 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IncrementalAlterConfigsResponse {
     /// Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -426,16 +422,6 @@ pub struct IncrementalAlterConfigsResponse {
     pub responses: Vec<IncrementalAlterConfigsResponseAlterConfigsResourceResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for IncrementalAlterConfigsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            responses: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl IncrementalAlterConfigsResponse {
@@ -476,9 +462,8 @@ impl IncrementalAlterConfigsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 1;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("IncrementalAlterConfigsResponse.throttle_time_ms")?;
-        this.responses = {
+        let throttle_time_ms = r.i32("IncrementalAlterConfigsResponse.throttle_time_ms")?;
+        let responses = {
             let n = get_array_len(r, flexible, 6, "IncrementalAlterConfigsResponse.responses")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -490,20 +475,26 @@ impl IncrementalAlterConfigsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "IncrementalAlterConfigsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "IncrementalAlterConfigsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            responses,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl IncrementalAlterConfigsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -598,21 +589,21 @@ impl IncrementalAlterConfigsResponseAlterConfigsResourceResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 1;
-        let mut this = Self::default();
-        this.error_code =
+        let error_code =
             r.i16("IncrementalAlterConfigsResponseAlterConfigsResourceResponse.error_code")?;
-        this.error_message = get_opt_str(
+        let error_message = get_opt_str(
             r,
             flexible,
             "IncrementalAlterConfigsResponseAlterConfigsResourceResponse.error_message",
         )?;
-        this.resource_type =
+        let resource_type =
             r.i8("IncrementalAlterConfigsResponseAlterConfigsResourceResponse.resource_type")?;
-        this.resource_name = get_str(
+        let resource_name = get_str(
             r,
             flexible,
             "IncrementalAlterConfigsResponseAlterConfigsResourceResponse.resource_name",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(
                 r,
@@ -623,16 +614,23 @@ impl IncrementalAlterConfigsResponseAlterConfigsResourceResponse {
                     r,
                     "IncrementalAlterConfigsResponseAlterConfigsResourceResponse.tagged_fields",
                 )?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            error_message,
+            resource_type,
+            resource_name,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl IncrementalAlterConfigsResponseAlterConfigsResourceResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;

@@ -140,35 +140,52 @@ impl InitProducerIdRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.transactional_id = get_opt_str(r, flexible, "InitProducerIdRequest.transactional_id")?;
-        this.transaction_timeout_ms = r.i32("InitProducerIdRequest.transaction_timeout_ms")?;
-        if version >= 3 {
-            this.producer_id = r.i64("InitProducerIdRequest.producer_id")?;
-        }
-        if version >= 3 {
-            this.producer_epoch = r.i16("InitProducerIdRequest.producer_epoch")?;
-        }
-        if version == 6 {
-            this.enable2_pc = r.bool("InitProducerIdRequest.enable2_pc")?;
-        }
-        if version == 6 {
-            this.keep_prepared_txn = r.bool("InitProducerIdRequest.keep_prepared_txn")?;
-        }
+        let transactional_id = get_opt_str(r, flexible, "InitProducerIdRequest.transactional_id")?;
+        let transaction_timeout_ms = r.i32("InitProducerIdRequest.transaction_timeout_ms")?;
+        let producer_id = if version >= 3 {
+            r.i64("InitProducerIdRequest.producer_id")?
+        } else {
+            -1
+        };
+        let producer_epoch = if version >= 3 {
+            r.i16("InitProducerIdRequest.producer_epoch")?
+        } else {
+            -1
+        };
+        let enable2_pc = if version == 6 {
+            r.bool("InitProducerIdRequest.enable2_pc")?
+        } else {
+            false
+        };
+        let keep_prepared_txn = if version == 6 {
+            r.bool("InitProducerIdRequest.keep_prepared_txn")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "InitProducerIdRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "InitProducerIdRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            transaction_timeout_ms,
+            producer_id,
+            producer_epoch,
+            enable2_pc,
+            keep_prepared_txn,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl InitProducerIdRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = Some(String::from("transactional_id-1"));
@@ -320,33 +337,44 @@ impl InitProducerIdResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 2;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("InitProducerIdResponse.throttle_time_ms")?;
-        this.error_code = r.i16("InitProducerIdResponse.error_code")?;
-        this.producer_id = r.i64("InitProducerIdResponse.producer_id")?;
-        this.producer_epoch = r.i16("InitProducerIdResponse.producer_epoch")?;
-        if version == 6 {
-            this.ongoing_txn_producer_id =
-                r.i64("InitProducerIdResponse.ongoing_txn_producer_id")?;
-        }
-        if version == 6 {
-            this.ongoing_txn_producer_epoch =
-                r.i16("InitProducerIdResponse.ongoing_txn_producer_epoch")?;
-        }
+        let throttle_time_ms = r.i32("InitProducerIdResponse.throttle_time_ms")?;
+        let error_code = r.i16("InitProducerIdResponse.error_code")?;
+        let producer_id = r.i64("InitProducerIdResponse.producer_id")?;
+        let producer_epoch = r.i16("InitProducerIdResponse.producer_epoch")?;
+        let ongoing_txn_producer_id = if version == 6 {
+            r.i64("InitProducerIdResponse.ongoing_txn_producer_id")?
+        } else {
+            -1
+        };
+        let ongoing_txn_producer_epoch = if version == 6 {
+            r.i16("InitProducerIdResponse.ongoing_txn_producer_epoch")?
+        } else {
+            -1
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "InitProducerIdResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "InitProducerIdResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            producer_id,
+            producer_epoch,
+            ongoing_txn_producer_id,
+            ongoing_txn_producer_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl InitProducerIdResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;

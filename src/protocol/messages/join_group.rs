@@ -171,19 +171,21 @@ impl JoinGroupRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "JoinGroupRequest.group_id")?;
-        this.session_timeout_ms = r.i32("JoinGroupRequest.session_timeout_ms")?;
-        if version >= 1 {
-            this.rebalance_timeout_ms = r.i32("JoinGroupRequest.rebalance_timeout_ms")?;
-        }
-        this.member_id = get_str(r, flexible, "JoinGroupRequest.member_id")?;
-        if version >= 5 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "JoinGroupRequest.group_instance_id")?;
-        }
-        this.protocol_type = get_str(r, flexible, "JoinGroupRequest.protocol_type")?;
-        this.protocols = {
+        let group_id = get_str(r, flexible, "JoinGroupRequest.group_id")?;
+        let session_timeout_ms = r.i32("JoinGroupRequest.session_timeout_ms")?;
+        let rebalance_timeout_ms = if version >= 1 {
+            r.i32("JoinGroupRequest.rebalance_timeout_ms")?
+        } else {
+            -1
+        };
+        let member_id = get_str(r, flexible, "JoinGroupRequest.member_id")?;
+        let group_instance_id = if version >= 5 {
+            get_opt_str(r, flexible, "JoinGroupRequest.group_instance_id")?
+        } else {
+            None
+        };
+        let protocol_type = get_str(r, flexible, "JoinGroupRequest.protocol_type")?;
+        let protocols = {
             let n = get_array_len(r, flexible, 3, "JoinGroupRequest.protocols")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -191,23 +193,37 @@ impl JoinGroupRequest {
             }
             a
         };
-        if version >= 8 {
-            this.reason = get_opt_str(r, flexible, "JoinGroupRequest.reason")?;
-        }
+        let reason = if version >= 8 {
+            get_opt_str(r, flexible, "JoinGroupRequest.reason")?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "JoinGroupRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "JoinGroupRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            session_timeout_ms,
+            rebalance_timeout_ms,
+            member_id,
+            group_instance_id,
+            protocol_type,
+            protocols,
+            reason,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl JoinGroupRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -240,7 +256,7 @@ impl JoinGroupRequest {
 /// The list of protocols that the member supports.
 ///
 /// Part of [`JoinGroupRequest`]; versions 0-9.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JoinGroupRequestProtocol {
     /// The protocol name.
     ///
@@ -252,16 +268,6 @@ pub struct JoinGroupRequestProtocol {
     pub metadata: Bytes,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for JoinGroupRequestProtocol {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            metadata: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl JoinGroupRequestProtocol {
@@ -302,23 +308,28 @@ impl JoinGroupRequestProtocol {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "JoinGroupRequestProtocol.name")?;
-        this.metadata = get_bytes(r, flexible, "JoinGroupRequestProtocol.metadata")?;
+        let name = get_str(r, flexible, "JoinGroupRequestProtocol.name")?;
+        let metadata = get_bytes(r, flexible, "JoinGroupRequestProtocol.metadata")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "JoinGroupRequestProtocol.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "JoinGroupRequestProtocol.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            metadata,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl JoinGroupRequestProtocol {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -538,26 +549,31 @@ impl JoinGroupResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = r.i32("JoinGroupResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("JoinGroupResponse.error_code")?;
-        this.generation_id = r.i32("JoinGroupResponse.generation_id")?;
-        if version >= 7 {
-            this.protocol_type = get_opt_str(r, flexible, "JoinGroupResponse.protocol_type")?;
-        }
-        this.protocol_name = if version >= 7 {
+        let throttle_time_ms = if version >= 2 {
+            r.i32("JoinGroupResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let error_code = r.i16("JoinGroupResponse.error_code")?;
+        let generation_id = r.i32("JoinGroupResponse.generation_id")?;
+        let protocol_type = if version >= 7 {
+            get_opt_str(r, flexible, "JoinGroupResponse.protocol_type")?
+        } else {
+            None
+        };
+        let protocol_name = if version >= 7 {
             get_opt_str(r, flexible, "JoinGroupResponse.protocol_name")?
         } else {
             Some(get_str(r, flexible, "JoinGroupResponse.protocol_name")?)
         };
-        this.leader = get_str(r, flexible, "JoinGroupResponse.leader")?;
-        if version == 9 {
-            this.skip_assignment = r.bool("JoinGroupResponse.skip_assignment")?;
-        }
-        this.member_id = get_str(r, flexible, "JoinGroupResponse.member_id")?;
-        this.members = {
+        let leader = get_str(r, flexible, "JoinGroupResponse.leader")?;
+        let skip_assignment = if version == 9 {
+            r.bool("JoinGroupResponse.skip_assignment")?
+        } else {
+            false
+        };
+        let member_id = get_str(r, flexible, "JoinGroupResponse.member_id")?;
+        let members = {
             let n = get_array_len(r, flexible, 4, "JoinGroupResponse.members")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -565,20 +581,33 @@ impl JoinGroupResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "JoinGroupResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "JoinGroupResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            generation_id,
+            protocol_type,
+            protocol_name,
+            leader,
+            skip_assignment,
+            member_id,
+            members,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl JoinGroupResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 2 {
@@ -612,7 +641,7 @@ impl JoinGroupResponse {
 /// The group members.
 ///
 /// Part of [`JoinGroupResponse`]; versions 0-9.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JoinGroupResponseMember {
     /// The group member ID.
     ///
@@ -628,17 +657,6 @@ pub struct JoinGroupResponseMember {
     pub metadata: Bytes,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for JoinGroupResponseMember {
-    fn default() -> Self {
-        Self {
-            member_id: String::new(),
-            group_instance_id: None,
-            metadata: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl JoinGroupResponseMember {
@@ -692,27 +710,34 @@ impl JoinGroupResponseMember {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.member_id = get_str(r, flexible, "JoinGroupResponseMember.member_id")?;
-        if version >= 5 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "JoinGroupResponseMember.group_instance_id")?;
-        }
-        this.metadata = get_bytes(r, flexible, "JoinGroupResponseMember.metadata")?;
+        let member_id = get_str(r, flexible, "JoinGroupResponseMember.member_id")?;
+        let group_instance_id = if version >= 5 {
+            get_opt_str(r, flexible, "JoinGroupResponseMember.group_instance_id")?
+        } else {
+            None
+        };
+        let metadata = get_bytes(r, flexible, "JoinGroupResponseMember.metadata")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "JoinGroupResponseMember.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "JoinGroupResponseMember.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id,
+            group_instance_id,
+            metadata,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl JoinGroupResponseMember {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.member_id = String::from("member_id-1");

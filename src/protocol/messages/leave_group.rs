@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The LeaveGroupRequest request (API key 13).
 ///
 /// Versions 0-5; flexible versions 4-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaveGroupRequest {
     /// The ID of the group to leave.
     ///
@@ -29,17 +29,6 @@ pub struct LeaveGroupRequest {
     pub members: Vec<MemberIdentity>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for LeaveGroupRequest {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            member_id: String::new(),
-            members: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl LeaveGroupRequest {
@@ -111,35 +100,43 @@ impl LeaveGroupRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "LeaveGroupRequest.group_id")?;
-        if version <= 2 {
-            this.member_id = get_str(r, flexible, "LeaveGroupRequest.member_id")?;
-        }
-        if version >= 3 {
-            this.members = {
-                let n = get_array_len(r, flexible, 3, "LeaveGroupRequest.members")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(MemberIdentity::read_fields(r, version)?);
-                }
-                a
-            };
-        }
+        let group_id = get_str(r, flexible, "LeaveGroupRequest.group_id")?;
+        let member_id = if version <= 2 {
+            get_str(r, flexible, "LeaveGroupRequest.member_id")?
+        } else {
+            String::new()
+        };
+        let members = if version >= 3 {
+            let n = get_array_len(r, flexible, 3, "LeaveGroupRequest.members")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(MemberIdentity::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "LeaveGroupRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "LeaveGroupRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            member_id,
+            members,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl LeaveGroupRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -165,7 +162,7 @@ impl LeaveGroupRequest {
 /// List of leaving member identities.
 ///
 /// Part of [`LeaveGroupRequest`]; versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemberIdentity {
     /// The member ID to remove from the group.
     ///
@@ -181,17 +178,6 @@ pub struct MemberIdentity {
     pub reason: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for MemberIdentity {
-    fn default() -> Self {
-        Self {
-            member_id: String::new(),
-            group_instance_id: None,
-            reason: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl MemberIdentity {
@@ -245,26 +231,34 @@ impl MemberIdentity {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.member_id = get_str(r, flexible, "MemberIdentity.member_id")?;
-        this.group_instance_id = get_opt_str(r, flexible, "MemberIdentity.group_instance_id")?;
-        if version == 5 {
-            this.reason = get_opt_str(r, flexible, "MemberIdentity.reason")?;
-        }
+        let member_id = get_str(r, flexible, "MemberIdentity.member_id")?;
+        let group_instance_id = get_opt_str(r, flexible, "MemberIdentity.group_instance_id")?;
+        let reason = if version == 5 {
+            get_opt_str(r, flexible, "MemberIdentity.reason")?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MemberIdentity.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MemberIdentity.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id,
+            group_instance_id,
+            reason,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MemberIdentity {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.member_id = String::from("member_id-1");
@@ -313,7 +307,7 @@ impl Message for LeaveGroupRequest {
 /// The LeaveGroupResponse response (API key 13).
 ///
 /// Versions 0-5; flexible versions 4-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaveGroupResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -329,17 +323,6 @@ pub struct LeaveGroupResponse {
     pub members: Vec<MemberResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for LeaveGroupResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            members: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl LeaveGroupResponse {
@@ -393,35 +376,43 @@ impl LeaveGroupResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("LeaveGroupResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("LeaveGroupResponse.error_code")?;
-        if version >= 3 {
-            this.members = {
-                let n = get_array_len(r, flexible, 5, "LeaveGroupResponse.members")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(MemberResponse::read_fields(r, version)?);
-                }
-                a
-            };
-        }
+        let throttle_time_ms = if version >= 1 {
+            r.i32("LeaveGroupResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let error_code = r.i16("LeaveGroupResponse.error_code")?;
+        let members = if version >= 3 {
+            let n = get_array_len(r, flexible, 5, "LeaveGroupResponse.members")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(MemberResponse::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "LeaveGroupResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "LeaveGroupResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            members,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl LeaveGroupResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 1 {
@@ -515,24 +506,30 @@ impl MemberResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.member_id = get_str(r, flexible, "MemberResponse.member_id")?;
-        this.group_instance_id = get_opt_str(r, flexible, "MemberResponse.group_instance_id")?;
-        this.error_code = r.i16("MemberResponse.error_code")?;
+        let member_id = get_str(r, flexible, "MemberResponse.member_id")?;
+        let group_instance_id = get_opt_str(r, flexible, "MemberResponse.group_instance_id")?;
+        let error_code = r.i16("MemberResponse.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MemberResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MemberResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id,
+            group_instance_id,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MemberResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.member_id = String::from("member_id-1");

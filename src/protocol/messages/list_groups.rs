@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The ListGroupsRequest request (API key 16).
 ///
 /// Versions 0-5; flexible versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListGroupsRequest {
     /// The states of the groups we want to list. If empty, all groups are returned with their state.
     ///
@@ -25,16 +25,6 @@ pub struct ListGroupsRequest {
     pub types_filter: Vec<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListGroupsRequest {
-    fn default() -> Self {
-        Self {
-            states_filter: Vec::new(),
-            types_filter: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListGroupsRequest {
@@ -123,41 +113,46 @@ impl ListGroupsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version >= 4 {
-            this.states_filter = {
-                let n = get_array_len(r, flexible, 1, "ListGroupsRequest.states_filter")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(get_str(r, flexible, "ListGroupsRequest.states_filter")?);
-                }
-                a
-            };
-        }
-        if version == 5 {
-            this.types_filter = {
-                let n = get_array_len(r, flexible, 1, "ListGroupsRequest.types_filter")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(get_str(r, flexible, "ListGroupsRequest.types_filter")?);
-                }
-                a
-            };
-        }
+        let states_filter = if version >= 4 {
+            let n = get_array_len(r, flexible, 1, "ListGroupsRequest.states_filter")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(get_str(r, flexible, "ListGroupsRequest.states_filter")?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let types_filter = if version == 5 {
+            let n = get_array_len(r, flexible, 1, "ListGroupsRequest.types_filter")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(get_str(r, flexible, "ListGroupsRequest.types_filter")?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListGroupsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListGroupsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            states_filter,
+            types_filter,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListGroupsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 4 {
@@ -213,7 +208,7 @@ impl Message for ListGroupsRequest {
 /// The ListGroupsResponse response (API key 16).
 ///
 /// Versions 0-5; flexible versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListGroupsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -229,17 +224,6 @@ pub struct ListGroupsResponse {
     pub groups: Vec<ListedGroup>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListGroupsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            groups: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListGroupsResponse {
@@ -286,12 +270,13 @@ impl ListGroupsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("ListGroupsResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("ListGroupsResponse.error_code")?;
-        this.groups = {
+        let throttle_time_ms = if version >= 1 {
+            r.i32("ListGroupsResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let error_code = r.i16("ListGroupsResponse.error_code")?;
+        let groups = {
             let n = get_array_len(r, flexible, 3, "ListGroupsResponse.groups")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -299,20 +284,27 @@ impl ListGroupsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListGroupsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListGroupsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            groups,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListGroupsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 1 {
@@ -333,7 +325,7 @@ impl ListGroupsResponse {
 /// Each group in the response.
 ///
 /// Part of [`ListGroupsResponse`]; versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListedGroup {
     /// The group ID.
     ///
@@ -353,18 +345,6 @@ pub struct ListedGroup {
     pub group_type: String,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListedGroup {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            protocol_type: String::new(),
-            group_state: String::new(),
-            group_type: String::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListedGroup {
@@ -431,29 +411,40 @@ impl ListedGroup {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "ListedGroup.group_id")?;
-        this.protocol_type = get_str(r, flexible, "ListedGroup.protocol_type")?;
-        if version >= 4 {
-            this.group_state = get_str(r, flexible, "ListedGroup.group_state")?;
-        }
-        if version == 5 {
-            this.group_type = get_str(r, flexible, "ListedGroup.group_type")?;
-        }
+        let group_id = get_str(r, flexible, "ListedGroup.group_id")?;
+        let protocol_type = get_str(r, flexible, "ListedGroup.protocol_type")?;
+        let group_state = if version >= 4 {
+            get_str(r, flexible, "ListedGroup.group_state")?
+        } else {
+            String::new()
+        };
+        let group_type = if version == 5 {
+            get_str(r, flexible, "ListedGroup.group_type")?
+        } else {
+            String::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListedGroup.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListedGroup.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            protocol_type,
+            group_state,
+            group_type,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListedGroup {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");

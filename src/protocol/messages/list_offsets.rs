@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The ListOffsetsRequest request (API key 2).
 ///
 /// Versions 1-11; flexible versions 6-11.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsRequest {
     /// The broker ID of the requester, or -1 if this request is being made by a normal consumer.
     ///
@@ -33,18 +33,6 @@ pub struct ListOffsetsRequest {
     pub timeout_ms: i32,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListOffsetsRequest {
-    fn default() -> Self {
-        Self {
-            replica_id: 0,
-            isolation_level: 0,
-            topics: Vec::new(),
-            timeout_ms: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListOffsetsRequest {
@@ -104,12 +92,13 @@ impl ListOffsetsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.replica_id = r.i32("ListOffsetsRequest.replica_id")?;
-        if version >= 2 {
-            this.isolation_level = r.i8("ListOffsetsRequest.isolation_level")?;
-        }
-        this.topics = {
+        let replica_id = r.i32("ListOffsetsRequest.replica_id")?;
+        let isolation_level = if version >= 2 {
+            r.i8("ListOffsetsRequest.isolation_level")?
+        } else {
+            0
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "ListOffsetsRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -117,23 +106,33 @@ impl ListOffsetsRequest {
             }
             a
         };
-        if version >= 10 {
-            this.timeout_ms = r.i32("ListOffsetsRequest.timeout_ms")?;
-        }
+        let timeout_ms = if version >= 10 {
+            r.i32("ListOffsetsRequest.timeout_ms")?
+        } else {
+            0
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListOffsetsRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListOffsetsRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            replica_id,
+            isolation_level,
+            topics,
+            timeout_ms,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListOffsetsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.replica_id = 100001;
@@ -160,7 +159,7 @@ impl ListOffsetsRequest {
 /// Each topic in the request.
 ///
 /// Part of [`ListOffsetsRequest`]; versions 1-11.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsTopic {
     /// The topic name.
     ///
@@ -172,16 +171,6 @@ pub struct ListOffsetsTopic {
     pub partitions: Vec<ListOffsetsPartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListOffsetsTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListOffsetsTopic {
@@ -230,9 +219,8 @@ impl ListOffsetsTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "ListOffsetsTopic.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "ListOffsetsTopic.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 12, "ListOffsetsTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -240,20 +228,26 @@ impl ListOffsetsTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListOffsetsTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListOffsetsTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListOffsetsTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -331,26 +325,34 @@ impl ListOffsetsPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.partition_index = r.i32("ListOffsetsPartition.partition_index")?;
-        if version >= 4 {
-            this.current_leader_epoch = r.i32("ListOffsetsPartition.current_leader_epoch")?;
-        }
-        this.timestamp = r.i64("ListOffsetsPartition.timestamp")?;
+        let partition_index = r.i32("ListOffsetsPartition.partition_index")?;
+        let current_leader_epoch = if version >= 4 {
+            r.i32("ListOffsetsPartition.current_leader_epoch")?
+        } else {
+            -1
+        };
+        let timestamp = r.i64("ListOffsetsPartition.timestamp")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListOffsetsPartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListOffsetsPartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            current_leader_epoch,
+            timestamp,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListOffsetsPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -399,7 +401,7 @@ impl Message for ListOffsetsRequest {
 /// The ListOffsetsResponse response (API key 2).
 ///
 /// Versions 1-11; flexible versions 6-11.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -411,16 +413,6 @@ pub struct ListOffsetsResponse {
     pub topics: Vec<ListOffsetsTopicResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListOffsetsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListOffsetsResponse {
@@ -466,11 +458,12 @@ impl ListOffsetsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = r.i32("ListOffsetsResponse.throttle_time_ms")?;
-        }
-        this.topics = {
+        let throttle_time_ms = if version >= 2 {
+            r.i32("ListOffsetsResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "ListOffsetsResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -478,20 +471,26 @@ impl ListOffsetsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListOffsetsResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListOffsetsResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListOffsetsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 2 {
@@ -514,7 +513,7 @@ impl ListOffsetsResponse {
 /// Each topic in the response.
 ///
 /// Part of [`ListOffsetsResponse`]; versions 1-11.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsTopicResponse {
     /// The topic name.
     ///
@@ -526,16 +525,6 @@ pub struct ListOffsetsTopicResponse {
     pub partitions: Vec<ListOffsetsPartitionResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListOffsetsTopicResponse {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListOffsetsTopicResponse {
@@ -584,9 +573,8 @@ impl ListOffsetsTopicResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "ListOffsetsTopicResponse.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "ListOffsetsTopicResponse.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 22, "ListOffsetsTopicResponse.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -594,20 +582,26 @@ impl ListOffsetsTopicResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListOffsetsTopicResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListOffsetsTopicResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListOffsetsTopicResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -704,28 +698,38 @@ impl ListOffsetsPartitionResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.partition_index = r.i32("ListOffsetsPartitionResponse.partition_index")?;
-        this.error_code = r.i16("ListOffsetsPartitionResponse.error_code")?;
-        this.timestamp = r.i64("ListOffsetsPartitionResponse.timestamp")?;
-        this.offset = r.i64("ListOffsetsPartitionResponse.offset")?;
-        if version >= 4 {
-            this.leader_epoch = r.i32("ListOffsetsPartitionResponse.leader_epoch")?;
-        }
+        let partition_index = r.i32("ListOffsetsPartitionResponse.partition_index")?;
+        let error_code = r.i16("ListOffsetsPartitionResponse.error_code")?;
+        let timestamp = r.i64("ListOffsetsPartitionResponse.timestamp")?;
+        let offset = r.i64("ListOffsetsPartitionResponse.offset")?;
+        let leader_epoch = if version >= 4 {
+            r.i32("ListOffsetsPartitionResponse.leader_epoch")?
+        } else {
+            -1
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ListOffsetsPartitionResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ListOffsetsPartitionResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            error_code,
+            timestamp,
+            offset,
+            leader_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListOffsetsPartitionResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;

@@ -133,8 +133,7 @@ impl ListTransactionsRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.state_filters = {
+        let state_filters = {
             let n = get_array_len(r, flexible, 1, "ListTransactionsRequest.state_filters")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -146,7 +145,7 @@ impl ListTransactionsRequest {
             }
             a
         };
-        this.producer_id_filters = {
+        let producer_id_filters = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -159,28 +158,40 @@ impl ListTransactionsRequest {
             }
             a
         };
-        if version >= 1 {
-            this.duration_filter = r.i64("ListTransactionsRequest.duration_filter")?;
-        }
-        if version == 2 {
-            this.transactional_id_pattern = get_opt_str(
+        let duration_filter = if version >= 1 {
+            r.i64("ListTransactionsRequest.duration_filter")?
+        } else {
+            -1
+        };
+        let transactional_id_pattern = if version == 2 {
+            get_opt_str(
                 r,
                 flexible,
                 "ListTransactionsRequest.transactional_id_pattern",
-            )?;
-        }
+            )?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ListTransactionsRequest.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ListTransactionsRequest.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            state_filters,
+            producer_id_filters,
+            duration_filter,
+            transactional_id_pattern,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListTransactionsRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.state_filters = vec![
@@ -236,7 +247,7 @@ impl Message for ListTransactionsRequest {
 /// The ListTransactionsResponse response (API key 66).
 ///
 /// Versions 0-2; flexible versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListTransactionsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -256,18 +267,6 @@ pub struct ListTransactionsResponse {
     pub transaction_states: Vec<ListTransactionsResponseTransactionState>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListTransactionsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            unknown_state_filters: Vec::new(),
-            transaction_states: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListTransactionsResponse {
@@ -329,10 +328,9 @@ impl ListTransactionsResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ListTransactionsResponse.throttle_time_ms")?;
-        this.error_code = r.i16("ListTransactionsResponse.error_code")?;
-        this.unknown_state_filters = {
+        let throttle_time_ms = r.i32("ListTransactionsResponse.throttle_time_ms")?;
+        let error_code = r.i16("ListTransactionsResponse.error_code")?;
+        let unknown_state_filters = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -349,7 +347,7 @@ impl ListTransactionsResponse {
             }
             a
         };
-        this.transaction_states = {
+        let transaction_states = {
             let n = get_array_len(
                 r,
                 flexible,
@@ -364,18 +362,26 @@ impl ListTransactionsResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ListTransactionsResponse.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ListTransactionsResponse.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            unknown_state_filters,
+            transaction_states,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListTransactionsResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -399,7 +405,7 @@ impl ListTransactionsResponse {
 /// The current state of the transaction for the transactional id.
 ///
 /// Part of [`ListTransactionsResponse`]; versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListTransactionsResponseTransactionState {
     /// The transactional id.
     ///
@@ -415,17 +421,6 @@ pub struct ListTransactionsResponseTransactionState {
     pub transaction_state: String,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListTransactionsResponseTransactionState {
-    fn default() -> Self {
-        Self {
-            transactional_id: String::new(),
-            producer_id: 0,
-            transaction_state: String::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ListTransactionsResponseTransactionState {
@@ -463,31 +458,37 @@ impl ListTransactionsResponseTransactionState {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.transactional_id = get_str(
+        let transactional_id = get_str(
             r,
             flexible,
             "ListTransactionsResponseTransactionState.transactional_id",
         )?;
-        this.producer_id = r.i64("ListTransactionsResponseTransactionState.producer_id")?;
-        this.transaction_state = get_str(
+        let producer_id = r.i64("ListTransactionsResponseTransactionState.producer_id")?;
+        let transaction_state = get_str(
             r,
             flexible,
             "ListTransactionsResponseTransactionState.transaction_state",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ListTransactionsResponseTransactionState.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) =
                 get_tagged(r, "ListTransactionsResponseTransactionState.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            producer_id,
+            transaction_state,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ListTransactionsResponseTransactionState {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = String::from("transactional_id-1");

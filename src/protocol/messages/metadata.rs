@@ -126,8 +126,7 @@ impl MetadataRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.topics = if version >= 1 {
+        let topics = if version >= 1 {
             match get_opt_array_len(r, flexible, 2, "MetadataRequest.topics")? {
                 Some(n) => {
                     let mut a = Vec::with_capacity(n);
@@ -148,31 +147,43 @@ impl MetadataRequest {
                 a
             })
         };
-        if version >= 4 {
-            this.allow_auto_topic_creation = r.bool("MetadataRequest.allow_auto_topic_creation")?;
-        }
-        if (8..=10).contains(&version) {
-            this.include_cluster_authorized_operations =
-                r.bool("MetadataRequest.include_cluster_authorized_operations")?;
-        }
-        if version >= 8 {
-            this.include_topic_authorized_operations =
-                r.bool("MetadataRequest.include_topic_authorized_operations")?;
-        }
+        let allow_auto_topic_creation = if version >= 4 {
+            r.bool("MetadataRequest.allow_auto_topic_creation")?
+        } else {
+            true
+        };
+        let include_cluster_authorized_operations = if (8..=10).contains(&version) {
+            r.bool("MetadataRequest.include_cluster_authorized_operations")?
+        } else {
+            false
+        };
+        let include_topic_authorized_operations = if version >= 8 {
+            r.bool("MetadataRequest.include_topic_authorized_operations")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MetadataRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MetadataRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topics,
+            allow_auto_topic_creation,
+            include_cluster_authorized_operations,
+            include_topic_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MetadataRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topics = Some(vec![
@@ -265,29 +276,36 @@ impl MetadataRequestTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        if version >= 10 {
-            this.topic_id = Uuid(r.uuid("MetadataRequestTopic.topic_id")?);
-        }
-        this.name = if version >= 10 {
+        let topic_id = if version >= 10 {
+            Uuid(r.uuid("MetadataRequestTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let name = if version >= 10 {
             get_opt_str(r, flexible, "MetadataRequestTopic.name")?
         } else {
             Some(get_str(r, flexible, "MetadataRequestTopic.name")?)
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MetadataRequestTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MetadataRequestTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topic_id,
+            name,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MetadataRequestTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 10 {
@@ -482,11 +500,12 @@ impl MetadataResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        if version >= 3 {
-            this.throttle_time_ms = r.i32("MetadataResponse.throttle_time_ms")?;
-        }
-        this.brokers = {
+        let throttle_time_ms = if version >= 3 {
+            r.i32("MetadataResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let brokers = {
             let n = get_array_len(r, flexible, 10, "MetadataResponse.brokers")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -494,13 +513,17 @@ impl MetadataResponse {
             }
             a
         };
-        if version >= 2 {
-            this.cluster_id = get_opt_str(r, flexible, "MetadataResponse.cluster_id")?;
-        }
-        if version >= 1 {
-            this.controller_id = r.i32("MetadataResponse.controller_id")?;
-        }
-        this.topics = {
+        let cluster_id = if version >= 2 {
+            get_opt_str(r, flexible, "MetadataResponse.cluster_id")?
+        } else {
+            None
+        };
+        let controller_id = if version >= 1 {
+            r.i32("MetadataResponse.controller_id")?
+        } else {
+            -1
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 8, "MetadataResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -508,27 +531,41 @@ impl MetadataResponse {
             }
             a
         };
-        if (8..=10).contains(&version) {
-            this.cluster_authorized_operations =
-                r.i32("MetadataResponse.cluster_authorized_operations")?;
-        }
-        if version == 13 {
-            this.error_code = r.i16("MetadataResponse.error_code")?;
-        }
+        let cluster_authorized_operations = if (8..=10).contains(&version) {
+            r.i32("MetadataResponse.cluster_authorized_operations")?
+        } else {
+            i32::MIN
+        };
+        let error_code = if version == 13 {
+            r.i16("MetadataResponse.error_code")?
+        } else {
+            0
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MetadataResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MetadataResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            brokers,
+            cluster_id,
+            controller_id,
+            topics,
+            cluster_authorized_operations,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MetadataResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 3 {
@@ -567,7 +604,7 @@ impl MetadataResponse {
 /// A list of brokers present in the cluster.
 ///
 /// Part of [`MetadataResponse`]; versions 0-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataResponseBroker {
     /// The broker ID.
     ///
@@ -587,18 +624,6 @@ pub struct MetadataResponseBroker {
     pub rack: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for MetadataResponseBroker {
-    fn default() -> Self {
-        Self {
-            node_id: 0,
-            host: String::new(),
-            port: 0,
-            rack: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl MetadataResponseBroker {
@@ -645,27 +670,36 @@ impl MetadataResponseBroker {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.node_id = r.i32("MetadataResponseBroker.node_id")?;
-        this.host = get_str(r, flexible, "MetadataResponseBroker.host")?;
-        this.port = r.i32("MetadataResponseBroker.port")?;
-        if version >= 1 {
-            this.rack = get_opt_str(r, flexible, "MetadataResponseBroker.rack")?;
-        }
+        let node_id = r.i32("MetadataResponseBroker.node_id")?;
+        let host = get_str(r, flexible, "MetadataResponseBroker.host")?;
+        let port = r.i32("MetadataResponseBroker.port")?;
+        let rack = if version >= 1 {
+            get_opt_str(r, flexible, "MetadataResponseBroker.rack")?
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MetadataResponseBroker.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MetadataResponseBroker.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            node_id,
+            host,
+            port,
+            rack,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MetadataResponseBroker {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.node_id = 100001;
@@ -808,20 +842,23 @@ impl MetadataResponseTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.error_code = r.i16("MetadataResponseTopic.error_code")?;
-        this.name = if version >= 12 {
+        let error_code = r.i16("MetadataResponseTopic.error_code")?;
+        let name = if version >= 12 {
             get_opt_str(r, flexible, "MetadataResponseTopic.name")?
         } else {
             Some(get_str(r, flexible, "MetadataResponseTopic.name")?)
         };
-        if version >= 10 {
-            this.topic_id = Uuid(r.uuid("MetadataResponseTopic.topic_id")?);
-        }
-        if version >= 1 {
-            this.is_internal = r.bool("MetadataResponseTopic.is_internal")?;
-        }
-        this.partitions = {
+        let topic_id = if version >= 10 {
+            Uuid(r.uuid("MetadataResponseTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let is_internal = if version >= 1 {
+            r.bool("MetadataResponseTopic.is_internal")?
+        } else {
+            false
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 18, "MetadataResponseTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -829,24 +866,35 @@ impl MetadataResponseTopic {
             }
             a
         };
-        if version >= 8 {
-            this.topic_authorized_operations =
-                r.i32("MetadataResponseTopic.topic_authorized_operations")?;
-        }
+        let topic_authorized_operations = if version >= 8 {
+            r.i32("MetadataResponseTopic.topic_authorized_operations")?
+        } else {
+            i32::MIN
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MetadataResponseTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MetadataResponseTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            name,
+            topic_id,
+            is_internal,
+            partitions,
+            topic_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MetadataResponseTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -995,14 +1043,15 @@ impl MetadataResponsePartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.error_code = r.i16("MetadataResponsePartition.error_code")?;
-        this.partition_index = r.i32("MetadataResponsePartition.partition_index")?;
-        this.leader_id = r.i32("MetadataResponsePartition.leader_id")?;
-        if version >= 7 {
-            this.leader_epoch = r.i32("MetadataResponsePartition.leader_epoch")?;
-        }
-        this.replica_nodes = {
+        let error_code = r.i16("MetadataResponsePartition.error_code")?;
+        let partition_index = r.i32("MetadataResponsePartition.partition_index")?;
+        let leader_id = r.i32("MetadataResponsePartition.leader_id")?;
+        let leader_epoch = if version >= 7 {
+            r.i32("MetadataResponsePartition.leader_epoch")?
+        } else {
+            -1
+        };
+        let replica_nodes = {
             let n = get_array_len(r, flexible, 4, "MetadataResponsePartition.replica_nodes")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1010,7 +1059,7 @@ impl MetadataResponsePartition {
             }
             a
         };
-        this.isr_nodes = {
+        let isr_nodes = {
             let n = get_array_len(r, flexible, 4, "MetadataResponsePartition.isr_nodes")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1018,31 +1067,41 @@ impl MetadataResponsePartition {
             }
             a
         };
-        if version >= 5 {
-            this.offline_replicas = {
-                let n =
-                    get_array_len(r, flexible, 4, "MetadataResponsePartition.offline_replicas")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(r.i32("MetadataResponsePartition.offline_replicas")?);
-                }
-                a
-            };
-        }
+        let offline_replicas = if version >= 5 {
+            let n = get_array_len(r, flexible, 4, "MetadataResponsePartition.offline_replicas")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(r.i32("MetadataResponsePartition.offline_replicas")?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "MetadataResponsePartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "MetadataResponsePartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            partition_index,
+            leader_id,
+            leader_epoch,
+            replica_nodes,
+            isr_nodes,
+            offline_replicas,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl MetadataResponsePartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;

@@ -139,19 +139,21 @@ impl OffsetCommitRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 8;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "OffsetCommitRequest.group_id")?;
-        this.generation_id_or_member_epoch =
+        let group_id = get_str(r, flexible, "OffsetCommitRequest.group_id")?;
+        let generation_id_or_member_epoch =
             r.i32("OffsetCommitRequest.generation_id_or_member_epoch")?;
-        this.member_id = get_str(r, flexible, "OffsetCommitRequest.member_id")?;
-        if version >= 7 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "OffsetCommitRequest.group_instance_id")?;
-        }
-        if version <= 4 {
-            this.retention_time_ms = r.i64("OffsetCommitRequest.retention_time_ms")?;
-        }
-        this.topics = {
+        let member_id = get_str(r, flexible, "OffsetCommitRequest.member_id")?;
+        let group_instance_id = if version >= 7 {
+            get_opt_str(r, flexible, "OffsetCommitRequest.group_instance_id")?
+        } else {
+            None
+        };
+        let retention_time_ms = if version <= 4 {
+            r.i64("OffsetCommitRequest.retention_time_ms")?
+        } else {
+            -1
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetCommitRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -159,20 +161,30 @@ impl OffsetCommitRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetCommitRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetCommitRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            generation_id_or_member_epoch,
+            member_id,
+            group_instance_id,
+            retention_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetCommitRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -201,7 +213,7 @@ impl OffsetCommitRequest {
 /// The topics to commit offsets for.
 ///
 /// Part of [`OffsetCommitRequest`]; versions 2-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitRequestTopic {
     /// The topic name.
     ///
@@ -217,17 +229,6 @@ pub struct OffsetCommitRequestTopic {
     pub partitions: Vec<OffsetCommitRequestPartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetCommitRequestTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetCommitRequestTopic {
@@ -286,14 +287,17 @@ impl OffsetCommitRequestTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 8;
-        let mut this = Self::default();
-        if version <= 9 {
-            this.name = get_str(r, flexible, "OffsetCommitRequestTopic.name")?;
-        }
-        if version == 10 {
-            this.topic_id = Uuid(r.uuid("OffsetCommitRequestTopic.topic_id")?);
-        }
-        this.partitions = {
+        let name = if version <= 9 {
+            get_str(r, flexible, "OffsetCommitRequestTopic.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 10 {
+            Uuid(r.uuid("OffsetCommitRequestTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 14, "OffsetCommitRequestTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -301,20 +305,27 @@ impl OffsetCommitRequestTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetCommitRequestTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetCommitRequestTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetCommitRequestTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 9 {
@@ -411,32 +422,40 @@ impl OffsetCommitRequestPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 8;
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetCommitRequestPartition.partition_index")?;
-        this.committed_offset = r.i64("OffsetCommitRequestPartition.committed_offset")?;
-        if version >= 6 {
-            this.committed_leader_epoch =
-                r.i32("OffsetCommitRequestPartition.committed_leader_epoch")?;
-        }
-        this.committed_metadata = get_opt_str(
+        let partition_index = r.i32("OffsetCommitRequestPartition.partition_index")?;
+        let committed_offset = r.i64("OffsetCommitRequestPartition.committed_offset")?;
+        let committed_leader_epoch = if version >= 6 {
+            r.i32("OffsetCommitRequestPartition.committed_leader_epoch")?
+        } else {
+            -1
+        };
+        let committed_metadata = get_opt_str(
             r,
             flexible,
             "OffsetCommitRequestPartition.committed_metadata",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetCommitRequestPartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetCommitRequestPartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            committed_offset,
+            committed_leader_epoch,
+            committed_metadata,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetCommitRequestPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -486,7 +505,7 @@ impl Message for OffsetCommitRequest {
 /// The OffsetCommitResponse response (API key 8).
 ///
 /// Versions 2-10; flexible versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -498,16 +517,6 @@ pub struct OffsetCommitResponse {
     pub topics: Vec<OffsetCommitResponseTopic>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetCommitResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetCommitResponse {
@@ -553,11 +562,12 @@ impl OffsetCommitResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 8;
-        let mut this = Self::default();
-        if version >= 3 {
-            this.throttle_time_ms = r.i32("OffsetCommitResponse.throttle_time_ms")?;
-        }
-        this.topics = {
+        let throttle_time_ms = if version >= 3 {
+            r.i32("OffsetCommitResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetCommitResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -565,20 +575,26 @@ impl OffsetCommitResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetCommitResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetCommitResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetCommitResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 3 {
@@ -601,7 +617,7 @@ impl OffsetCommitResponse {
 /// The responses for each topic.
 ///
 /// Part of [`OffsetCommitResponse`]; versions 2-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitResponseTopic {
     /// The topic name.
     ///
@@ -617,17 +633,6 @@ pub struct OffsetCommitResponseTopic {
     pub partitions: Vec<OffsetCommitResponsePartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetCommitResponseTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetCommitResponseTopic {
@@ -686,14 +691,17 @@ impl OffsetCommitResponseTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 8;
-        let mut this = Self::default();
-        if version <= 9 {
-            this.name = get_str(r, flexible, "OffsetCommitResponseTopic.name")?;
-        }
-        if version == 10 {
-            this.topic_id = Uuid(r.uuid("OffsetCommitResponseTopic.topic_id")?);
-        }
-        this.partitions = {
+        let name = if version <= 9 {
+            get_str(r, flexible, "OffsetCommitResponseTopic.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 10 {
+            Uuid(r.uuid("OffsetCommitResponseTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 6, "OffsetCommitResponseTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -701,20 +709,27 @@ impl OffsetCommitResponseTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetCommitResponseTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetCommitResponseTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetCommitResponseTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 9 {
@@ -740,7 +755,7 @@ impl OffsetCommitResponseTopic {
 /// The responses for each partition in the topic.
 ///
 /// Part of [`OffsetCommitResponse`]; versions 2-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitResponsePartition {
     /// The partition index.
     ///
@@ -752,16 +767,6 @@ pub struct OffsetCommitResponsePartition {
     pub error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetCommitResponsePartition {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetCommitResponsePartition {
@@ -786,23 +791,28 @@ impl OffsetCommitResponsePartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 8;
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetCommitResponsePartition.partition_index")?;
-        this.error_code = r.i16("OffsetCommitResponsePartition.error_code")?;
+        let partition_index = r.i32("OffsetCommitResponsePartition.partition_index")?;
+        let error_code = r.i16("OffsetCommitResponsePartition.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetCommitResponsePartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetCommitResponsePartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetCommitResponsePartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The OffsetDeleteRequest request (API key 47).
 ///
 /// Versions 0; flexible versions none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetDeleteRequest {
     /// The unique group identifier.
     ///
@@ -23,15 +23,6 @@ pub struct OffsetDeleteRequest {
     ///
     /// Versions 0+.
     pub topics: Vec<OffsetDeleteRequestTopic>,
-}
-
-impl Default for OffsetDeleteRequest {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            topics: Vec::new(),
-        }
-    }
 }
 
 impl OffsetDeleteRequest {
@@ -74,9 +65,8 @@ impl OffsetDeleteRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "OffsetDeleteRequest.group_id")?;
-        this.topics = {
+        let group_id = get_str(r, flexible, "OffsetDeleteRequest.group_id")?;
+        let topics = {
             let n = get_array_len(r, flexible, 6, "OffsetDeleteRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -84,13 +74,14 @@ impl OffsetDeleteRequest {
             }
             a
         };
-        Ok(this)
+        Ok(Self { group_id, topics })
     }
 }
 
 #[cfg(test)]
 impl OffsetDeleteRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -105,7 +96,7 @@ impl OffsetDeleteRequest {
 /// The topics to delete offsets for.
 ///
 /// Part of [`OffsetDeleteRequest`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetDeleteRequestTopic {
     /// The topic name.
     ///
@@ -115,15 +106,6 @@ pub struct OffsetDeleteRequestTopic {
     ///
     /// Versions 0+.
     pub partitions: Vec<OffsetDeleteRequestPartition>,
-}
-
-impl Default for OffsetDeleteRequestTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-        }
-    }
 }
 
 impl OffsetDeleteRequestTopic {
@@ -166,9 +148,8 @@ impl OffsetDeleteRequestTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "OffsetDeleteRequestTopic.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "OffsetDeleteRequestTopic.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 4, "OffsetDeleteRequestTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -176,13 +157,14 @@ impl OffsetDeleteRequestTopic {
             }
             a
         };
-        Ok(this)
+        Ok(Self { name, partitions })
     }
 }
 
 #[cfg(test)]
 impl OffsetDeleteRequestTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -197,18 +179,12 @@ impl OffsetDeleteRequestTopic {
 /// Each partition to delete offsets for.
 ///
 /// Part of [`OffsetDeleteRequest`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetDeleteRequestPartition {
     /// The partition index.
     ///
     /// Versions 0+.
     pub partition_index: i32,
-}
-
-impl Default for OffsetDeleteRequestPartition {
-    fn default() -> Self {
-        Self { partition_index: 0 }
-    }
 }
 
 impl OffsetDeleteRequestPartition {
@@ -226,15 +202,15 @@ impl OffsetDeleteRequestPartition {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetDeleteRequestPartition.partition_index")?;
-        Ok(this)
+        let partition_index = r.i32("OffsetDeleteRequestPartition.partition_index")?;
+        Ok(Self { partition_index })
     }
 }
 
 #[cfg(test)]
 impl OffsetDeleteRequestPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -273,7 +249,7 @@ impl Message for OffsetDeleteRequest {
 /// The OffsetDeleteResponse response (API key 47).
 ///
 /// Versions 0; flexible versions none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetDeleteResponse {
     /// The top-level error code, or 0 if there was no error.
     ///
@@ -287,16 +263,6 @@ pub struct OffsetDeleteResponse {
     ///
     /// Versions 0+.
     pub topics: Vec<OffsetDeleteResponseTopic>,
-}
-
-impl Default for OffsetDeleteResponse {
-    fn default() -> Self {
-        Self {
-            error_code: 0,
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-        }
-    }
 }
 
 impl OffsetDeleteResponse {
@@ -332,10 +298,9 @@ impl OffsetDeleteResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.error_code = r.i16("OffsetDeleteResponse.error_code")?;
-        this.throttle_time_ms = r.i32("OffsetDeleteResponse.throttle_time_ms")?;
-        this.topics = {
+        let error_code = r.i16("OffsetDeleteResponse.error_code")?;
+        let throttle_time_ms = r.i32("OffsetDeleteResponse.throttle_time_ms")?;
+        let topics = {
             let n = get_array_len(r, flexible, 6, "OffsetDeleteResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -343,13 +308,18 @@ impl OffsetDeleteResponse {
             }
             a
         };
-        Ok(this)
+        Ok(Self {
+            error_code,
+            throttle_time_ms,
+            topics,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetDeleteResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;
@@ -365,7 +335,7 @@ impl OffsetDeleteResponse {
 /// The responses for each topic.
 ///
 /// Part of [`OffsetDeleteResponse`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetDeleteResponseTopic {
     /// The topic name.
     ///
@@ -375,15 +345,6 @@ pub struct OffsetDeleteResponseTopic {
     ///
     /// Versions 0+.
     pub partitions: Vec<OffsetDeleteResponsePartition>,
-}
-
-impl Default for OffsetDeleteResponseTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-        }
-    }
 }
 
 impl OffsetDeleteResponseTopic {
@@ -426,9 +387,8 @@ impl OffsetDeleteResponseTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "OffsetDeleteResponseTopic.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "OffsetDeleteResponseTopic.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 6, "OffsetDeleteResponseTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -436,13 +396,14 @@ impl OffsetDeleteResponseTopic {
             }
             a
         };
-        Ok(this)
+        Ok(Self { name, partitions })
     }
 }
 
 #[cfg(test)]
 impl OffsetDeleteResponseTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -457,7 +418,7 @@ impl OffsetDeleteResponseTopic {
 /// The responses for each partition in the topic.
 ///
 /// Part of [`OffsetDeleteResponse`]; versions 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetDeleteResponsePartition {
     /// The partition index.
     ///
@@ -467,15 +428,6 @@ pub struct OffsetDeleteResponsePartition {
     ///
     /// Versions 0+.
     pub error_code: i16,
-}
-
-impl Default for OffsetDeleteResponsePartition {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            error_code: 0,
-        }
-    }
 }
 
 impl OffsetDeleteResponsePartition {
@@ -494,16 +446,19 @@ impl OffsetDeleteResponsePartition {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetDeleteResponsePartition.partition_index")?;
-        this.error_code = r.i16("OffsetDeleteResponsePartition.error_code")?;
-        Ok(this)
+        let partition_index = r.i32("OffsetDeleteResponsePartition.partition_index")?;
+        let error_code = r.i16("OffsetDeleteResponsePartition.error_code")?;
+        Ok(Self {
+            partition_index,
+            error_code,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetDeleteResponsePartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;

@@ -166,12 +166,13 @@ impl OffsetFetchRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        if version <= 7 {
-            this.group_id = get_str(r, flexible, "OffsetFetchRequest.group_id")?;
-        }
-        if version <= 7 {
-            this.topics = if version >= 2 {
+        let group_id = if version <= 7 {
+            get_str(r, flexible, "OffsetFetchRequest.group_id")?
+        } else {
+            String::new()
+        };
+        let topics = if version <= 7 {
+            if version >= 2 {
                 match get_opt_array_len(r, flexible, 3, "OffsetFetchRequest.topics")? {
                     Some(n) => {
                         let mut a = Vec::with_capacity(n);
@@ -191,35 +192,47 @@ impl OffsetFetchRequest {
                     }
                     a
                 })
-            };
-        }
-        if version >= 8 {
-            this.groups = {
-                let n = get_array_len(r, flexible, 3, "OffsetFetchRequest.groups")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(OffsetFetchRequestGroup::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if version >= 7 {
-            this.require_stable = r.bool("OffsetFetchRequest.require_stable")?;
-        }
+            }
+        } else {
+            Some(Vec::new())
+        };
+        let groups = if version >= 8 {
+            let n = get_array_len(r, flexible, 3, "OffsetFetchRequest.groups")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(OffsetFetchRequestGroup::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let require_stable = if version >= 7 {
+            r.bool("OffsetFetchRequest.require_stable")?
+        } else {
+            false
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetFetchRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetFetchRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            topics,
+            groups,
+            require_stable,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 7 {
@@ -253,7 +266,7 @@ impl OffsetFetchRequest {
 /// Each topic we would like to fetch offsets for, or null to fetch offsets for all topics.
 ///
 /// Part of [`OffsetFetchRequest`]; versions 1-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchRequestTopic {
     /// The topic name.
     ///
@@ -265,16 +278,6 @@ pub struct OffsetFetchRequestTopic {
     pub partition_indexes: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetFetchRequestTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partition_indexes: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetFetchRequestTopic {
@@ -318,9 +321,8 @@ impl OffsetFetchRequestTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "OffsetFetchRequestTopic.name")?;
-        this.partition_indexes = {
+        let name = get_str(r, flexible, "OffsetFetchRequestTopic.name")?;
+        let partition_indexes = {
             let n = get_array_len(r, flexible, 4, "OffsetFetchRequestTopic.partition_indexes")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -328,20 +330,26 @@ impl OffsetFetchRequestTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetFetchRequestTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetFetchRequestTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partition_indexes,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchRequestTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -456,15 +464,18 @@ impl OffsetFetchRequestGroup {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "OffsetFetchRequestGroup.group_id")?;
-        if version >= 9 {
-            this.member_id = get_opt_str(r, flexible, "OffsetFetchRequestGroup.member_id")?;
-        }
-        if version >= 9 {
-            this.member_epoch = r.i32("OffsetFetchRequestGroup.member_epoch")?;
-        }
-        this.topics = match get_opt_array_len(r, flexible, 3, "OffsetFetchRequestGroup.topics")? {
+        let group_id = get_str(r, flexible, "OffsetFetchRequestGroup.group_id")?;
+        let member_id = if version >= 9 {
+            get_opt_str(r, flexible, "OffsetFetchRequestGroup.member_id")?
+        } else {
+            None
+        };
+        let member_epoch = if version >= 9 {
+            r.i32("OffsetFetchRequestGroup.member_epoch")?
+        } else {
+            -1
+        };
+        let topics = match get_opt_array_len(r, flexible, 3, "OffsetFetchRequestGroup.topics")? {
             Some(n) => {
                 let mut a = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -474,18 +485,26 @@ impl OffsetFetchRequestGroup {
             }
             None => None,
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "OffsetFetchRequestGroup.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "OffsetFetchRequestGroup.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            member_id,
+            member_epoch,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchRequestGroup {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -510,7 +529,7 @@ impl OffsetFetchRequestGroup {
 /// Each topic we would like to fetch offsets for, or null to fetch offsets for all topics.
 ///
 /// Part of [`OffsetFetchRequest`]; versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchRequestTopics {
     /// The topic name.
     ///
@@ -526,17 +545,6 @@ pub struct OffsetFetchRequestTopics {
     pub partition_indexes: Vec<i32>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetFetchRequestTopics {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partition_indexes: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetFetchRequestTopics {
@@ -586,14 +594,17 @@ impl OffsetFetchRequestTopics {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        if version <= 9 {
-            this.name = get_str(r, flexible, "OffsetFetchRequestTopics.name")?;
-        }
-        if version == 10 {
-            this.topic_id = Uuid(r.uuid("OffsetFetchRequestTopics.topic_id")?);
-        }
-        this.partition_indexes = {
+        let name = if version <= 9 {
+            get_str(r, flexible, "OffsetFetchRequestTopics.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 10 {
+            Uuid(r.uuid("OffsetFetchRequestTopics.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partition_indexes = {
             let n = get_array_len(r, flexible, 4, "OffsetFetchRequestTopics.partition_indexes")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -601,18 +612,25 @@ impl OffsetFetchRequestTopics {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "OffsetFetchRequestTopics.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "OffsetFetchRequestTopics.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partition_indexes,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchRequestTopics {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 9 {
@@ -661,7 +679,7 @@ impl Message for OffsetFetchRequest {
 /// The OffsetFetchResponse response (API key 9).
 ///
 /// Versions 1-10; flexible versions 6-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -681,18 +699,6 @@ pub struct OffsetFetchResponse {
     pub groups: Vec<OffsetFetchResponseGroup>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetFetchResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            error_code: 0,
-            groups: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetFetchResponse {
@@ -775,47 +781,58 @@ impl OffsetFetchResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        if version >= 3 {
-            this.throttle_time_ms = r.i32("OffsetFetchResponse.throttle_time_ms")?;
-        }
-        if version <= 7 {
-            this.topics = {
-                let n = get_array_len(r, flexible, 3, "OffsetFetchResponse.topics")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(OffsetFetchResponseTopic::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if (2..=7).contains(&version) {
-            this.error_code = r.i16("OffsetFetchResponse.error_code")?;
-        }
-        if version >= 8 {
-            this.groups = {
-                let n = get_array_len(r, flexible, 5, "OffsetFetchResponse.groups")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(OffsetFetchResponseGroup::read_fields(r, version)?);
-                }
-                a
-            };
-        }
+        let throttle_time_ms = if version >= 3 {
+            r.i32("OffsetFetchResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let topics = if version <= 7 {
+            let n = get_array_len(r, flexible, 3, "OffsetFetchResponse.topics")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(OffsetFetchResponseTopic::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let error_code = if (2..=7).contains(&version) {
+            r.i16("OffsetFetchResponse.error_code")?
+        } else {
+            0
+        };
+        let groups = if version >= 8 {
+            let n = get_array_len(r, flexible, 5, "OffsetFetchResponse.groups")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(OffsetFetchResponseGroup::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetFetchResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetFetchResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            error_code,
+            groups,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 3 {
@@ -849,7 +866,7 @@ impl OffsetFetchResponse {
 /// The responses per topic.
 ///
 /// Part of [`OffsetFetchResponse`]; versions 1-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponseTopic {
     /// The topic name.
     ///
@@ -861,16 +878,6 @@ pub struct OffsetFetchResponseTopic {
     pub partitions: Vec<OffsetFetchResponsePartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetFetchResponseTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetFetchResponseTopic {
@@ -919,9 +926,8 @@ impl OffsetFetchResponseTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.name = get_str(r, flexible, "OffsetFetchResponseTopic.name")?;
-        this.partitions = {
+        let name = get_str(r, flexible, "OffsetFetchResponseTopic.name")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 16, "OffsetFetchResponseTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -929,20 +935,26 @@ impl OffsetFetchResponseTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetFetchResponseTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetFetchResponseTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchResponseTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.name = String::from("name-1");
@@ -1040,29 +1052,38 @@ impl OffsetFetchResponsePartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 6;
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetFetchResponsePartition.partition_index")?;
-        this.committed_offset = r.i64("OffsetFetchResponsePartition.committed_offset")?;
-        if version >= 5 {
-            this.committed_leader_epoch =
-                r.i32("OffsetFetchResponsePartition.committed_leader_epoch")?;
-        }
-        this.metadata = get_opt_str(r, flexible, "OffsetFetchResponsePartition.metadata")?;
-        this.error_code = r.i16("OffsetFetchResponsePartition.error_code")?;
+        let partition_index = r.i32("OffsetFetchResponsePartition.partition_index")?;
+        let committed_offset = r.i64("OffsetFetchResponsePartition.committed_offset")?;
+        let committed_leader_epoch = if version >= 5 {
+            r.i32("OffsetFetchResponsePartition.committed_leader_epoch")?
+        } else {
+            -1
+        };
+        let metadata = get_opt_str(r, flexible, "OffsetFetchResponsePartition.metadata")?;
+        let error_code = r.i16("OffsetFetchResponsePartition.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetFetchResponsePartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetFetchResponsePartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            committed_offset,
+            committed_leader_epoch,
+            metadata,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchResponsePartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -1085,7 +1106,7 @@ impl OffsetFetchResponsePartition {
 /// The responses per group id.
 ///
 /// Part of [`OffsetFetchResponse`]; versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponseGroup {
     /// The group ID.
     ///
@@ -1101,17 +1122,6 @@ pub struct OffsetFetchResponseGroup {
     pub error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetFetchResponseGroup {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            topics: Vec::new(),
-            error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetFetchResponseGroup {
@@ -1157,9 +1167,8 @@ impl OffsetFetchResponseGroup {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "OffsetFetchResponseGroup.group_id")?;
-        this.topics = {
+        let group_id = get_str(r, flexible, "OffsetFetchResponseGroup.group_id")?;
+        let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetFetchResponseGroup.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1167,19 +1176,26 @@ impl OffsetFetchResponseGroup {
             }
             a
         };
-        this.error_code = r.i16("OffsetFetchResponseGroup.error_code")?;
+        let error_code = r.i16("OffsetFetchResponseGroup.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "OffsetFetchResponseGroup.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "OffsetFetchResponseGroup.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            topics,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchResponseGroup {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -1199,7 +1215,7 @@ impl OffsetFetchResponseGroup {
 /// The responses per topic.
 ///
 /// Part of [`OffsetFetchResponse`]; versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponseTopics {
     /// The topic name.
     ///
@@ -1215,17 +1231,6 @@ pub struct OffsetFetchResponseTopics {
     pub partitions: Vec<OffsetFetchResponsePartitions>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetFetchResponseTopics {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetFetchResponseTopics {
@@ -1280,14 +1285,17 @@ impl OffsetFetchResponseTopics {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        if version <= 9 {
-            this.name = get_str(r, flexible, "OffsetFetchResponseTopics.name")?;
-        }
-        if version == 10 {
-            this.topic_id = Uuid(r.uuid("OffsetFetchResponseTopics.topic_id")?);
-        }
-        this.partitions = {
+        let name = if version <= 9 {
+            get_str(r, flexible, "OffsetFetchResponseTopics.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 10 {
+            Uuid(r.uuid("OffsetFetchResponseTopics.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 20, "OffsetFetchResponseTopics.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1295,18 +1303,25 @@ impl OffsetFetchResponseTopics {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "OffsetFetchResponseTopics.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "OffsetFetchResponseTopics.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchResponseTopics {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 9 {
@@ -1398,25 +1413,33 @@ impl OffsetFetchResponsePartitions {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetFetchResponsePartitions.partition_index")?;
-        this.committed_offset = r.i64("OffsetFetchResponsePartitions.committed_offset")?;
-        this.committed_leader_epoch =
+        let partition_index = r.i32("OffsetFetchResponsePartitions.partition_index")?;
+        let committed_offset = r.i64("OffsetFetchResponsePartitions.committed_offset")?;
+        let committed_leader_epoch =
             r.i32("OffsetFetchResponsePartitions.committed_leader_epoch")?;
-        this.metadata = get_opt_str(r, flexible, "OffsetFetchResponsePartitions.metadata")?;
-        this.error_code = r.i16("OffsetFetchResponsePartitions.error_code")?;
+        let metadata = get_opt_str(r, flexible, "OffsetFetchResponsePartitions.metadata")?;
+        let error_code = r.i16("OffsetFetchResponsePartitions.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "OffsetFetchResponsePartitions.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "OffsetFetchResponsePartitions.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            committed_offset,
+            committed_leader_epoch,
+            metadata,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetFetchResponsePartitions {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;

@@ -80,11 +80,12 @@ impl OffsetForLeaderEpochRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        if version >= 3 {
-            this.replica_id = r.i32("OffsetForLeaderEpochRequest.replica_id")?;
-        }
-        this.topics = {
+        let replica_id = if version >= 3 {
+            r.i32("OffsetForLeaderEpochRequest.replica_id")?
+        } else {
+            -2
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetForLeaderEpochRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -92,20 +93,26 @@ impl OffsetForLeaderEpochRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetForLeaderEpochRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetForLeaderEpochRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            replica_id,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetForLeaderEpochRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 3 {
@@ -128,7 +135,7 @@ impl OffsetForLeaderEpochRequest {
 /// Each topic to get offsets for.
 ///
 /// Part of [`OffsetForLeaderEpochRequest`]; versions 2-4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetForLeaderTopic {
     /// The topic name.
     ///
@@ -140,16 +147,6 @@ pub struct OffsetForLeaderTopic {
     pub partitions: Vec<OffsetForLeaderPartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetForLeaderTopic {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetForLeaderTopic {
@@ -198,9 +195,8 @@ impl OffsetForLeaderTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.topic = get_str(r, flexible, "OffsetForLeaderTopic.topic")?;
-        this.partitions = {
+        let topic = get_str(r, flexible, "OffsetForLeaderTopic.topic")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 12, "OffsetForLeaderTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -208,20 +204,26 @@ impl OffsetForLeaderTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetForLeaderTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetForLeaderTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topic,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetForLeaderTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topic = String::from("topic-1");
@@ -294,24 +296,30 @@ impl OffsetForLeaderPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.partition = r.i32("OffsetForLeaderPartition.partition")?;
-        this.current_leader_epoch = r.i32("OffsetForLeaderPartition.current_leader_epoch")?;
-        this.leader_epoch = r.i32("OffsetForLeaderPartition.leader_epoch")?;
+        let partition = r.i32("OffsetForLeaderPartition.partition")?;
+        let current_leader_epoch = r.i32("OffsetForLeaderPartition.current_leader_epoch")?;
+        let leader_epoch = r.i32("OffsetForLeaderPartition.leader_epoch")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetForLeaderPartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetForLeaderPartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition,
+            current_leader_epoch,
+            leader_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetForLeaderPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition = 100001;
@@ -361,7 +369,7 @@ impl Message for OffsetForLeaderEpochRequest {
 /// The OffsetForLeaderEpochResponse response (API key 23).
 ///
 /// Versions 2-4; flexible versions 4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetForLeaderEpochResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -373,16 +381,6 @@ pub struct OffsetForLeaderEpochResponse {
     pub topics: Vec<OffsetForLeaderTopicResult>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetForLeaderEpochResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetForLeaderEpochResponse {
@@ -423,9 +421,8 @@ impl OffsetForLeaderEpochResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("OffsetForLeaderEpochResponse.throttle_time_ms")?;
-        this.topics = {
+        let throttle_time_ms = r.i32("OffsetForLeaderEpochResponse.throttle_time_ms")?;
+        let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetForLeaderEpochResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -433,20 +430,26 @@ impl OffsetForLeaderEpochResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetForLeaderEpochResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetForLeaderEpochResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetForLeaderEpochResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -467,7 +470,7 @@ impl OffsetForLeaderEpochResponse {
 /// Each topic we fetched offsets for.
 ///
 /// Part of [`OffsetForLeaderEpochResponse`]; versions 2-4.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetForLeaderTopicResult {
     /// The topic name.
     ///
@@ -479,16 +482,6 @@ pub struct OffsetForLeaderTopicResult {
     pub partitions: Vec<OffsetForLeaderEpochResponseEpochEndOffset>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetForLeaderTopicResult {
-    fn default() -> Self {
-        Self {
-            topic: String::new(),
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl OffsetForLeaderTopicResult {
@@ -537,9 +530,8 @@ impl OffsetForLeaderTopicResult {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.topic = get_str(r, flexible, "OffsetForLeaderTopicResult.topic")?;
-        this.partitions = {
+        let topic = get_str(r, flexible, "OffsetForLeaderTopicResult.topic")?;
+        let partitions = {
             let n = get_array_len(r, flexible, 18, "OffsetForLeaderTopicResult.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -549,20 +541,26 @@ impl OffsetForLeaderTopicResult {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "OffsetForLeaderTopicResult.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "OffsetForLeaderTopicResult.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topic,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetForLeaderTopicResult {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.topic = String::from("topic-1");
@@ -641,11 +639,11 @@ impl OffsetForLeaderEpochResponseEpochEndOffset {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 4;
-        let mut this = Self::default();
-        this.error_code = r.i16("OffsetForLeaderEpochResponseEpochEndOffset.error_code")?;
-        this.partition = r.i32("OffsetForLeaderEpochResponseEpochEndOffset.partition")?;
-        this.leader_epoch = r.i32("OffsetForLeaderEpochResponseEpochEndOffset.leader_epoch")?;
-        this.end_offset = r.i64("OffsetForLeaderEpochResponseEpochEndOffset.end_offset")?;
+        let error_code = r.i16("OffsetForLeaderEpochResponseEpochEndOffset.error_code")?;
+        let partition = r.i32("OffsetForLeaderEpochResponseEpochEndOffset.partition")?;
+        let leader_epoch = r.i32("OffsetForLeaderEpochResponseEpochEndOffset.leader_epoch")?;
+        let end_offset = r.i64("OffsetForLeaderEpochResponseEpochEndOffset.end_offset")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(
                 r,
@@ -656,16 +654,23 @@ impl OffsetForLeaderEpochResponseEpochEndOffset {
                     r,
                     "OffsetForLeaderEpochResponseEpochEndOffset.tagged_fields",
                 )?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            partition,
+            leader_epoch,
+            end_offset,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl OffsetForLeaderEpochResponseEpochEndOffset {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The ProduceRequest request (API key 0).
 ///
 /// Versions 3-13; flexible versions 9-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProduceRequest {
     /// The transactional ID, or null if the producer is not transactional.
     ///
@@ -33,18 +33,6 @@ pub struct ProduceRequest {
     pub topic_data: Vec<TopicProduceData>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ProduceRequest {
-    fn default() -> Self {
-        Self {
-            transactional_id: None,
-            acks: 0,
-            timeout_ms: 0,
-            topic_data: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ProduceRequest {
@@ -95,11 +83,10 @@ impl ProduceRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.transactional_id = get_opt_str(r, flexible, "ProduceRequest.transactional_id")?;
-        this.acks = r.i16("ProduceRequest.acks")?;
-        this.timeout_ms = r.i32("ProduceRequest.timeout_ms")?;
-        this.topic_data = {
+        let transactional_id = get_opt_str(r, flexible, "ProduceRequest.transactional_id")?;
+        let acks = r.i16("ProduceRequest.acks")?;
+        let timeout_ms = r.i32("ProduceRequest.timeout_ms")?;
+        let topic_data = {
             let n = get_array_len(r, flexible, 3, "ProduceRequest.topic_data")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -107,20 +94,28 @@ impl ProduceRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ProduceRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "ProduceRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            acks,
+            timeout_ms,
+            topic_data,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ProduceRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = Some(String::from("transactional_id-1"));
@@ -143,7 +138,7 @@ impl ProduceRequest {
 /// Each topic to produce to.
 ///
 /// Part of [`ProduceRequest`]; versions 3-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicProduceData {
     /// The topic name.
     ///
@@ -159,17 +154,6 @@ pub struct TopicProduceData {
     pub partition_data: Vec<PartitionProduceData>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicProduceData {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partition_data: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TopicProduceData {
@@ -228,14 +212,17 @@ impl TopicProduceData {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        if version <= 12 {
-            this.name = get_str(r, flexible, "TopicProduceData.name")?;
-        }
-        if version == 13 {
-            this.topic_id = Uuid(r.uuid("TopicProduceData.topic_id")?);
-        }
-        this.partition_data = {
+        let name = if version <= 12 {
+            get_str(r, flexible, "TopicProduceData.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 13 {
+            Uuid(r.uuid("TopicProduceData.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partition_data = {
             let n = get_array_len(r, flexible, 6, "TopicProduceData.partition_data")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -243,20 +230,27 @@ impl TopicProduceData {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TopicProduceData.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TopicProduceData.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partition_data,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TopicProduceData {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 12 {
@@ -282,7 +276,7 @@ impl TopicProduceData {
 /// Each partition to produce to.
 ///
 /// Part of [`ProduceRequest`]; versions 3-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartitionProduceData {
     /// The partition index.
     ///
@@ -294,16 +288,6 @@ pub struct PartitionProduceData {
     pub records: Option<Bytes>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for PartitionProduceData {
-    fn default() -> Self {
-        Self {
-            index: 0,
-            records: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl PartitionProduceData {
@@ -336,23 +320,28 @@ impl PartitionProduceData {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.index = r.i32("PartitionProduceData.index")?;
-        this.records = get_opt_bytes(r, flexible, "PartitionProduceData.records")?;
+        let index = r.i32("PartitionProduceData.index")?;
+        let records = get_opt_bytes(r, flexible, "PartitionProduceData.records")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "PartitionProduceData.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "PartitionProduceData.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            index,
+            records,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl PartitionProduceData {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.index = 100001;
@@ -398,7 +387,7 @@ impl Message for ProduceRequest {
 /// The ProduceResponse response (API key 0).
 ///
 /// Versions 3-13; flexible versions 9-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProduceResponse {
     /// Each produce response.
     ///
@@ -416,17 +405,6 @@ pub struct ProduceResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ProduceResponse {
-    fn default() -> Self {
-        Self {
-            responses: Vec::new(),
-            throttle_time_ms: 0,
-            node_endpoints: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl ProduceResponse {
     pub(crate) fn write_fields(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
@@ -442,10 +420,8 @@ impl ProduceResponse {
             e.write_fields(buf, version)?;
         }
         buf.put_i32(self.throttle_time_ms);
-        if !(version >= 10) {
-            if !self.node_endpoints.is_empty() {
-                return Err(not_in_version("ProduceResponse", "node_endpoints", version));
-            }
+        if version < 10 && !self.node_endpoints.is_empty() {
+            return Err(not_in_version("ProduceResponse", "node_endpoints", version));
         }
         if flexible {
             let mut tagged = self.unknown_tagged_fields.len();
@@ -513,8 +489,7 @@ impl ProduceResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.responses = {
+        let responses = {
             let n = get_array_len(r, flexible, 3, "ProduceResponse.responses")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -522,7 +497,9 @@ impl ProduceResponse {
             }
             a
         };
-        this.throttle_time_ms = r.i32("ProduceResponse.throttle_time_ms")?;
+        let throttle_time_ms = r.i32("ProduceResponse.throttle_time_ms")?;
+        let mut node_endpoints = Vec::new();
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "ProduceResponse.tagged_fields")?;
             for _ in 0..count {
@@ -530,7 +507,7 @@ impl ProduceResponse {
                 let sub = &mut value;
                 match tag {
                     0 if version >= 10 => {
-                        this.node_endpoints = {
+                        node_endpoints = {
                             let n = get_array_len(sub, true, 11, "ProduceResponse.node_endpoints")?;
                             let mut a = Vec::with_capacity(n);
                             for _ in 0..n {
@@ -539,17 +516,23 @@ impl ProduceResponse {
                             a
                         };
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            responses,
+            throttle_time_ms,
+            node_endpoints,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ProduceResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.responses = vec![
@@ -576,7 +559,7 @@ impl ProduceResponse {
 /// Each produce response.
 ///
 /// Part of [`ProduceResponse`]; versions 3-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicProduceResponse {
     /// The topic name.
     ///
@@ -592,17 +575,6 @@ pub struct TopicProduceResponse {
     pub partition_responses: Vec<PartitionProduceResponse>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicProduceResponse {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partition_responses: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TopicProduceResponse {
@@ -661,14 +633,17 @@ impl TopicProduceResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        if version <= 12 {
-            this.name = get_str(r, flexible, "TopicProduceResponse.name")?;
-        }
-        if version == 13 {
-            this.topic_id = Uuid(r.uuid("TopicProduceResponse.topic_id")?);
-        }
-        this.partition_responses = {
+        let name = if version <= 12 {
+            get_str(r, flexible, "TopicProduceResponse.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 13 {
+            Uuid(r.uuid("TopicProduceResponse.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partition_responses = {
             let n = get_array_len(r, flexible, 22, "TopicProduceResponse.partition_responses")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -676,20 +651,27 @@ impl TopicProduceResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TopicProduceResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TopicProduceResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partition_responses,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TopicProduceResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 12 {
@@ -802,14 +784,12 @@ impl PartitionProduceResponse {
                 version,
             )?;
         }
-        if !(version >= 10) {
-            if self.current_leader != ProduceResponseLeaderIdAndEpoch::default() {
-                return Err(not_in_version(
-                    "PartitionProduceResponse",
-                    "current_leader",
-                    version,
-                ));
-            }
+        if version < 10 && self.current_leader != ProduceResponseLeaderIdAndEpoch::default() {
+            return Err(not_in_version(
+                "PartitionProduceResponse",
+                "current_leader",
+                version,
+            ));
         }
         if flexible {
             let mut tagged = self.unknown_tagged_fields.len();
@@ -858,28 +838,32 @@ impl PartitionProduceResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.index = r.i32("PartitionProduceResponse.index")?;
-        this.error_code = r.i16("PartitionProduceResponse.error_code")?;
-        this.base_offset = r.i64("PartitionProduceResponse.base_offset")?;
-        this.log_append_time_ms = r.i64("PartitionProduceResponse.log_append_time_ms")?;
-        if version >= 5 {
-            this.log_start_offset = r.i64("PartitionProduceResponse.log_start_offset")?;
-        }
-        if version >= 8 {
-            this.record_errors = {
-                let n = get_array_len(r, flexible, 6, "PartitionProduceResponse.record_errors")?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(BatchIndexAndErrorMessage::read_fields(r, version)?);
-                }
-                a
-            };
-        }
-        if version >= 8 {
-            this.error_message =
-                get_opt_str(r, flexible, "PartitionProduceResponse.error_message")?;
-        }
+        let index = r.i32("PartitionProduceResponse.index")?;
+        let error_code = r.i16("PartitionProduceResponse.error_code")?;
+        let base_offset = r.i64("PartitionProduceResponse.base_offset")?;
+        let log_append_time_ms = r.i64("PartitionProduceResponse.log_append_time_ms")?;
+        let log_start_offset = if version >= 5 {
+            r.i64("PartitionProduceResponse.log_start_offset")?
+        } else {
+            -1
+        };
+        let record_errors = if version >= 8 {
+            let n = get_array_len(r, flexible, 6, "PartitionProduceResponse.record_errors")?;
+            let mut a = Vec::with_capacity(n);
+            for _ in 0..n {
+                a.push(BatchIndexAndErrorMessage::read_fields(r, version)?);
+            }
+            a
+        } else {
+            Vec::new()
+        };
+        let error_message = if version >= 8 {
+            get_opt_str(r, flexible, "PartitionProduceResponse.error_message")?
+        } else {
+            None
+        };
+        let mut current_leader = ProduceResponseLeaderIdAndEpoch::default();
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "PartitionProduceResponse.tagged_fields")?;
             for _ in 0..count {
@@ -887,20 +871,31 @@ impl PartitionProduceResponse {
                 let sub = &mut value;
                 match tag {
                     0 if version >= 10 => {
-                        this.current_leader =
+                        current_leader =
                             ProduceResponseLeaderIdAndEpoch::read_fields(sub, version)?;
                     }
-                    _ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),
+                    _ => unknown_tagged_fields.push(raw_tag(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            index,
+            error_code,
+            base_offset,
+            log_append_time_ms,
+            log_start_offset,
+            record_errors,
+            error_message,
+            current_leader,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl PartitionProduceResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.index = 100001;
@@ -935,7 +930,7 @@ impl PartitionProduceResponse {
 /// The batch indices of records that caused the batch to be dropped.
 ///
 /// Part of [`ProduceResponse`]; versions 8-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchIndexAndErrorMessage {
     /// The batch index of the record that caused the batch to be dropped.
     ///
@@ -947,16 +942,6 @@ pub struct BatchIndexAndErrorMessage {
     pub batch_index_error_message: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for BatchIndexAndErrorMessage {
-    fn default() -> Self {
-        Self {
-            batch_index: 0,
-            batch_index_error_message: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl BatchIndexAndErrorMessage {
@@ -989,27 +974,32 @@ impl BatchIndexAndErrorMessage {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 9;
-        let mut this = Self::default();
-        this.batch_index = r.i32("BatchIndexAndErrorMessage.batch_index")?;
-        this.batch_index_error_message = get_opt_str(
+        let batch_index = r.i32("BatchIndexAndErrorMessage.batch_index")?;
+        let batch_index_error_message = get_opt_str(
             r,
             flexible,
             "BatchIndexAndErrorMessage.batch_index_error_message",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "BatchIndexAndErrorMessage.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "BatchIndexAndErrorMessage.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            batch_index,
+            batch_index_error_message,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl BatchIndexAndErrorMessage {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.batch_index = 100001;
@@ -1070,21 +1060,26 @@ impl ProduceResponseLeaderIdAndEpoch {
     }
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.leader_id = r.i32("ProduceResponseLeaderIdAndEpoch.leader_id")?;
-        this.leader_epoch = r.i32("ProduceResponseLeaderIdAndEpoch.leader_epoch")?;
+        let leader_id = r.i32("ProduceResponseLeaderIdAndEpoch.leader_id")?;
+        let leader_epoch = r.i32("ProduceResponseLeaderIdAndEpoch.leader_epoch")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ProduceResponseLeaderIdAndEpoch.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ProduceResponseLeaderIdAndEpoch.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            leader_id,
+            leader_epoch,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ProduceResponseLeaderIdAndEpoch {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.leader_id = 100001;
@@ -1100,7 +1095,7 @@ impl ProduceResponseLeaderIdAndEpoch {
 /// Endpoints for all current-leaders enumerated in PartitionProduceResponses, with errors NOT_LEADER_OR_FOLLOWER.
 ///
 /// Part of [`ProduceResponse`]; versions 10-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProduceResponseNodeEndpoint {
     /// The ID of the associated node.
     ///
@@ -1120,18 +1115,6 @@ pub struct ProduceResponseNodeEndpoint {
     pub rack: Option<String>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ProduceResponseNodeEndpoint {
-    fn default() -> Self {
-        Self {
-            node_id: 0,
-            host: String::new(),
-            port: 0,
-            rack: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl ProduceResponseNodeEndpoint {
@@ -1170,23 +1153,30 @@ impl ProduceResponseNodeEndpoint {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = true;
-        let mut this = Self::default();
-        this.node_id = r.i32("ProduceResponseNodeEndpoint.node_id")?;
-        this.host = get_str(r, flexible, "ProduceResponseNodeEndpoint.host")?;
-        this.port = r.i32("ProduceResponseNodeEndpoint.port")?;
-        this.rack = get_opt_str(r, flexible, "ProduceResponseNodeEndpoint.rack")?;
+        let node_id = r.i32("ProduceResponseNodeEndpoint.node_id")?;
+        let host = get_str(r, flexible, "ProduceResponseNodeEndpoint.host")?;
+        let port = r.i32("ProduceResponseNodeEndpoint.port")?;
+        let rack = get_opt_str(r, flexible, "ProduceResponseNodeEndpoint.rack")?;
+        let mut unknown_tagged_fields = Vec::new();
         let count = get_tag_count(r, "ProduceResponseNodeEndpoint.tagged_fields")?;
         for _ in 0..count {
             let (tag, value) = get_tagged(r, "ProduceResponseNodeEndpoint.tagged_fields")?;
-            this.unknown_tagged_fields.push(raw_tag(tag, &value));
+            unknown_tagged_fields.push(raw_tag(tag, &value));
         }
-        Ok(this)
+        Ok(Self {
+            node_id,
+            host,
+            port,
+            rack,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl ProduceResponseNodeEndpoint {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.node_id = 100001;

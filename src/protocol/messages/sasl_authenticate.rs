@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The SaslAuthenticateRequest request (API key 36).
 ///
 /// Versions 0-2; flexible versions 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SaslAuthenticateRequest {
     /// The SASL authentication bytes from the client, as defined by the SASL mechanism.
     ///
@@ -21,15 +21,6 @@ pub struct SaslAuthenticateRequest {
     pub auth_bytes: Bytes,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SaslAuthenticateRequest {
-    fn default() -> Self {
-        Self {
-            auth_bytes: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl SaslAuthenticateRequest {
@@ -61,22 +52,26 @@ impl SaslAuthenticateRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.auth_bytes = get_bytes(r, flexible, "SaslAuthenticateRequest.auth_bytes")?;
+        let auth_bytes = get_bytes(r, flexible, "SaslAuthenticateRequest.auth_bytes")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "SaslAuthenticateRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "SaslAuthenticateRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            auth_bytes,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SaslAuthenticateRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.auth_bytes = Bytes::from_static(b"auth_bytes-1");
@@ -203,27 +198,36 @@ impl SaslAuthenticateResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version == 2;
-        let mut this = Self::default();
-        this.error_code = r.i16("SaslAuthenticateResponse.error_code")?;
-        this.error_message = get_opt_str(r, flexible, "SaslAuthenticateResponse.error_message")?;
-        this.auth_bytes = get_bytes(r, flexible, "SaslAuthenticateResponse.auth_bytes")?;
-        if version >= 1 {
-            this.session_lifetime_ms = r.i64("SaslAuthenticateResponse.session_lifetime_ms")?;
-        }
+        let error_code = r.i16("SaslAuthenticateResponse.error_code")?;
+        let error_message = get_opt_str(r, flexible, "SaslAuthenticateResponse.error_message")?;
+        let auth_bytes = get_bytes(r, flexible, "SaslAuthenticateResponse.auth_bytes")?;
+        let session_lifetime_ms = if version >= 1 {
+            r.i64("SaslAuthenticateResponse.session_lifetime_ms")?
+        } else {
+            0
+        };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "SaslAuthenticateResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "SaslAuthenticateResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code,
+            error_message,
+            auth_bytes,
+            session_lifetime_ms,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SaslAuthenticateResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;

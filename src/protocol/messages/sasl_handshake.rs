@@ -13,20 +13,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The SaslHandshakeRequest request (API key 17).
 ///
 /// Versions 0-1; flexible versions none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SaslHandshakeRequest {
     /// The SASL mechanism chosen by the client.
     ///
     /// Versions 0+.
     pub mechanism: String,
-}
-
-impl Default for SaslHandshakeRequest {
-    fn default() -> Self {
-        Self {
-            mechanism: String::new(),
-        }
-    }
 }
 
 impl SaslHandshakeRequest {
@@ -52,15 +44,15 @@ impl SaslHandshakeRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.mechanism = get_str(r, flexible, "SaslHandshakeRequest.mechanism")?;
-        Ok(this)
+        let mechanism = get_str(r, flexible, "SaslHandshakeRequest.mechanism")?;
+        Ok(Self { mechanism })
     }
 }
 
 #[cfg(test)]
 impl SaslHandshakeRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.mechanism = String::from("mechanism-1");
@@ -99,7 +91,7 @@ impl Message for SaslHandshakeRequest {
 /// The SaslHandshakeResponse response (API key 17).
 ///
 /// Versions 0-1; flexible versions none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SaslHandshakeResponse {
     /// The error code, or 0 if there was no error.
     ///
@@ -109,15 +101,6 @@ pub struct SaslHandshakeResponse {
     ///
     /// Versions 0+.
     pub mechanisms: Vec<String>,
-}
-
-impl Default for SaslHandshakeResponse {
-    fn default() -> Self {
-        Self {
-            error_code: 0,
-            mechanisms: Vec::new(),
-        }
-    }
 }
 
 impl SaslHandshakeResponse {
@@ -159,9 +142,8 @@ impl SaslHandshakeResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, _version: i16) -> Result<Self, DecodeError> {
         let flexible = false;
-        let mut this = Self::default();
-        this.error_code = r.i16("SaslHandshakeResponse.error_code")?;
-        this.mechanisms = {
+        let error_code = r.i16("SaslHandshakeResponse.error_code")?;
+        let mechanisms = {
             let n = get_array_len(r, flexible, 2, "SaslHandshakeResponse.mechanisms")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -169,13 +151,17 @@ impl SaslHandshakeResponse {
             }
             a
         };
-        Ok(this)
+        Ok(Self {
+            error_code,
+            mechanisms,
+        })
     }
 }
 
 #[cfg(test)]
 impl SaslHandshakeResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(_version: i16) -> Self {
         let mut s = Self::default();
         s.error_code = 101;

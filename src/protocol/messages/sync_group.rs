@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The SyncGroupRequest request (API key 14).
 ///
 /// Versions 0-5; flexible versions 4-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncGroupRequest {
     /// The unique group identifier.
     ///
@@ -45,21 +45,6 @@ pub struct SyncGroupRequest {
     pub assignments: Vec<SyncGroupRequestAssignment>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SyncGroupRequest {
-    fn default() -> Self {
-        Self {
-            group_id: String::new(),
-            generation_id: 0,
-            member_id: String::new(),
-            group_instance_id: None,
-            protocol_type: None,
-            protocol_name: None,
-            assignments: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl SyncGroupRequest {
@@ -164,21 +149,25 @@ impl SyncGroupRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.group_id = get_str(r, flexible, "SyncGroupRequest.group_id")?;
-        this.generation_id = r.i32("SyncGroupRequest.generation_id")?;
-        this.member_id = get_str(r, flexible, "SyncGroupRequest.member_id")?;
-        if version >= 3 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "SyncGroupRequest.group_instance_id")?;
-        }
-        if version == 5 {
-            this.protocol_type = get_opt_str(r, flexible, "SyncGroupRequest.protocol_type")?;
-        }
-        if version == 5 {
-            this.protocol_name = get_opt_str(r, flexible, "SyncGroupRequest.protocol_name")?;
-        }
-        this.assignments = {
+        let group_id = get_str(r, flexible, "SyncGroupRequest.group_id")?;
+        let generation_id = r.i32("SyncGroupRequest.generation_id")?;
+        let member_id = get_str(r, flexible, "SyncGroupRequest.member_id")?;
+        let group_instance_id = if version >= 3 {
+            get_opt_str(r, flexible, "SyncGroupRequest.group_instance_id")?
+        } else {
+            None
+        };
+        let protocol_type = if version == 5 {
+            get_opt_str(r, flexible, "SyncGroupRequest.protocol_type")?
+        } else {
+            None
+        };
+        let protocol_name = if version == 5 {
+            get_opt_str(r, flexible, "SyncGroupRequest.protocol_name")?
+        } else {
+            None
+        };
+        let assignments = {
             let n = get_array_len(r, flexible, 3, "SyncGroupRequest.assignments")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -186,20 +175,31 @@ impl SyncGroupRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "SyncGroupRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "SyncGroupRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id,
+            protocol_type,
+            protocol_name,
+            assignments,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SyncGroupRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.group_id = String::from("group_id-1");
@@ -231,7 +231,7 @@ impl SyncGroupRequest {
 /// Each assignment.
 ///
 /// Part of [`SyncGroupRequest`]; versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncGroupRequestAssignment {
     /// The ID of the member to assign.
     ///
@@ -243,16 +243,6 @@ pub struct SyncGroupRequestAssignment {
     pub assignment: Bytes,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SyncGroupRequestAssignment {
-    fn default() -> Self {
-        Self {
-            member_id: String::new(),
-            assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl SyncGroupRequestAssignment {
@@ -293,23 +283,28 @@ impl SyncGroupRequestAssignment {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        this.member_id = get_str(r, flexible, "SyncGroupRequestAssignment.member_id")?;
-        this.assignment = get_bytes(r, flexible, "SyncGroupRequestAssignment.assignment")?;
+        let member_id = get_str(r, flexible, "SyncGroupRequestAssignment.member_id")?;
+        let assignment = get_bytes(r, flexible, "SyncGroupRequestAssignment.assignment")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "SyncGroupRequestAssignment.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "SyncGroupRequestAssignment.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id,
+            assignment,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SyncGroupRequestAssignment {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.member_id = String::from("member_id-1");
@@ -355,7 +350,7 @@ impl Message for SyncGroupRequest {
 /// The SyncGroupResponse response (API key 14).
 ///
 /// Versions 0-5; flexible versions 4-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncGroupResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -379,19 +374,6 @@ pub struct SyncGroupResponse {
     pub assignment: Bytes,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SyncGroupResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            error_code: 0,
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl SyncGroupResponse {
@@ -456,32 +438,46 @@ impl SyncGroupResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 4;
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("SyncGroupResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("SyncGroupResponse.error_code")?;
-        if version == 5 {
-            this.protocol_type = get_opt_str(r, flexible, "SyncGroupResponse.protocol_type")?;
-        }
-        if version == 5 {
-            this.protocol_name = get_opt_str(r, flexible, "SyncGroupResponse.protocol_name")?;
-        }
-        this.assignment = get_bytes(r, flexible, "SyncGroupResponse.assignment")?;
+        let throttle_time_ms = if version >= 1 {
+            r.i32("SyncGroupResponse.throttle_time_ms")?
+        } else {
+            0
+        };
+        let error_code = r.i16("SyncGroupResponse.error_code")?;
+        let protocol_type = if version == 5 {
+            get_opt_str(r, flexible, "SyncGroupResponse.protocol_type")?
+        } else {
+            None
+        };
+        let protocol_name = if version == 5 {
+            get_opt_str(r, flexible, "SyncGroupResponse.protocol_name")?
+        } else {
+            None
+        };
+        let assignment = get_bytes(r, flexible, "SyncGroupResponse.assignment")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "SyncGroupResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "SyncGroupResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            error_code,
+            protocol_type,
+            protocol_name,
+            assignment,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl SyncGroupResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version >= 1 {

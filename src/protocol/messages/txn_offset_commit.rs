@@ -177,23 +177,26 @@ impl TxnOffsetCommitRequest {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.transactional_id = get_str(r, flexible, "TxnOffsetCommitRequest.transactional_id")?;
-        this.group_id = get_str(r, flexible, "TxnOffsetCommitRequest.group_id")?;
-        this.producer_id = r.i64("TxnOffsetCommitRequest.producer_id")?;
-        this.producer_epoch = r.i16("TxnOffsetCommitRequest.producer_epoch")?;
-        if version >= 3 {
-            this.generation_id_or_member_epoch =
-                r.i32("TxnOffsetCommitRequest.generation_id_or_member_epoch")?;
-        }
-        if version >= 3 {
-            this.member_id = get_str(r, flexible, "TxnOffsetCommitRequest.member_id")?;
-        }
-        if version >= 3 {
-            this.group_instance_id =
-                get_opt_str(r, flexible, "TxnOffsetCommitRequest.group_instance_id")?;
-        }
-        this.topics = {
+        let transactional_id = get_str(r, flexible, "TxnOffsetCommitRequest.transactional_id")?;
+        let group_id = get_str(r, flexible, "TxnOffsetCommitRequest.group_id")?;
+        let producer_id = r.i64("TxnOffsetCommitRequest.producer_id")?;
+        let producer_epoch = r.i16("TxnOffsetCommitRequest.producer_epoch")?;
+        let generation_id_or_member_epoch = if version >= 3 {
+            r.i32("TxnOffsetCommitRequest.generation_id_or_member_epoch")?
+        } else {
+            -1
+        };
+        let member_id = if version >= 3 {
+            get_str(r, flexible, "TxnOffsetCommitRequest.member_id")?
+        } else {
+            String::new()
+        };
+        let group_instance_id = if version >= 3 {
+            get_opt_str(r, flexible, "TxnOffsetCommitRequest.group_instance_id")?
+        } else {
+            None
+        };
+        let topics = {
             let n = get_array_len(r, flexible, 3, "TxnOffsetCommitRequest.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -201,20 +204,32 @@ impl TxnOffsetCommitRequest {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TxnOffsetCommitRequest.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TxnOffsetCommitRequest.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id,
+            group_id,
+            producer_id,
+            producer_epoch,
+            generation_id_or_member_epoch,
+            member_id,
+            group_instance_id,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TxnOffsetCommitRequest {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.transactional_id = String::from("transactional_id-1");
@@ -247,7 +262,7 @@ impl TxnOffsetCommitRequest {
 /// Each topic that we want to commit offsets for.
 ///
 /// Part of [`TxnOffsetCommitRequest`]; versions 0-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxnOffsetCommitRequestTopic {
     /// The topic name.
     ///
@@ -263,17 +278,6 @@ pub struct TxnOffsetCommitRequestTopic {
     pub partitions: Vec<TxnOffsetCommitRequestPartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TxnOffsetCommitRequestTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TxnOffsetCommitRequestTopic {
@@ -332,14 +336,17 @@ impl TxnOffsetCommitRequestTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version <= 5 {
-            this.name = get_str(r, flexible, "TxnOffsetCommitRequestTopic.name")?;
-        }
-        if version == 6 {
-            this.topic_id = Uuid(r.uuid("TxnOffsetCommitRequestTopic.topic_id")?);
-        }
-        this.partitions = {
+        let name = if version <= 5 {
+            get_str(r, flexible, "TxnOffsetCommitRequestTopic.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 6 {
+            Uuid(r.uuid("TxnOffsetCommitRequestTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 14, "TxnOffsetCommitRequestTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -347,20 +354,27 @@ impl TxnOffsetCommitRequestTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TxnOffsetCommitRequestTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TxnOffsetCommitRequestTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TxnOffsetCommitRequestTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 5 {
@@ -457,32 +471,40 @@ impl TxnOffsetCommitRequestPartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.partition_index = r.i32("TxnOffsetCommitRequestPartition.partition_index")?;
-        this.committed_offset = r.i64("TxnOffsetCommitRequestPartition.committed_offset")?;
-        if version >= 2 {
-            this.committed_leader_epoch =
-                r.i32("TxnOffsetCommitRequestPartition.committed_leader_epoch")?;
-        }
-        this.committed_metadata = get_opt_str(
+        let partition_index = r.i32("TxnOffsetCommitRequestPartition.partition_index")?;
+        let committed_offset = r.i64("TxnOffsetCommitRequestPartition.committed_offset")?;
+        let committed_leader_epoch = if version >= 2 {
+            r.i32("TxnOffsetCommitRequestPartition.committed_leader_epoch")?
+        } else {
+            -1
+        };
+        let committed_metadata = get_opt_str(
             r,
             flexible,
             "TxnOffsetCommitRequestPartition.committed_metadata",
         )?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TxnOffsetCommitRequestPartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TxnOffsetCommitRequestPartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            committed_offset,
+            committed_leader_epoch,
+            committed_metadata,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TxnOffsetCommitRequestPartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;
@@ -535,7 +557,7 @@ impl Message for TxnOffsetCommitRequest {
 /// The TxnOffsetCommitResponse response (API key 28).
 ///
 /// Versions 0-6; flexible versions 3-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxnOffsetCommitResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -547,16 +569,6 @@ pub struct TxnOffsetCommitResponse {
     pub topics: Vec<TxnOffsetCommitResponseTopic>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TxnOffsetCommitResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TxnOffsetCommitResponse {
@@ -597,9 +609,8 @@ impl TxnOffsetCommitResponse {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("TxnOffsetCommitResponse.throttle_time_ms")?;
-        this.topics = {
+        let throttle_time_ms = r.i32("TxnOffsetCommitResponse.throttle_time_ms")?;
+        let topics = {
             let n = get_array_len(r, flexible, 3, "TxnOffsetCommitResponse.topics")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -607,20 +618,26 @@ impl TxnOffsetCommitResponse {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TxnOffsetCommitResponse.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TxnOffsetCommitResponse.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms,
+            topics,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TxnOffsetCommitResponse {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.throttle_time_ms = 100001;
@@ -641,7 +658,7 @@ impl TxnOffsetCommitResponse {
 /// The responses for each topic.
 ///
 /// Part of [`TxnOffsetCommitResponse`]; versions 0-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxnOffsetCommitResponseTopic {
     /// The topic name.
     ///
@@ -657,17 +674,6 @@ pub struct TxnOffsetCommitResponseTopic {
     pub partitions: Vec<TxnOffsetCommitResponsePartition>,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TxnOffsetCommitResponseTopic {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TxnOffsetCommitResponseTopic {
@@ -726,14 +732,17 @@ impl TxnOffsetCommitResponseTopic {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        if version <= 5 {
-            this.name = get_str(r, flexible, "TxnOffsetCommitResponseTopic.name")?;
-        }
-        if version == 6 {
-            this.topic_id = Uuid(r.uuid("TxnOffsetCommitResponseTopic.topic_id")?);
-        }
-        this.partitions = {
+        let name = if version <= 5 {
+            get_str(r, flexible, "TxnOffsetCommitResponseTopic.name")?
+        } else {
+            String::new()
+        };
+        let topic_id = if version == 6 {
+            Uuid(r.uuid("TxnOffsetCommitResponseTopic.topic_id")?)
+        } else {
+            Uuid::ZERO
+        };
+        let partitions = {
             let n = get_array_len(r, flexible, 6, "TxnOffsetCommitResponseTopic.partitions")?;
             let mut a = Vec::with_capacity(n);
             for _ in 0..n {
@@ -741,20 +750,27 @@ impl TxnOffsetCommitResponseTopic {
             }
             a
         };
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TxnOffsetCommitResponseTopic.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TxnOffsetCommitResponseTopic.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name,
+            topic_id,
+            partitions,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TxnOffsetCommitResponseTopic {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         if version <= 5 {
@@ -780,7 +796,7 @@ impl TxnOffsetCommitResponseTopic {
 /// The responses for each partition in the topic.
 ///
 /// Part of [`TxnOffsetCommitResponse`]; versions 0-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxnOffsetCommitResponsePartition {
     /// The partition index.
     ///
@@ -792,16 +808,6 @@ pub struct TxnOffsetCommitResponsePartition {
     pub error_code: i16,
     /// Tagged fields not known to this codec, kept so they round-trip.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TxnOffsetCommitResponsePartition {
-    fn default() -> Self {
-        Self {
-            partition_index: 0,
-            error_code: 0,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl TxnOffsetCommitResponsePartition {
@@ -826,23 +832,28 @@ impl TxnOffsetCommitResponsePartition {
 
     pub(crate) fn read_fields(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= 3;
-        let mut this = Self::default();
-        this.partition_index = r.i32("TxnOffsetCommitResponsePartition.partition_index")?;
-        this.error_code = r.i16("TxnOffsetCommitResponsePartition.error_code")?;
+        let partition_index = r.i32("TxnOffsetCommitResponsePartition.partition_index")?;
+        let error_code = r.i16("TxnOffsetCommitResponsePartition.error_code")?;
+        let mut unknown_tagged_fields = Vec::new();
         if flexible {
             let count = get_tag_count(r, "TxnOffsetCommitResponsePartition.tagged_fields")?;
             for _ in 0..count {
                 let (tag, value) = get_tagged(r, "TxnOffsetCommitResponsePartition.tagged_fields")?;
-                this.unknown_tagged_fields.push(raw_tag(tag, &value));
+                unknown_tagged_fields.push(raw_tag(tag, &value));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index,
+            error_code,
+            unknown_tagged_fields,
+        })
     }
 }
 
 #[cfg(test)]
 impl TxnOffsetCommitResponsePartition {
     /// A value with every field of `version` set to something other than its default.
+    #[allow(clippy::field_reassign_with_default)]
     pub(crate) fn sample(version: i16) -> Self {
         let mut s = Self::default();
         s.partition_index = 100001;

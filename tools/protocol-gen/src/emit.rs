@@ -303,6 +303,20 @@ impl Gen<'_> {
         }
     }
 
+    /// `absent_check` for the versions where `absent` holds.
+    fn absent_check_when(&self, s: &StructDef, f: &Field, absent: &Cond) -> String {
+        match absent {
+            Cond::Never => String::new(),
+            Cond::Always => self.absent_check(s, f),
+            Cond::Expr(e) => format!(
+                "if {e} && {} {{\nreturn Err(not_in_version({:?}, {:?}, version));\n}}\n",
+                self.non_default(f),
+                s.rust_name,
+                f.rust_name
+            ),
+        }
+    }
+
     /// The error return for a non-default value in a version without `f`.
     fn absent_check(&self, s: &StructDef, f: &Field) -> String {
         format!(
@@ -402,28 +416,26 @@ impl Gen<'_> {
         }
     }
 
-    /// `this.<f> = ...;` for a version where `f` is present.
-    fn read_present(&self, s: &StructDef, f: &Field, here: Versions, r: &str) -> String {
+    /// The value of `f` read from `r`, for a version where `f` is present.
+    fn read_expr(&self, s: &StructDef, f: &Field, here: Versions, r: &str) -> String {
         let flex = self.field_flex(f, s.ctx);
         let what = self.what(s, f);
         let min_elem = self.min_elem_size(f, here);
-        let expr = if !f.optional() {
+        if !f.optional() {
+            return self.read_nonnull(&f.ty, r, &flex, &what, min_elem);
+        }
+        let nonnull = format!(
+            "Some({})",
             self.read_nonnull(&f.ty, r, &flex, &what, min_elem)
-        } else {
-            let nonnull = format!(
-                "Some({})",
-                self.read_nonnull(&f.ty, r, &flex, &what, min_elem)
-            );
-            match f.nullable.cond(here) {
-                Cond::Always => self.read_nullable(&f.ty, r, &flex, &what, min_elem),
-                Cond::Never => nonnull,
-                Cond::Expr(e) => format!(
-                    "if {e} {{\n{}\n}} else {{\n{nonnull}\n}}",
-                    self.read_nullable(&f.ty, r, &flex, &what, min_elem)
-                ),
-            }
-        };
-        format!("this.{} = {expr};\n", f.rust_name)
+        );
+        match f.nullable.cond(here) {
+            Cond::Always => self.read_nullable(&f.ty, r, &flex, &what, min_elem),
+            Cond::Never => nonnull,
+            Cond::Expr(e) => format!(
+                "if {e} {{\n{}\n}} else {{\n{nonnull}\n}}",
+                self.read_nullable(&f.ty, r, &flex, &what, min_elem)
+            ),
+        }
     }
 
     // ---- minimum sizes (for bounding allocations) ----
@@ -555,11 +567,19 @@ impl Gen<'_> {
                 s.ctx.describe()
             );
         }
-        let eq = if s.fields.iter().all(|f| self.is_eq(&f.ty)) {
-            ", Eq"
+        let mut eq = if s.fields.iter().all(|f| self.is_eq(&f.ty)) {
+            ", Eq".to_string()
         } else {
-            ""
+            String::new()
         };
+        // `Default` is derived when every field's default is its type's own.
+        let derive_default = s.fields.iter().all(|f| {
+            f.default == Default::Null
+                || (f.default == Default::Zero && (!f.optional() || f.ty == Ty::Records))
+        });
+        if derive_default {
+            eq.push_str(", Default");
+        }
         let _ = writeln!(
             out,
             "#[derive(Debug, Clone, PartialEq{eq})]\npub struct {} {{",
@@ -590,19 +610,20 @@ impl Gen<'_> {
         }
         out.push_str("}\n\n");
 
-        // Default.
-        let _ = writeln!(
-            out,
-            "impl Default for {} {{\nfn default() -> Self {{\nSelf {{",
-            s.rust_name
-        );
-        for f in &s.fields {
-            let _ = writeln!(out, "{}: {},", f.rust_name, self.default_expr(f));
+        if !derive_default {
+            let _ = writeln!(
+                out,
+                "impl Default for {} {{\nfn default() -> Self {{\nSelf {{",
+                s.rust_name
+            );
+            for f in &s.fields {
+                let _ = writeln!(out, "{}: {},", f.rust_name, self.default_expr(f));
+            }
+            if has_tagged_fields_member {
+                out.push_str("unknown_tagged_fields: Vec::new(),\n");
+            }
+            out.push_str("}\n}\n}\n\n");
         }
-        if has_tagged_fields_member {
-            out.push_str("unknown_tagged_fields: Vec::new(),\n");
-        }
-        out.push_str("}\n}\n}\n\n");
 
         let regular: Vec<&Field> = s.fields.iter().filter(|f| f.tag.is_none()).collect();
         let mut tagged: Vec<&Field> = s.fields.iter().filter(|f| f.tag.is_some()).collect();
@@ -632,19 +653,8 @@ impl Gen<'_> {
         }
         for f in &tagged {
             let (_, tv) = f.tag.unwrap_or((0, Versions::NONE));
-            let present = tv.cond(s.ctx);
-            if present != Cond::Always && !f.ignorable {
-                match &present {
-                    Cond::Never => body.push_str(&self.absent_check(s, f)),
-                    _ => {
-                        let _ = write!(
-                            body,
-                            "if !({}) {{\n{}}}\n",
-                            cond_expr(&present),
-                            self.absent_check(s, f)
-                        );
-                    }
-                }
+            if !f.ignorable {
+                body.push_str(&self.absent_check_when(s, f, &tv.absent_cond(s.ctx)));
             }
         }
         if flex_cond != Cond::Never && has_tagged_fields_member {
@@ -760,58 +770,99 @@ impl Gen<'_> {
         );
 
         // ---- read_fields ----
+        // Each field is read into a local, then the struct is built at once.
         let mut body = String::new();
+        let mut tag_section = String::new();
+        let has_tag_section = flex_cond != Cond::Never && has_tagged_fields_member;
         for f in &regular {
             let present = f.versions.cond(s.ctx);
             let here = f.versions.intersect(s.ctx);
-            body.push_str(&guarded(&present, &self.read_present(s, f, here, "r")));
+            let expr = match &present {
+                Cond::Always => self.read_expr(s, f, here, "r"),
+                Cond::Never => self.default_expr(f),
+                Cond::Expr(e) => {
+                    let read = self.read_expr(s, f, here, "r");
+                    // A block expression needs no second pair of braces.
+                    let read = match read.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+                        Some(inner) => inner.to_string(),
+                        None => read,
+                    };
+                    format!(
+                        "if {e} {{\n{read}\n}} else {{\n{}\n}}",
+                        self.default_expr(f)
+                    )
+                }
+            };
+            let _ = writeln!(body, "let {} = {expr};", local_name(&f.rust_name));
         }
-        if flex_cond != Cond::Never && has_tagged_fields_member {
+        if has_tag_section {
             let tags_what = format!("{:?}", format!("{}.tagged_fields", s.rust_name));
-            let mut t = String::new();
             let _ = writeln!(
-                t,
+                tag_section,
                 "let count = get_tag_count(r, {tags_what})?;\nfor _ in 0..count {{"
             );
             let mut arms = String::new();
             for f in &tagged {
                 let (tag, tv) = f.tag.unwrap_or((0, Versions::NONE));
-                let c = tv.cond(ctx_flex);
                 let here = f.versions.intersect(ctx_flex);
-                let guard = match &c {
+                let guard = match tv.cond(ctx_flex) {
                     Cond::Never => continue,
                     Cond::Always => String::new(),
                     Cond::Expr(e) => format!(" if {e}"),
                 };
                 let _ = write!(
                     arms,
-                    "{tag}{guard} => {{\n{}}}\n",
-                    self.read_present(s, f, here, "sub")
+                    "{tag}{guard} => {{\n{} = {};\n}}\n",
+                    local_name(&f.rust_name),
+                    self.read_expr(s, f, here, "sub")
                 );
             }
             if arms.is_empty() {
                 let _ = writeln!(
-                    t,
-                    "let (tag, value) = get_tagged(r, {tags_what})?;\nthis.unknown_tagged_fields.push(raw_tag(tag, &value));"
+                    tag_section,
+                    "let (tag, value) = get_tagged(r, {tags_what})?;\nunknown_tagged_fields.push(raw_tag(tag, &value));"
                 );
             } else {
                 let _ = writeln!(
-                    t,
-                    "let (tag, mut value) = get_tagged(r, {tags_what})?;\nlet sub = &mut value;\nmatch tag {{\n{arms}_ => this.unknown_tagged_fields.push(raw_tag(tag, sub)),\n}}"
+                    tag_section,
+                    "let (tag, mut value) = get_tagged(r, {tags_what})?;\nlet sub = &mut value;\nmatch tag {{\n{arms}_ => unknown_tagged_fields.push(raw_tag(tag, sub)),\n}}"
                 );
             }
-            t.push_str("}\n");
-            body.push_str(&guarded(&flex_cond_as_var(&flex_cond), &t));
+            tag_section.push_str("}\n");
         }
+        for f in &tagged {
+            let local = local_name(&f.rust_name);
+            let m = if uses_ident(&tag_section, &local) {
+                "mut "
+            } else {
+                ""
+            };
+            let _ = writeln!(body, "let {m}{local} = {};", self.default_expr(f));
+        }
+        if has_tag_section {
+            body.push_str("let mut unknown_tagged_fields = Vec::new();\n");
+            body.push_str(&guarded(&flex_cond_as_var(&flex_cond), &tag_section));
+        }
+        body.push_str("Ok(Self {\n");
+        for f in &s.fields {
+            let local = local_name(&f.rust_name);
+            if local == f.rust_name {
+                let _ = writeln!(body, "{local},");
+            } else {
+                let _ = writeln!(body, "{}: {local},", f.rust_name);
+            }
+        }
+        if has_tag_section {
+            body.push_str("unknown_tagged_fields,\n");
+        } else if has_tagged_fields_member {
+            body.push_str("unknown_tagged_fields: Vec::new(),\n");
+        }
+        body.push_str("})\n");
         let mut f_body = String::new();
         if uses_ident(&body, "flexible") {
             f_body.push_str(&flex_stmt);
         }
-        if body.is_empty() {
-            f_body.push_str("Ok(Self::default())\n");
-        } else {
-            let _ = write!(f_body, "let mut this = Self::default();\n{body}Ok(this)\n");
-        }
+        f_body.push_str(&body);
         let _ = write!(
             out,
             "pub(crate) fn read_fields({}: &mut Reader, {}: i16) -> Result<Self, DecodeError> {{\n{f_body}}}\n",
@@ -859,7 +910,7 @@ impl Gen<'_> {
         };
         let _ = write!(
             out,
-            "#[cfg(test)]\nimpl {} {{\n/// A value with every field of `version` set to something other than its default.\npub(crate) fn sample({}: i16) -> Self {{\n{f_body}}}\n}}\n\n",
+            "#[cfg(test)]\nimpl {} {{\n/// A value with every field of `version` set to something other than its default.\n#[allow(clippy::field_reassign_with_default)]\npub(crate) fn sample({}: i16) -> Self {{\n{f_body}}}\n}}\n\n",
             s.rust_name,
             param(&f_body, "version")
         );
@@ -1009,6 +1060,19 @@ fn flex_cond_as_var(c: &Cond) -> Cond {
     match c {
         Cond::Expr(_) => Cond::Expr("flexible".into()),
         other => other.clone(),
+    }
+}
+
+/// The local holding field `name` while decoding, renamed where it would
+/// shadow a variable of the generated code.
+fn local_name(name: &str) -> String {
+    const TAKEN: &[&str] = &[
+        "r", "version", "flexible", "count", "tag", "value", "sub", "n", "a",
+    ];
+    if TAKEN.contains(&name) {
+        format!("{name}_field")
+    } else {
+        name.to_string()
     }
 }
 

@@ -90,8 +90,23 @@ impl Versions {
         }
     }
 
+    /// A condition over `version` that holds exactly for the versions of
+    /// `ctx` that are not in `self`.
+    pub fn absent_cond(self, ctx: Versions) -> Cond {
+        let x = self.intersect(ctx);
+        if x.is_empty() {
+            return Cond::Always;
+        }
+        match (x.lo > ctx.lo, x.hi < ctx.hi) {
+            (false, false) => Cond::Never,
+            (true, false) => Cond::Expr(format!("version < {}", x.lo)),
+            (false, true) => Cond::Expr(format!("version > {}", x.hi)),
+            (true, true) => Cond::Expr(format!("!({}..={}).contains(&version)", x.lo, x.hi)),
+        }
+    }
+
     /// A Rust boolean expression over `version` that is true exactly for the
-    /// versions of `self` among those of `ctx`. None means "always".
+    /// versions of `self` among those of `ctx`.
     pub fn cond(self, ctx: Versions) -> Cond {
         let x = self.intersect(ctx);
         if x.is_empty() {
