@@ -35,6 +35,10 @@ pub enum DecodeErrorKind {
     VarintOverflow,
     /// A string was not valid UTF-8.
     InvalidUtf8,
+    /// A null (length -1, or compact length 0) where null is not allowed.
+    UnexpectedNull,
+    /// The message version is not one the codec implements.
+    UnsupportedVersion(i16),
     /// Any other structural violation, described in words.
     Invalid(String),
 }
@@ -66,6 +70,10 @@ impl fmt::Display for DecodeError {
             ),
             DecodeErrorKind::VarintOverflow => write!(f, "varint overflow in {}", self.what),
             DecodeErrorKind::InvalidUtf8 => write!(f, "invalid UTF-8 in {}", self.what),
+            DecodeErrorKind::UnexpectedNull => write!(f, "unexpected null for {}", self.what),
+            DecodeErrorKind::UnsupportedVersion(v) => {
+                write!(f, "version {} of {} is not supported", v, self.what)
+            }
             DecodeErrorKind::Invalid(msg) => write!(f, "invalid {}: {}", self.what, msg),
         }
     }
@@ -151,6 +159,12 @@ impl Reader {
         let out = self.buf.slice(self.pos..self.pos + n);
         self.pos += n;
         Ok(out)
+    }
+
+    /// Borrows the next `n` bytes (for callers that copy or validate them).
+    #[inline]
+    pub fn slice(&mut self, n: usize, what: &'static str) -> Result<&[u8], DecodeError> {
+        self.take_slice(n, what)
     }
 
     /// Splits off the next `n` bytes as their own reader.
