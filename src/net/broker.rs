@@ -10,7 +10,7 @@
 use super::conn::{Connection, ConnectionConfig};
 use crate::error::{Error, ErrorCode, ErrorKind, Result};
 use crate::protocol::frame;
-use crate::protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+use crate::protocol::messages::api_versions::ApiVersionsRequest;
 use crate::protocol::messages::{ApiKey, Message, Request};
 use crate::protocol::versions::ApiVersionTable;
 use crate::protocol::wire::Reader;

@@ -5,3 +5,6 @@ pub mod frame;
 pub mod messages;
 pub mod versions;
 pub mod wire;
+
+#[cfg(test)]
+mod message_tests;
