@@ -167,6 +167,13 @@ impl Reader {
         self.take_slice(n, what)
     }
 
+    /// The bytes consumed since position `start` (an earlier value of
+    /// [`Reader::position`]) as a zero-copy slice. A `start` beyond the
+    /// current position yields an empty slice.
+    pub fn consumed_since(&self, start: usize) -> Bytes {
+        self.buf.slice(start.min(self.pos)..self.pos)
+    }
+
     /// Splits off the next `n` bytes as their own reader.
     pub fn sub_reader(&mut self, n: usize, what: &'static str) -> Result<Reader, DecodeError> {
         Ok(Reader::new(self.bytes(n, what)?))
