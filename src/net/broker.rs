@@ -89,9 +89,12 @@ impl BrokerConnection {
         &self.versions
     }
 
-    /// The version `R` will be sent at: the highest both sides support.
+    /// The version `R` will be sent at: the highest stable version both
+    /// sides support (versions Kafka marks unstable are never sent).
     pub fn version_of<R: Request>(&self) -> Result<i16> {
-        self.versions.negotiate(R::API_KEY, R::VERSIONS).map_err(|e| e.with_broker(self.label()))
+        self.versions
+            .negotiate(R::API_KEY, (R::VERSIONS.0, R::MAX_STABLE_VERSION))
+            .map_err(|e| e.with_broker(self.label()))
     }
 
     /// Sends `req` at the negotiated version and waits `request.timeout.ms`.
