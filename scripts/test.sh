@@ -47,5 +47,7 @@ broker_suite() {
 broker_suite 4 1 2 single_broker
 broker_suite 4 3 1 three_brokers
 broker_suite 3 1 2 single_broker
+broker_suite 4 1 2 consumer
+broker_suite 3 1 2 consumer
 
 section "all suites passed"
