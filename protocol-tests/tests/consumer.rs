@@ -7,6 +7,8 @@
 //! overridable with `KAFKAWIRE_JAVA_PEER`). Waits are bounded by generous
 //! timeouts; nothing asserts on how fast anything happens.
 
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use kafkawire::admin::NewTopic;
 use kafkawire::consumer::{
     Consumer, ConsumerRecord, IsolationLevel, OffsetAndMetadata, OffsetReset, TopicPartition,

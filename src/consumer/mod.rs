@@ -390,7 +390,7 @@ impl Assigned {
                         if r.offset < pos {
                             continue;
                         }
-                        self.position = Some(Position { offset: r.offset + 1, leader_epoch: *epoch });
+                        self.position = Some(Position { offset: r.offset.saturating_add(1), leader_epoch: *epoch });
                         return Some(Ok(ConsumerRecord {
                             topic: tp.topic_arc(),
                             partition: tp.partition(),
@@ -720,7 +720,7 @@ impl Consumer {
             IsolationLevel::ReadCommitted if lso >= 0 => lso,
             _ => hw,
         };
-        Some((end - a.position?.offset).max(0))
+        Some(end.saturating_sub(a.position?.offset).max(0))
     }
 
     /// Stops returning records from `partitions` and stops fetching them,

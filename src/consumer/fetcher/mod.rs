@@ -71,7 +71,7 @@ pub(crate) enum EventKind {
 
 /// What a finished background task brings back.
 enum TaskDone {
-    Fetch { job: FetchJob, result: FetchResult },
+    Fetch { job: Box<FetchJob>, result: FetchResult },
     Lookup(Vec<Lookup>),
     Metadata,
 }
@@ -311,7 +311,7 @@ impl Fetcher {
                 }
             }
             self.reserved += max_bytes as usize;
-            let job = FetchJob {
+            let job = Box::new(FetchJob {
                 node,
                 plan,
                 by_id,
@@ -323,7 +323,7 @@ impl Fetcher {
                 isolation: self.cfg.isolation_level,
                 rack: self.cfg.client_rack.clone(),
                 decode: self.decode,
-            };
+            });
             let cluster = self.cluster.clone();
             let buffer = self.buffer.clone();
             self.tasks.spawn(async move {
@@ -402,7 +402,7 @@ impl Fetcher {
         }
     }
 
-    fn on_fetch(&mut self, job: FetchJob, result: FetchResult) {
+    fn on_fetch(&mut self, job: Box<FetchJob>, result: FetchResult) {
         let now = Instant::now();
         self.reserved = self.reserved.saturating_sub(job.max_bytes.max(0) as usize);
         for tp in job.fetch_offsets.keys() {
