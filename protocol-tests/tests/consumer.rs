@@ -10,9 +10,7 @@
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
 use kafkawire::admin::NewTopic;
-use kafkawire::consumer::{
-    Consumer, ConsumerRecord, IsolationLevel, OffsetAndMetadata, OffsetReset, TopicPartition,
-};
+use kafkawire::consumer::{Consumer, ConsumerRecord, IsolationLevel, OffsetAndMetadata, OffsetReset, TopicPartition};
 use kafkawire::{ErrorCode, ErrorKind};
 use protocol_tests::*;
 use std::collections::{BTreeMap, HashSet};
@@ -270,9 +268,12 @@ async fn commit_and_committed_round_trip() {
     let got = take(&mut c, 10).await;
     let last = got[9].offset;
     c.seek(&tp0, last + 1).unwrap();
-    c.commit_offsets_sync(vec![(tp0.clone(), OffsetAndMetadata { offset: last + 1, leader_epoch: got[9].leader_epoch, metadata: String::new() })])
-        .await
-        .unwrap();
+    c.commit_offsets_sync(vec![(
+        tp0.clone(),
+        OffsetAndMetadata { offset: last + 1, leader_epoch: got[9].leader_epoch, metadata: String::new() },
+    )])
+    .await
+    .unwrap();
     let committed = c.committed(&[tp0.clone()]).await.unwrap()[&tp0].clone().unwrap();
     assert_eq!(committed.offset, last + 1);
     assert_eq!(committed.leader_epoch, got[9].leader_epoch);
@@ -284,7 +285,10 @@ async fn commit_and_committed_round_trip() {
     assert_eq!(take(&mut d, 1).await[0].offset, last + 1);
 
     // Explicit offsets with metadata, asynchronously; then the positions.
-    let pending = d.commit_offsets_async(vec![(tp0.clone(), OffsetAndMetadata { offset: 15, leader_epoch: None, metadata: "m".into() })]);
+    let pending = d.commit_offsets_async(vec![(
+        tp0.clone(),
+        OffsetAndMetadata { offset: 15, leader_epoch: None, metadata: "m".into() },
+    )]);
     pending.await.unwrap();
     let got = d.committed(&[tp0.clone()]).await.unwrap()[&tp0].clone().unwrap();
     assert_eq!((got.offset, got.metadata.as_str()), (15, "m"));
@@ -317,15 +321,43 @@ async fn read_committed_hides_aborted_transactions_across_compressions() {
             peer(
                 "txn-produce",
                 &[
-                    "--topic", &t1, "--transactional-id", &txn_id, "--transactions", "6", "--per-transaction", "7",
-                    "--abort-every", "2", "--partition", "0", "--compression", &c1, "--value-prefix", &format!("txn-{c1}-"),
+                    "--topic",
+                    &t1,
+                    "--transactional-id",
+                    &txn_id,
+                    "--transactions",
+                    "6",
+                    "--per-transaction",
+                    "7",
+                    "--abort-every",
+                    "2",
+                    "--partition",
+                    "0",
+                    "--compression",
+                    &c1,
+                    "--value-prefix",
+                    &format!("txn-{c1}-"),
                 ],
             )
             .await
         }));
         runs.push(tokio::spawn(async move {
-            peer("produce", &["--topic", &t2, "--count", "30", "--partition", "0", "--compression", &c2, "--value-prefix", &format!("plain-{c2}-")])
-                .await
+            peer(
+                "produce",
+                &[
+                    "--topic",
+                    &t2,
+                    "--count",
+                    "30",
+                    "--partition",
+                    "0",
+                    "--compression",
+                    &c2,
+                    "--value-prefix",
+                    &format!("plain-{c2}-"),
+                ],
+            )
+            .await
         }));
     }
     let mut outputs = Vec::new();
@@ -418,8 +450,22 @@ async fn read_committed_waits_at_the_lso_while_a_transaction_is_open() {
     let mut child = peer_command(
         "txn-produce",
         &[
-            "--topic", &t, "--transactional-id", &txn_id, "--transactions", "2", "--per-transaction", "3",
-            "--abort-every", "2", "--partition", "0", "--hold-open-ms", "10000", "--value-prefix", "txn-",
+            "--topic",
+            &t,
+            "--transactional-id",
+            &txn_id,
+            "--transactions",
+            "2",
+            "--per-transaction",
+            "3",
+            "--abort-every",
+            "2",
+            "--partition",
+            "0",
+            "--hold-open-ms",
+            "10000",
+            "--value-prefix",
+            "txn-",
         ],
     )
     .stdout(Stdio::piped())
@@ -442,7 +488,11 @@ async fn read_committed_waits_at_the_lso_while_a_transaction_is_open() {
     let held = drain_for(&mut rc, Duration::from_secs(2)).await;
     let still_open = matches!(lines.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
     if still_open {
-        assert!(held.is_empty(), "read_committed returned {:?} while the transaction was open", held.iter().map(value).collect::<Vec<_>>());
+        assert!(
+            held.is_empty(),
+            "read_committed returned {:?} while the transaction was open",
+            held.iter().map(value).collect::<Vec<_>>()
+        );
         assert_eq!(rc.position(&tp).await.unwrap(), 4, "held at the LSO");
     }
     // After the commit: the transaction's records, then the plain ones.

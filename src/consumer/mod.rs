@@ -175,7 +175,12 @@ pub struct GroupMetadata {
 impl GroupMetadata {
     /// Metadata of a consumer that uses `group_id` without being a member.
     pub fn new(group_id: impl Into<String>) -> Self {
-        GroupMetadata { group_id: group_id.into(), generation_id: -1, member_id: String::new(), group_instance_id: None }
+        GroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
     }
 }
 
@@ -274,7 +279,11 @@ impl ConsumerBuilder {
 
 fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
     let int = |v: &str| v.parse::<i64>().map_err(|_| Error::config(key, format!("`{v}` is not an integer")));
-    let ms = |v: &str| int(v).and_then(|n| u64::try_from(n).map_err(|_| Error::config(key, "must not be negative"))).map(Duration::from_millis);
+    let ms = |v: &str| {
+        int(v)
+            .and_then(|n| u64::try_from(n).map_err(|_| Error::config(key, "must not be negative")))
+            .map(Duration::from_millis)
+    };
     let i32v = |v: &str| int(v).and_then(|n| i32::try_from(n).map_err(|_| Error::config(key, "out of range")));
     let boolean = |v: &str| v.parse::<bool>().map_err(|_| Error::config(key, format!("`{v}` is not true or false")));
     match key {
@@ -291,7 +300,8 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
         "fetch.max.wait.ms" => cfg.fetch_max_wait = ms(value)?,
         "max.partition.fetch.bytes" => cfg.max_partition_fetch_bytes = i32v(value)?,
         "max.poll.records" => {
-            cfg.max_poll_records = usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
+            cfg.max_poll_records =
+                usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
         }
         "check.crcs" => cfg.check_crcs = boolean(value)?,
         "client.rack" => cfg.client_rack = value.to_string(),
@@ -463,7 +473,9 @@ impl Future for PendingCommit {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         match Pin::new(&mut self.0).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::new(ErrorKind::Closed, "consumer closed before the commit finished"))),
+            Poll::Ready(Err(_)) => {
+                Poll::Ready(Err(Error::new(ErrorKind::Closed, "consumer closed before the commit finished")))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -856,7 +868,10 @@ impl Consumer {
             .iter()
             .filter_map(|(tp, a)| {
                 a.position.map(|p| {
-                    (tp.clone(), OffsetAndMetadata { offset: p.offset, leader_epoch: p.leader_epoch, metadata: String::new() })
+                    (
+                        tp.clone(),
+                        OffsetAndMetadata { offset: p.offset, leader_epoch: p.leader_epoch, metadata: String::new() },
+                    )
                 })
             })
             .collect()

@@ -482,9 +482,9 @@ pub async fn commit(
             Ok(()) => return Ok(()),
             Err(e) => {
                 let retry = match e.code() {
-                    Some(ErrorCode::REBALANCE_IN_PROGRESS | ErrorCode::UNKNOWN_MEMBER_ID | ErrorCode::ILLEGAL_GENERATION) => {
-                        false
-                    }
+                    Some(
+                        ErrorCode::REBALANCE_IN_PROGRESS | ErrorCode::UNKNOWN_MEMBER_ID | ErrorCode::ILLEGAL_GENERATION,
+                    ) => false,
                     Some(code) => coordinator_retry(cluster, gid, code),
                     None => e.is_retriable(),
                 };

@@ -225,7 +225,9 @@ impl Fetcher {
                 };
                 p.phase = Phase::Resolving;
                 items.push((tp.clone(), p.gen, want));
-            } else if let (Some(t), true) = (p.retry_at, matches!(p.phase, Phase::NeedsCommitted | Phase::NeedsReset(_))) {
+            } else if let (Some(t), true) =
+                (p.retry_at, matches!(p.phase, Phase::NeedsCommitted | Phase::NeedsReset(_)))
+            {
                 *wake = (*wake).min(t);
             }
         }
@@ -420,8 +422,10 @@ impl Fetcher {
             }
             FetchResult::Failed(e) => {
                 let code = e.code();
-                let session_error =
-                    matches!(code, Some(ErrorCode::FETCH_SESSION_ID_NOT_FOUND | ErrorCode::INVALID_FETCH_SESSION_EPOCH));
+                let session_error = matches!(
+                    code,
+                    Some(ErrorCode::FETCH_SESSION_ID_NOT_FOUND | ErrorCode::INVALID_FETCH_SESSION_EPOCH)
+                );
                 src.session.on_failure(code == Some(ErrorCode::FETCH_SESSION_ID_NOT_FOUND));
                 if !session_error {
                     let wait = src.backoff.on_failure();
@@ -485,42 +489,44 @@ impl Fetcher {
                         self.emit(&tp, gen, EventKind::Position { offset, leader_epoch: Some(epoch) });
                     }
                 }
-                PartResult::Error(code) => match code {
-                    ErrorCode::OFFSET_OUT_OF_RANGE => {
-                        if self.cfg.auto_offset_reset == OffsetReset::None {
-                            p.phase = Phase::Stopped;
-                            let e = Error::broker(
+                PartResult::Error(code) => {
+                    match code {
+                        ErrorCode::OFFSET_OUT_OF_RANGE => {
+                            if self.cfg.auto_offset_reset == OffsetReset::None {
+                                p.phase = Phase::Stopped;
+                                let e = Error::broker(
                                 code,
                                 format!("fetch offset {} is out of range and auto.offset.reset is none; seek to continue", p.fetch_offset),
                             )
                             .with_api("Fetch")
                             .with_partition(tp.topic(), tp.partition())
                             .with_class(ErrorClass::Permanent);
+                                self.emit(&tp, gen, EventKind::Error(e));
+                            } else {
+                                tracing::info!(partition = %tp, offset = p.fetch_offset, "fetch offset out of range, resetting");
+                                p.phase = Phase::NeedsReset(self.cfg.auto_offset_reset);
+                            }
+                        }
+                        ErrorCode::TOPIC_AUTHORIZATION_FAILED
+                        | ErrorCode::CLUSTER_AUTHORIZATION_FAILED
+                        | ErrorCode::CORRUPT_MESSAGE
+                        | ErrorCode::UNSUPPORTED_COMPRESSION_TYPE
+                        | ErrorCode::UNSUPPORTED_VERSION => {
+                            p.phase = Phase::Stopped;
+                            let e = Error::broker(code, "fetch refused; seek (after fixing the cause) to continue")
+                                .with_api("Fetch")
+                                .with_partition(tp.topic(), tp.partition());
                             self.emit(&tp, gen, EventKind::Error(e));
-                        } else {
-                            tracing::info!(partition = %tp, offset = p.fetch_offset, "fetch offset out of range, resetting");
-                            p.phase = Phase::NeedsReset(self.cfg.auto_offset_reset);
+                        }
+                        code => {
+                            tracing::debug!(partition = %tp, error = %code, "fetch error, retrying after a backoff");
+                            if code.invalidates_metadata() || !code.is_retriable() {
+                                refresh = true;
+                            }
+                            p.retry_at = Some(now + self.cfg.client.retry_backoff);
                         }
                     }
-                    ErrorCode::TOPIC_AUTHORIZATION_FAILED
-                    | ErrorCode::CLUSTER_AUTHORIZATION_FAILED
-                    | ErrorCode::CORRUPT_MESSAGE
-                    | ErrorCode::UNSUPPORTED_COMPRESSION_TYPE
-                    | ErrorCode::UNSUPPORTED_VERSION => {
-                        p.phase = Phase::Stopped;
-                        let e = Error::broker(code, "fetch refused; seek (after fixing the cause) to continue")
-                            .with_api("Fetch")
-                            .with_partition(tp.topic(), tp.partition());
-                        self.emit(&tp, gen, EventKind::Error(e));
-                    }
-                    code => {
-                        tracing::debug!(partition = %tp, error = %code, "fetch error, retrying after a backoff");
-                        if code.invalidates_metadata() || !code.is_retriable() {
-                            refresh = true;
-                        }
-                        p.retry_at = Some(now + self.cfg.client.retry_backoff);
-                    }
-                },
+                }
             }
         }
         if refresh {
@@ -544,7 +550,11 @@ struct Lookup {
 
 /// Resolves starting offsets: committed offsets first (when asked and a
 /// group is configured), then `auto.offset.reset` lookups.
-async fn resolve(cluster: &Cluster, cfg: &ConsumerConfig, items: Vec<(TopicPartition, u64, Option<OffsetReset>)>) -> Vec<Lookup> {
+async fn resolve(
+    cluster: &Cluster,
+    cfg: &ConsumerConfig,
+    items: Vec<(TopicPartition, u64, Option<OffsetReset>)>,
+) -> Vec<Lookup> {
     let deadline = Instant::now() + cfg.client.default_api_timeout;
     let mut out = Vec::new();
     // (partition, gen, how to reset, phase to retry in)

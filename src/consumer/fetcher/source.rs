@@ -94,13 +94,8 @@ pub(crate) enum FetchResult {
 pub(crate) fn build_request(job: &FetchJob, version: i16) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (tp, p) in &job.plan.send {
-        let same = topics.last().is_some_and(|t| {
-            if job.by_id {
-                t.topic_id == p.topic_id
-            } else {
-                t.topic == tp.topic()
-            }
-        });
+        let same =
+            topics.last().is_some_and(|t| if job.by_id { t.topic_id == p.topic_id } else { t.topic == tp.topic() });
         if !same {
             topics.push(FetchTopic {
                 topic: tp.topic().to_string(),
@@ -168,9 +163,7 @@ pub(crate) async fn run(cluster: Arc<Cluster>, buffer: Arc<FetchBuffer>, job: &F
     };
     let code = ErrorCode(resp.error_code);
     if !code.is_ok() {
-        return FetchResult::Failed(
-            Error::broker(code, "fetch failed").with_api("Fetch").with_broker(conn.label()),
-        );
+        return FetchResult::Failed(Error::broker(code, "fetch failed").with_api("Fetch").with_broker(conn.label()));
     }
     let mut out = Vec::new();
     for t in resp.responses {
@@ -273,11 +266,9 @@ pub(crate) fn decode_partition(
 }
 
 fn corrupt(tp: &TopicPartition, offset: i64, e: crate::record::RecordError) -> Error {
-    Error::protocol(format!(
-        "corrupt record data at or after offset {offset}; seek past it to continue"
-    ))
-    .with_source(e)
-    .with_api("Fetch")
-    .with_partition(tp.topic(), tp.partition())
-    .with_class(crate::error::ErrorClass::Permanent)
+    Error::protocol(format!("corrupt record data at or after offset {offset}; seek past it to continue"))
+        .with_source(e)
+        .with_api("Fetch")
+        .with_partition(tp.topic(), tp.partition())
+        .with_class(crate::error::ErrorClass::Permanent)
 }
