@@ -1,0 +1,219 @@
+//! Consumer settings, named as in the Java client, with validation that
+//! names the field and the rule.
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// `isolation.level`: which records a fetch may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IsolationLevel {
+    /// Every record up to the high watermark, including records of open and
+    /// aborted transactions (the Java default).
+    #[default]
+    ReadUncommitted,
+    /// Only records up to the last stable offset (LSO), without the records
+    /// of aborted transactions. An open transaction holds consumption of
+    /// its partition at the LSO until it ends.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The protocol value (0 or 1).
+    pub fn as_i8(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
+/// `auto.offset.reset`: where to start when there is no committed offset,
+/// or when the position is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OffsetReset {
+    /// The earliest offset still in the log.
+    Earliest,
+    /// The end of the log (the Java default): only records produced from now.
+    #[default]
+    Latest,
+    /// No automatic reset: `poll` returns an error naming the partition
+    /// ([`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for a missing
+    /// committed offset, OFFSET_OUT_OF_RANGE otherwise) until the
+    /// application seeks.
+    None,
+}
+
+impl std::str::FromStr for OffsetReset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "earliest" => Ok(OffsetReset::Earliest),
+            "latest" => Ok(OffsetReset::Latest),
+            "none" => Ok(OffsetReset::None),
+            other => Err(Error::config("auto.offset.reset", format!("`{other}` is not one of earliest, latest, none"))),
+        }
+    }
+}
+
+impl std::str::FromStr for IsolationLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            other => Err(Error::config(
+                "isolation.level",
+                format!("`{other}` is not one of read_uncommitted, read_committed"),
+            )),
+        }
+    }
+}
+
+/// Everything a [`Consumer`](super::Consumer) is configured with.
+///
+/// Defaults follow the Java client; the one kafkawire-specific setting is
+/// `fetch.buffer.max.bytes`.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Connection, retry and metadata settings shared with other clients.
+    pub client: ClientConfig,
+    /// `group.id`: the consumer group whose committed offsets are read and
+    /// written. Without it, commits are refused and positions start from
+    /// `auto.offset.reset`.
+    pub group_id: Option<String>,
+    /// `group.instance.id`: static membership id, sent with commits.
+    pub group_instance_id: Option<String>,
+    /// `isolation.level`. Default read_uncommitted.
+    pub isolation_level: IsolationLevel,
+    /// `auto.offset.reset`. Default latest.
+    pub auto_offset_reset: OffsetReset,
+    /// `enable.auto.commit`: commit the positions of returned records every
+    /// `auto.commit.interval.ms` (from `poll`) and on close. Only in effect
+    /// with a `group.id`. Default true.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`. Default 5 s.
+    pub auto_commit_interval: Duration,
+    /// `fetch.min.bytes`: the broker waits for this much data (or
+    /// `fetch.max.wait.ms`) before answering. Default 1.
+    pub fetch_min_bytes: i32,
+    /// `fetch.max.wait.ms`. Default 500 ms.
+    pub fetch_max_wait: Duration,
+    /// `fetch.max.bytes`: upper bound of one fetch response (a single batch
+    /// larger than this is still returned, so consumption progresses).
+    /// Default 50 MiB.
+    pub fetch_max_bytes: i32,
+    /// `max.partition.fetch.bytes`: per-partition bound of one fetch
+    /// response (same exception). Default 1 MiB.
+    pub max_partition_fetch_bytes: i32,
+    /// `max.poll.records`: most records one [`poll`](super::Consumer::poll)
+    /// returns. Default 500.
+    pub max_poll_records: usize,
+    /// `check.crcs`: verify the checksum of every fetched batch. Default true.
+    pub check_crcs: bool,
+    /// `client.rack`: sent with fetches (for follower fetching). Default empty.
+    pub client_rack: String,
+    /// `fetch.buffer.max.bytes` (kafkawire): bound on fetched bytes not yet
+    /// returned to the application, counting the largest response every
+    /// in-flight fetch may bring. Fetching pauses while the buffer is full.
+    /// Default 64 MiB.
+    pub fetch_buffer_max_bytes: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            client: ClientConfig::default(),
+            group_id: None,
+            group_instance_id: None,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            auto_offset_reset: OffsetReset::Latest,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_millis(5_000),
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 52_428_800,
+            max_partition_fetch_bytes: 1_048_576,
+            max_poll_records: 500,
+            check_crcs: true,
+            client_rack: String::new(),
+            fetch_buffer_max_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Whether offsets are committed automatically.
+    pub fn auto_commit(&self) -> bool {
+        self.enable_auto_commit && self.group_id.is_some()
+    }
+
+    /// Checks every field; the error names the first offending one.
+    pub fn validate(&self) -> Result<()> {
+        self.client.validate()?;
+        if let Some(g) = &self.group_id {
+            if g.is_empty() {
+                return Err(Error::config("group.id", "must not be empty (leave it unset instead)"));
+            }
+        }
+        if self.fetch_min_bytes < 0 {
+            return Err(Error::config("fetch.min.bytes", "must be at least 0"));
+        }
+        if self.fetch_max_bytes < 1 {
+            return Err(Error::config("fetch.max.bytes", "must be at least 1"));
+        }
+        if self.max_partition_fetch_bytes < 1 {
+            return Err(Error::config("max.partition.fetch.bytes", "must be at least 1"));
+        }
+        if self.max_poll_records == 0 {
+            return Err(Error::config("max.poll.records", "must be at least 1"));
+        }
+        if self.fetch_max_wait > Duration::from_millis(i32::MAX as u64) {
+            return Err(Error::config("fetch.max.wait.ms", "must fit in 32 bits"));
+        }
+        if self.fetch_max_wait >= self.client.request_timeout {
+            return Err(Error::config("fetch.max.wait.ms", "must be less than request.timeout.ms"));
+        }
+        if self.auto_commit_interval.is_zero() && self.auto_commit() {
+            return Err(Error::config("auto.commit.interval.ms", "must be greater than 0"));
+        }
+        if self.fetch_buffer_max_bytes < 1024 {
+            return Err(Error::config("fetch.buffer.max.bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ConsumerConfig {
+        let mut c = ConsumerConfig::default();
+        c.client.set_bootstrap_servers("localhost:9092");
+        c
+    }
+
+    #[test]
+    fn defaults_match_the_java_client_and_validate() {
+        let c = valid();
+        c.validate().unwrap();
+        assert_eq!(c.fetch_max_bytes, 50 * 1024 * 1024);
+        assert_eq!(c.max_partition_fetch_bytes, 1024 * 1024);
+        assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
+        assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
+        assert!(!c.auto_commit(), "no auto-commit without a group");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = valid();
+        c.fetch_max_wait = c.client.request_timeout;
+        assert!(c.validate().unwrap_err().to_string().contains("fetch.max.wait.ms"));
+        let mut c = valid();
+        c.group_id = Some(String::new());
+        assert!(c.validate().unwrap_err().to_string().contains("group.id"));
+        assert!("sometimes".parse::<OffsetReset>().unwrap_err().to_string().contains("auto.offset.reset"));
+        assert_eq!("read_committed".parse::<IsolationLevel>().unwrap(), IsolationLevel::ReadCommitted);
+    }
+}
