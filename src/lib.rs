@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod producer;

@@ -1,0 +1,2 @@
+//! Consumer group membership.
+pub mod assignor;
