@@ -36,7 +36,7 @@ use super::assignor::{
     self, common_protocol, decode_assignment, decode_subscription, encode_assignment, encode_subscription, sorted,
     Assignment, Assignor, MemberSubscription, RebalanceProtocol, Subscription, TopicPartition, NO_GENERATION,
 };
-use super::{GroupConfig, Generation};
+use super::{Generation, GroupConfig};
 use crate::error::{Error, ErrorClass, ErrorCode, Result};
 use crate::net::backoff::Backoff;
 use crate::protocol::messages::heartbeat::{HeartbeatRequest, HeartbeatResponse};
@@ -175,13 +175,15 @@ pub struct ClassicMember {
 impl ClassicMember {
     /// A member of `cfg.group_id` for `topics`, not joined yet. `cfg` must
     /// be valid.
-    pub fn new(cfg: &GroupConfig, topics: Vec<String>, retry_backoff: (Duration, Duration), now: Instant) -> Result<Self> {
+    pub fn new(
+        cfg: &GroupConfig,
+        topics: Vec<String>,
+        retry_backoff: (Duration, Duration),
+        now: Instant,
+    ) -> Result<Self> {
         cfg.validate()?;
-        let assignors: Vec<Arc<dyn Assignor>> = cfg
-            .partition_assignment_strategy
-            .iter()
-            .filter_map(|n| assignor::by_name(n))
-            .collect();
+        let assignors: Vec<Arc<dyn Assignor>> =
+            cfg.partition_assignment_strategy.iter().filter_map(|n| assignor::by_name(n)).collect();
         let protocol = common_protocol(&assignors);
         Ok(ClassicMember {
             group_id: cfg.group_id.clone(),
@@ -697,15 +699,21 @@ impl ClassicMember {
                 return self.retry_later(now, &e);
             }
         };
-        let Some(leader) = self.leader.take() else { return };
-        let Some(assignor) = self.assignors.iter().find(|a| a.name() == leader.protocol).cloned() else { return };
+        let Some(leader) = self.leader.take() else {
+            return;
+        };
+        let Some(assignor) = self.assignors.iter().find(|a| a.name() == leader.protocol).cloned() else {
+            return;
+        };
         let result = assignor.assign(&counts, &leader.members);
         tracing::debug!(group = %self.group_id, generation = self.generation, assignor = assignor.name(), ?result, "leader computed assignment");
         let mut assignments = Vec::with_capacity(result.len());
         for (member_id, partitions) in result {
             let a = Assignment { partitions, user_data: None };
             match encode_assignment(&a) {
-                Ok(bytes) => assignments.push(SyncGroupRequestAssignment { member_id, assignment: bytes, ..Default::default() }),
+                Ok(bytes) => {
+                    assignments.push(SyncGroupRequestAssignment { member_id, assignment: bytes, ..Default::default() })
+                }
                 Err(e) => return self.fail(e),
             }
         }
@@ -935,7 +943,13 @@ mod tests {
         }
     }
 
-    fn join_ok(member_id: &str, leader: &str, generation: i32, protocol: &str, members: Vec<JoinGroupResponseMember>) -> JoinGroupResponse {
+    fn join_ok(
+        member_id: &str,
+        leader: &str,
+        generation: i32,
+        protocol: &str,
+        members: Vec<JoinGroupResponseMember>,
+    ) -> JoinGroupResponse {
         JoinGroupResponse {
             generation_id: generation,
             protocol_type: Some(PROTOCOL_TYPE.into()),
@@ -966,7 +980,14 @@ mod tests {
         assert_eq!(j.protocol_type, "consumer");
         assert_eq!(j.rebalance_timeout_ms, 60_000);
         if instance.is_none() {
-            m.on_join(now, JoinGroupResponse { error_code: ErrorCode::MEMBER_ID_REQUIRED.0, member_id: "m-1".into(), ..Default::default() });
+            m.on_join(
+                now,
+                JoinGroupResponse {
+                    error_code: ErrorCode::MEMBER_ID_REQUIRED.0,
+                    member_id: "m-1".into(),
+                    ..Default::default()
+                },
+            );
             assert_eq!(expect_join(&mut m, now).member_id, "m-1");
         }
         m.on_join(now, join_ok("m-1", "leader-x", 4, strategy[0], vec![]));
@@ -984,7 +1005,10 @@ mod tests {
     fn joins_with_the_member_id_round_trip_and_heartbeats_on_schedule() {
         let t0 = Instant::now();
         let mut m = stable_follower(&["range"], None, &[0, 1], t0);
-        assert_eq!(m.generation(), Some(Generation { generation_id: 4, member_id: "m-1".into(), group_instance_id: None }));
+        assert_eq!(
+            m.generation(),
+            Some(Generation { generation_id: 4, member_id: "m-1".into(), group_instance_id: None })
+        );
         assert!(m.poll(t0 + Duration::from_secs(1)).is_none());
         assert_eq!(m.next_wakeup(), Some(t0 + Duration::from_secs(3)));
         let Some(Action::Heartbeat(h)) = m.poll(t0 + Duration::from_secs(3)) else { panic!() };
@@ -1004,7 +1028,12 @@ mod tests {
         assert_eq!(names, vec!["range", "cooperative-sticky"]);
         let sub = |id: &str| JoinGroupResponseMember {
             member_id: id.into(),
-            metadata: encode_subscription(&Subscription { topics: vec![T.into()], generation_id: -1, ..Default::default() }).unwrap(),
+            metadata: encode_subscription(&Subscription {
+                topics: vec![T.into()],
+                generation_id: -1,
+                ..Default::default()
+            })
+            .unwrap(),
             ..Default::default()
         };
         m.on_join(t0, join_ok("a", "a", 1, "range", vec![sub("a"), sub("b")]));
@@ -1121,7 +1150,10 @@ mod tests {
         for _ in 0..3 {
             t += Duration::from_secs(3);
             if let Some(Action::Heartbeat(_)) = m.poll(t) {
-                m.on_heartbeat(t, HeartbeatResponse { error_code: ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0, ..Default::default() });
+                m.on_heartbeat(
+                    t,
+                    HeartbeatResponse { error_code: ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0, ..Default::default() },
+                );
             }
         }
         assert!(matches!(m.poll(t0 + Duration::from_secs(11)), Some(Action::FindCoordinator)));

@@ -29,7 +29,6 @@ pub mod member;
 
 pub use assignor::TopicPartition;
 
-
 use crate::error::{Error, Result};
 use std::time::Duration;
 

@@ -353,7 +353,9 @@ mod tests {
 
     #[test]
     fn hostile_bytes_are_errors_not_panics() {
-        for raw in [&[][..], &[0][..], &[0xff, 0xff][..], &[0, 3, 0x7f, 0xff, 0xff, 0xff][..], &[0, 0, 0, 0, 0, 9, 0][..]] {
+        for raw in
+            [&[][..], &[0][..], &[0xff, 0xff][..], &[0, 3, 0x7f, 0xff, 0xff, 0xff][..], &[0, 0, 0, 0, 0, 9, 0][..]]
+        {
             assert!(decode_subscription(Bytes::copy_from_slice(raw)).is_err(), "{raw:?}");
         }
         assert!(decode_assignment(Bytes::from_static(&[0, 1, 0x7f, 0, 0, 0])).is_err());

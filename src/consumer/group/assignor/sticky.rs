@@ -108,7 +108,9 @@ fn current_owners(
         if g != NO_GENERATION && g < max_generation {
             continue; // stale claims: treat the member as new
         }
-        let Some(ok) = eligible.get(&m.member_id) else { continue };
+        let Some(ok) = eligible.get(&m.member_id) else {
+            continue;
+        };
         let claims: BTreeSet<&TopicPartition> = m.subscription.owned_partitions.iter().collect();
         for tp in claims {
             if !ok.contains(tp) {
@@ -180,7 +182,9 @@ fn balance_identical(current: &mut BTreeMap<String, BTreeSet<TopicPartition>>, a
     let mut free = all.difference(&taken).cloned();
     for m in &order {
         let q = quota[m];
-        let Some(set) = current.get_mut(m) else { continue };
+        let Some(set) = current.get_mut(m) else {
+            continue;
+        };
         while set.len() < q {
             match free.next() {
                 Some(tp) => {
@@ -408,7 +412,8 @@ mod tests {
     #[test]
     fn differing_subscriptions_stay_valid_and_balanced() {
         let t = topics(&[("a", 4), ("b", 4), ("c", 2)]);
-        let ms = vec![member("m1", &["a"]), member("m2", &["a", "b"]), member("m3", &["a", "b", "c"]), member("m4", &["c"])];
+        let ms =
+            vec![member("m1", &["a"]), member("m2", &["a", "b"]), member("m3", &["a", "b", "c"]), member("m4", &["c"])];
         let a = CooperativeStickyAssignor.assign(&t, &ms);
         assert_eq!(no_overlap(&a), all_partitions(&t));
         for m in &ms {
@@ -429,7 +434,12 @@ mod tests {
         for m in ["a", "b"] {
             assert!(b[m].iter().all(|p| a[m].contains(p)), "{m} lost partitions it could keep");
         }
-        let (c, _) = converge(&t, &["b", "d"], b.iter().filter(|(k, _)| *k == "b" || *k == "d").map(|(k, v)| (k.clone(), v.clone())).collect(), 20);
+        let (c, _) = converge(
+            &t,
+            &["b", "d"],
+            b.iter().filter(|(k, _)| *k == "b" || *k == "d").map(|(k, v)| (k.clone(), v.clone())).collect(),
+            20,
+        );
         assert!(spread(&c) <= 1);
         assert_eq!(no_overlap(&c), all_partitions(&t));
         for m in ["b", "d"] {
