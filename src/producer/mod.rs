@@ -1,2 +1,3 @@
 //! The producer.
 pub mod partitioner;
+pub mod txn;
