@@ -27,6 +27,8 @@ pub mod classic;
 pub mod consumer_protocol;
 pub mod member;
 
+pub use member::{Ack, CommittedOffset, GroupEvent, GroupHandle, GroupMember, OffsetToCommit};
+
 pub use assignor::TopicPartition;
 
 use crate::error::{Error, Result};
