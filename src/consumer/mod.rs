@@ -60,6 +60,7 @@
 //!   commit paths.
 
 pub mod config;
+pub mod group;
 mod fetcher;
 pub mod offsets;
 mod position;
