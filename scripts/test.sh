@@ -44,8 +44,8 @@ broker_suite() {
   "$KL" --name "$name" down
 }
 
-broker_suite 4 1 2 single_broker
+broker_suite 4 1 2 single_broker interop_peers
 broker_suite 4 3 1 three_brokers
-broker_suite 3 1 2 single_broker
+broker_suite 3 1 2 single_broker interop_peers
 
 section "all suites passed"

@@ -88,3 +88,5 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+pub mod interop;

@@ -10,7 +10,7 @@ use protocol_tests::*;
 use std::time::{Duration, Instant};
 
 fn ours<R: Request>() -> (i16, i16) {
-    <R as messages::Message>::VERSIONS
+    (<R as messages::Message>::VERSIONS.0, R::MAX_STABLE_VERSION)
 }
 
 #[tokio::test]

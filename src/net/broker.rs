@@ -89,9 +89,12 @@ impl BrokerConnection {
         &self.versions
     }
 
-    /// The version `R` will be sent at: the highest both sides support.
+    /// The version `R` will be sent at: the highest stable version both
+    /// sides support (versions Kafka marks unstable are never sent).
     pub fn version_of<R: Request>(&self) -> Result<i16> {
-        self.versions.negotiate(R::API_KEY, R::VERSIONS).map_err(|e| e.with_broker(self.label()))
+        self.versions
+            .negotiate(R::API_KEY, (R::VERSIONS.0, R::MAX_STABLE_VERSION))
+            .map_err(|e| e.with_broker(self.label()))
     }
 
     /// Sends `req` at the negotiated version and waits `request.timeout.ms`.
@@ -169,7 +172,7 @@ async fn handshake(conn: &Connection, client_id: Option<&str>, timeout: Duration
         // An UNSUPPORTED_VERSION answer is always a v0 body, whatever we asked.
         let resp = match decode_response::<ApiVersionsRequest>(body.clone(), version) {
             Ok(r) if r.error_code != ErrorCode::UNSUPPORTED_VERSION.0 => r,
-            _ => decode_response::<ApiVersionsRequest>(body, 0)?,
+            _ => decode_response::<ApiVersionsRequest>(body, 0).map_err(|e| e.with_broker(conn.label()))?,
         };
         let code = ErrorCode(resp.error_code);
         if code == ErrorCode::UNSUPPORTED_VERSION {
@@ -197,4 +200,100 @@ async fn handshake(conn: &Connection, client_id: Option<&str>, timeout: Duration
     Err(Error::new(ErrorKind::UnsupportedVersion, "broker rejected every ApiVersions version")
         .with_api("ApiVersions")
         .with_broker(conn.label()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The handshake against scripted peers that play the broker.
+    use super::*;
+    use crate::protocol::frame::peek_request_header;
+    use crate::protocol::messages::api_versions::ApiVersion;
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut size = [0u8; 4];
+        s.read_exact(&mut size).await.ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        s.read_exact(&mut body).await.ok()?;
+        let mut f = size.to_vec();
+        f.extend(body);
+        Some(f)
+    }
+
+    fn reply(correlation_id: i32, body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(&correlation_id.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn api_versions_body(version: i16, resp: &ApiVersionsResponse) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        resp.encode(&mut b, version).unwrap();
+        b.to_vec()
+    }
+
+    use crate::protocol::messages::api_versions::ApiVersionsResponse;
+
+    #[tokio::test]
+    async fn unsupported_api_versions_version_is_retried_at_the_brokers_max() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut versions = vec![];
+            // First attempt: answer UNSUPPORTED_VERSION with a v0 body.
+            let f = read_frame(&mut s).await.unwrap();
+            let (_, v, c) = peek_request_header(&f).unwrap();
+            versions.push(v);
+            let old = ApiVersionsResponse {
+                error_code: ErrorCode::UNSUPPORTED_VERSION.0,
+                api_keys: vec![ApiVersion { api_key: 18, min_version: 0, max_version: 2, ..Default::default() }],
+                ..Default::default()
+            };
+            s.write_all(&reply(c, &api_versions_body(0, &old))).await.unwrap();
+            // Second attempt must be at v2.
+            let f = read_frame(&mut s).await.unwrap();
+            let (_, v, c) = peek_request_header(&f).unwrap();
+            versions.push(v);
+            let ok = ApiVersionsResponse {
+                api_keys: vec![
+                    ApiVersion { api_key: 18, min_version: 0, max_version: 2, ..Default::default() },
+                    ApiVersion { api_key: 3, min_version: 0, max_version: 9, ..Default::default() },
+                ],
+                ..Default::default()
+            };
+            s.write_all(&reply(c, &api_versions_body(v, &ok))).await.unwrap();
+            versions
+        });
+        let conn = BrokerConnection::connect(&addr, "old".into(), &ConnectionConfig::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(seen.await.unwrap(), vec![ApiVersionsRequest::VERSIONS.1, 2]);
+        assert_eq!(conn.versions().broker_range(ApiKey::Metadata), Some((0, 9)));
+        let v = conn.version_of::<crate::protocol::messages::metadata::MetadataRequest>().unwrap();
+        assert_eq!(v, 9);
+    }
+
+    #[tokio::test]
+    async fn garbage_api_versions_answer_is_a_protocol_error_naming_api_and_broker() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let f = read_frame(&mut s).await.unwrap();
+            let (_, _, c) = peek_request_header(&f).unwrap();
+            // A count of 2^31-1 api keys with nothing behind it.
+            s.write_all(&reply(c, &[0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3])).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let err = BrokerConnection::connect(&addr, "garbage".into(), &ConnectionConfig::default(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
+        let s = err.to_string();
+        assert!(s.contains("ApiVersions") && s.contains("garbage"), "{s}");
+    }
 }

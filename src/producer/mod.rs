@@ -71,6 +71,7 @@ mod delivery;
 pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
+pub mod txn;
 
 pub use crate::record::Compression;
 pub use config::{Acks, ProducerConfig};

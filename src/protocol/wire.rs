@@ -95,12 +95,17 @@ macro_rules! read_be {
     ($name:ident, $ty:ty, $n:expr) => {
         #[inline]
         pub fn $name(&mut self, what: &'static str) -> Result<$ty, DecodeError> {
-            let s = self.take_slice($n, what)?;
-            let mut a = [0u8; $n];
-            a.copy_from_slice(s);
-            Ok(<$ty>::from_be_bytes(a))
+            Ok(<$ty>::from_be_bytes(self.take_array::<$n>(what)?))
         }
     };
+}
+
+/// The error for a read of `needed` bytes with only `remaining` left. Kept
+/// out of line so that each inlined read is just a compare and a branch.
+#[cold]
+#[inline(never)]
+fn truncated(what: &'static str, needed: usize, remaining: usize) -> DecodeError {
+    DecodeError::new(what, DecodeErrorKind::Truncated { needed, remaining })
 }
 
 impl Reader {
@@ -130,17 +135,31 @@ impl Reader {
         self.buf.slice(self.pos..)
     }
 
+    // The reads below use `get` rather than indexing: the bounds check is
+    // needed anyway, and this way no read site carries a panic path (which
+    // would also bring unwinding cleanup into every generated decoder).
     #[inline]
     fn take_slice(&mut self, n: usize, what: &'static str) -> Result<&[u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::new(
-                what,
-                DecodeErrorKind::Truncated { needed: n, remaining: self.remaining() },
-            ));
-        }
         let start = self.pos;
-        self.pos += n;
-        Ok(&self.buf[start..start + n])
+        match start.checked_add(n).and_then(|end| self.buf.get(start..end)) {
+            Some(s) => {
+                self.pos = start + n;
+                Ok(s)
+            }
+            None => Err(truncated(what, n, self.remaining())),
+        }
+    }
+
+    #[inline]
+    fn take_array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let start = self.pos;
+        match self.buf.get(start..).and_then(|s| s.first_chunk::<N>()) {
+            Some(a) => {
+                self.pos = start + N;
+                Ok(*a)
+            }
+            None => Err(truncated(what, N, self.remaining())),
+        }
     }
 
     /// Skips `n` bytes.
@@ -151,10 +170,7 @@ impl Reader {
     /// Takes `n` bytes as a zero-copy slice.
     pub fn bytes(&mut self, n: usize, what: &'static str) -> Result<Bytes, DecodeError> {
         if n > self.remaining() {
-            return Err(DecodeError::new(
-                what,
-                DecodeErrorKind::Truncated { needed: n, remaining: self.remaining() },
-            ));
+            return Err(truncated(what, n, self.remaining()));
         }
         let out = self.buf.slice(self.pos..self.pos + n);
         self.pos += n;
@@ -181,7 +197,8 @@ impl Reader {
 
     #[inline]
     pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take_slice(1, what)?[0])
+        let [b] = self.take_array::<1>(what)?;
+        Ok(b)
     }
 
     #[inline]
@@ -203,10 +220,7 @@ impl Reader {
 
     /// Reads 16 bytes (a UUID).
     pub fn uuid(&mut self, what: &'static str) -> Result<[u8; 16], DecodeError> {
-        let s = self.take_slice(16, what)?;
-        let mut a = [0u8; 16];
-        a.copy_from_slice(s);
-        Ok(a)
+        self.take_array::<16>(what)
     }
 
     /// Unsigned LEB128 varint of at most 5 bytes (Kafka's UNSIGNED_VARINT).

@@ -27,11 +27,19 @@ fn common_versions<O: Message, T: TheirMessage>() -> (i16, i16) {
 
 fn ours_through_theirs<O, T>(sample: fn(i16) -> O)
 where
-    O: Message + PartialEq + Debug,
-    T: Encodable + Decodable + TheirMessage + Debug,
+    O: Message + PartialEq + Debug + Default,
+    T: Encodable + Decodable + TheirMessage + Debug + Default,
 {
     let (lo, hi) = common_versions::<O, T>();
     for v in lo..=hi {
+        // Both sides agree on every field's default (including nulls).
+        let theirs_default = T::default();
+        let ours_default: O = theirs_to_ours(&theirs_default, v);
+        assert_eq!(ours_default, O::default(), "defaults differ at v{v}");
+        let mut buf = BytesMut::new();
+        theirs_default.encode(&mut buf, v).unwrap();
+        assert_eq!(&buf[..], &encode_ours(&O::default(), v)[..], "default encodings differ at v{v}");
+
         let value = sample(v);
         let mut buf = BytesMut::new();
         value.encode(&mut buf, v).unwrap();
@@ -54,6 +62,12 @@ where
         let back = O::decode(&mut Reader::new(again.freeze()), v).unwrap();
         assert_eq!(back, value, "v{v}");
     }
+}
+
+fn encode_ours<O: Message>(value: &O, v: i16) -> Bytes {
+    let mut buf = BytesMut::new();
+    value.encode(&mut buf, v).unwrap();
+    buf.freeze()
 }
 
 /// Encodes with kafka-protocol and decodes with ours.

@@ -5,12 +5,20 @@ use super::wire::Reader;
 use bytes::BytesMut;
 use std::fmt::Debug;
 
-/// Round-trips `sample(v)` at every version the codec implements, checks
-/// `encoded_len`, and checks that every strict prefix of the encoding fails
-/// to decode.
-pub(crate) fn check_message<M: Message + PartialEq + Debug>(sample: fn(i16) -> M) {
+/// Round-trips `sample(v)` and the default value at every version the codec
+/// implements, checks `encoded_len`, and checks that every strict prefix of
+/// the sample's encoding fails to decode.
+pub(crate) fn check_message<M: Message + PartialEq + Debug + Default>(sample: fn(i16) -> M) {
     let (lo, hi) = M::VERSIONS;
     for version in lo..=hi {
+        // Defaults (nulls, empty arrays, schema defaults) encode everywhere.
+        let value = M::default();
+        let mut buf = BytesMut::new();
+        value.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode default v{version}: {e}"));
+        assert_eq!(buf.len(), value.encoded_len(version), "encoded_len of default at v{version}");
+        let back = M::decode(&mut Reader::new(buf.freeze()), version).unwrap();
+        assert_eq!(back, value, "default round trip at v{version}");
+
         let value = sample(version);
         let mut buf = BytesMut::new();
         value.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode v{version}: {e}"));

@@ -163,7 +163,7 @@ impl AddPartitionsToTxnRequest {
         let flexible = version >= 3;
         let transactions = if version >= 4 {
             let n = get_array_len(r, flexible, 14, "AddPartitionsToTxnRequest.transactions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnTransaction::read_fields(r, version)?);
             }
@@ -197,7 +197,7 @@ impl AddPartitionsToTxnRequest {
                 3,
                 "AddPartitionsToTxnRequest.v3_and_below_topics",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnTopic::read_fields(r, version)?);
             }
@@ -320,7 +320,7 @@ impl AddPartitionsToTxnTopic {
         let name = get_str(r, flexible, "AddPartitionsToTxnTopic.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 4, "AddPartitionsToTxnTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("AddPartitionsToTxnTopic.partitions")?);
             }
@@ -444,7 +444,7 @@ impl AddPartitionsToTxnTransaction {
         let verify_only = r.bool("AddPartitionsToTxnTransaction.verify_only")?;
         let topics = {
             let n = get_array_len(r, flexible, 3, "AddPartitionsToTxnTransaction.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnTopic::read_fields(r, version)?);
             }
@@ -641,7 +641,7 @@ impl AddPartitionsToTxnResponse {
                 3,
                 "AddPartitionsToTxnResponse.results_by_transaction",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnResult::read_fields(r, version)?);
             }
@@ -656,7 +656,7 @@ impl AddPartitionsToTxnResponse {
                 3,
                 "AddPartitionsToTxnResponse.results_by_topic_v3_and_below",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnTopicResult::read_fields(r, version)?);
             }
@@ -783,7 +783,7 @@ impl AddPartitionsToTxnTopicResult {
                 6,
                 "AddPartitionsToTxnTopicResult.results_by_partition",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnPartitionResult::read_fields(r, version)?);
             }
@@ -963,7 +963,7 @@ impl AddPartitionsToTxnResult {
         let transactional_id = get_str(r, flexible, "AddPartitionsToTxnResult.transactional_id")?;
         let topic_results = {
             let n = get_array_len(r, flexible, 3, "AddPartitionsToTxnResult.topic_results")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AddPartitionsToTxnTopicResult::read_fields(r, version)?);
             }

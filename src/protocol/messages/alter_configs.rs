@@ -67,7 +67,7 @@ impl AlterConfigsRequest {
         let flexible = version == 2;
         let resources = {
             let n = get_array_len(r, flexible, 4, "AlterConfigsRequest.resources")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AlterConfigsRequestAlterConfigsResource::read_fields(
                     r, version,
@@ -194,7 +194,7 @@ impl AlterConfigsRequestAlterConfigsResource {
                 3,
                 "AlterConfigsRequestAlterConfigsResource.configs",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AlterConfigsRequestAlterableConfig::read_fields(r, version)?);
             }
@@ -428,7 +428,7 @@ impl AlterConfigsResponse {
         let throttle_time_ms = r.i32("AlterConfigsResponse.throttle_time_ms")?;
         let responses = {
             let n = get_array_len(r, flexible, 6, "AlterConfigsResponse.responses")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(AlterConfigsResponseAlterConfigsResourceResponse::read_fields(r, version)?);
             }

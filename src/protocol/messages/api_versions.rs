@@ -411,7 +411,7 @@ impl ApiVersionsResponse {
         let error_code = r.i16("ApiVersionsResponse.error_code")?;
         let api_keys = {
             let n = get_array_len(r, flexible, 6, "ApiVersionsResponse.api_keys")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ApiVersion::read_fields(r, version)?);
             }
@@ -441,7 +441,7 @@ impl ApiVersionsResponse {
                                 6,
                                 "ApiVersionsResponse.supported_features",
                             )?;
-                            let mut a = Vec::with_capacity(n);
+                            let mut a = Vec::with_capacity(prealloc(n));
                             for _ in 0..n {
                                 a.push(SupportedFeatureKey::read_fields(sub, version)?);
                             }
@@ -460,7 +460,7 @@ impl ApiVersionsResponse {
                                 6,
                                 "ApiVersionsResponse.finalized_features",
                             )?;
-                            let mut a = Vec::with_capacity(n);
+                            let mut a = Vec::with_capacity(prealloc(n));
                             for _ in 0..n {
                                 a.push(FinalizedFeatureKey::read_fields(sub, version)?);
                             }

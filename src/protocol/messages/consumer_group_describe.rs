@@ -70,7 +70,7 @@ impl ConsumerGroupDescribeRequest {
         let flexible = true;
         let group_ids = {
             let n = get_array_len(r, flexible, 1, "ConsumerGroupDescribeRequest.group_ids")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(
                     r,
@@ -197,7 +197,7 @@ impl ConsumerGroupDescribeResponse {
         let throttle_time_ms = r.i32("ConsumerGroupDescribeResponse.throttle_time_ms")?;
         let groups = {
             let n = get_array_len(r, flexible, 20, "ConsumerGroupDescribeResponse.groups")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ConsumerGroupDescribeResponseDescribedGroup::read_fields(
                     r, version,
@@ -308,7 +308,7 @@ impl ConsumerGroupDescribeResponseTopicPartitions {
                 4,
                 "ConsumerGroupDescribeResponseTopicPartitions.partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("ConsumerGroupDescribeResponseTopicPartitions.partitions")?);
             }
@@ -403,7 +403,7 @@ impl ConsumerGroupDescribeResponseAssignment {
                 19,
                 "ConsumerGroupDescribeResponseAssignment.topic_partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ConsumerGroupDescribeResponseTopicPartitions::read_fields(
                     r, version,
@@ -609,7 +609,7 @@ impl ConsumerGroupDescribeResponseDescribedGroup {
                 16,
                 "ConsumerGroupDescribeResponseDescribedGroup.members",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(Member::read_fields(r, version)?);
             }
@@ -852,7 +852,7 @@ impl Member {
         let client_host = get_str(r, flexible, "Member.client_host")?;
         let subscribed_topic_names = {
             let n = get_array_len(r, flexible, 1, "Member.subscribed_topic_names")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "Member.subscribed_topic_names")?);
             }

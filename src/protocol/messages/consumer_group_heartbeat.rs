@@ -224,7 +224,7 @@ impl ConsumerGroupHeartbeatRequest {
             "ConsumerGroupHeartbeatRequest.subscribed_topic_names",
         )? {
             Some(n) => {
-                let mut a = Vec::with_capacity(n);
+                let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(get_str(
                         r,
@@ -254,7 +254,7 @@ impl ConsumerGroupHeartbeatRequest {
             "ConsumerGroupHeartbeatRequest.topic_partitions",
         )? {
             Some(n) => {
-                let mut a = Vec::with_capacity(n);
+                let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(ConsumerGroupHeartbeatRequestTopicPartitions::read_fields(
                         r, version,
@@ -372,7 +372,7 @@ impl ConsumerGroupHeartbeatRequestTopicPartitions {
                 4,
                 "ConsumerGroupHeartbeatRequestTopicPartitions.partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("ConsumerGroupHeartbeatRequestTopicPartitions.partitions")?);
             }
@@ -641,7 +641,7 @@ impl ConsumerGroupHeartbeatResponseTopicPartitions {
                 4,
                 "ConsumerGroupHeartbeatResponseTopicPartitions.partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("ConsumerGroupHeartbeatResponseTopicPartitions.partitions")?);
             }
@@ -736,7 +736,7 @@ impl ConsumerGroupHeartbeatResponseAssignment {
                 18,
                 "ConsumerGroupHeartbeatResponseAssignment.topic_partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ConsumerGroupHeartbeatResponseTopicPartitions::read_fields(
                     r, version,

@@ -138,7 +138,7 @@ impl ConsumerProtocolSubscription {
         let flexible = false;
         let topics = {
             let n = get_array_len(r, flexible, 2, "ConsumerProtocolSubscription.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "ConsumerProtocolSubscription.topics")?);
             }
@@ -152,7 +152,7 @@ impl ConsumerProtocolSubscription {
                 6,
                 "ConsumerProtocolSubscription.owned_partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ConsumerProtocolSubscriptionTopicPartition::read_fields(
                     r, version,
@@ -268,7 +268,7 @@ impl ConsumerProtocolSubscriptionTopicPartition {
                 4,
                 "ConsumerProtocolSubscriptionTopicPartition.partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("ConsumerProtocolSubscriptionTopicPartition.partitions")?);
             }
@@ -383,7 +383,7 @@ impl ConsumerProtocolAssignment {
                 6,
                 "ConsumerProtocolAssignment.assigned_partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ConsumerProtocolAssignmentTopicPartition::read_fields(
                     r, version,
@@ -476,7 +476,7 @@ impl ConsumerProtocolAssignmentTopicPartition {
                 4,
                 "ConsumerProtocolAssignmentTopicPartition.partitions",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("ConsumerProtocolAssignmentTopicPartition.partitions")?);
             }

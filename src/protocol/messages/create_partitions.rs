@@ -72,7 +72,7 @@ impl CreatePartitionsRequest {
         let flexible = version >= 2;
         let topics = {
             let n = get_array_len(r, flexible, 7, "CreatePartitionsRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(CreatePartitionsTopic::read_fields(r, version)?);
             }
@@ -205,7 +205,7 @@ impl CreatePartitionsTopic {
         let assignments =
             match get_opt_array_len(r, flexible, 2, "CreatePartitionsTopic.assignments")? {
                 Some(n) => {
-                    let mut a = Vec::with_capacity(n);
+                    let mut a = Vec::with_capacity(prealloc(n));
                     for _ in 0..n {
                         a.push(CreatePartitionsAssignment::read_fields(r, version)?);
                     }
@@ -299,7 +299,7 @@ impl CreatePartitionsAssignment {
         let flexible = version >= 2;
         let broker_ids = {
             let n = get_array_len(r, flexible, 4, "CreatePartitionsAssignment.broker_ids")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("CreatePartitionsAssignment.broker_ids")?);
             }
@@ -426,7 +426,7 @@ impl CreatePartitionsResponse {
         let throttle_time_ms = r.i32("CreatePartitionsResponse.throttle_time_ms")?;
         let results = {
             let n = get_array_len(r, flexible, 5, "CreatePartitionsResponse.results")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(CreatePartitionsTopicResult::read_fields(r, version)?);
             }

@@ -83,7 +83,7 @@ impl CreateTopicsRequest {
         let flexible = version >= 5;
         let topics = {
             let n = get_array_len(r, flexible, 10, "CreateTopicsRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(CreatableTopic::read_fields(r, version)?);
             }
@@ -222,7 +222,7 @@ impl CreatableTopic {
         let replication_factor = r.i16("CreatableTopic.replication_factor")?;
         let assignments = {
             let n = get_array_len(r, flexible, 6, "CreatableTopic.assignments")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(CreatableReplicaAssignment::read_fields(r, version)?);
             }
@@ -230,7 +230,7 @@ impl CreatableTopic {
         };
         let configs = {
             let n = get_array_len(r, flexible, 3, "CreatableTopic.configs")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(CreatableTopicConfig::read_fields(r, version)?);
             }
@@ -335,7 +335,7 @@ impl CreatableReplicaAssignment {
         let partition_index = r.i32("CreatableReplicaAssignment.partition_index")?;
         let broker_ids = {
             let n = get_array_len(r, flexible, 4, "CreatableReplicaAssignment.broker_ids")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("CreatableReplicaAssignment.broker_ids")?);
             }
@@ -562,7 +562,7 @@ impl CreateTopicsResponse {
         let throttle_time_ms = r.i32("CreateTopicsResponse.throttle_time_ms")?;
         let topics = {
             let n = get_array_len(r, flexible, 6, "CreateTopicsResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(CreatableTopicResult::read_fields(r, version)?);
             }
@@ -779,7 +779,7 @@ impl CreatableTopicResult {
         let configs = if version >= 5 {
             match get_opt_array_len(r, flexible, 6, "CreatableTopicResult.configs")? {
                 Some(n) => {
-                    let mut a = Vec::with_capacity(n);
+                    let mut a = Vec::with_capacity(prealloc(n));
                     for _ in 0..n {
                         a.push(CreatableTopicConfigs::read_fields(r, version)?);
                     }

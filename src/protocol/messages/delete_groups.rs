@@ -69,7 +69,7 @@ impl DeleteGroupsRequest {
         let flexible = version >= 2;
         let groups_names = {
             let n = get_array_len(r, flexible, 1, "DeleteGroupsRequest.groups_names")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "DeleteGroupsRequest.groups_names")?);
             }
@@ -196,7 +196,7 @@ impl DeleteGroupsResponse {
         let throttle_time_ms = r.i32("DeleteGroupsResponse.throttle_time_ms")?;
         let results = {
             let n = get_array_len(r, flexible, 4, "DeleteGroupsResponse.results")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeletableGroupResult::read_fields(r, version)?);
             }

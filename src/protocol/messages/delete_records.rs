@@ -67,7 +67,7 @@ impl DeleteRecordsRequest {
         let flexible = version == 2;
         let topics = {
             let n = get_array_len(r, flexible, 3, "DeleteRecordsRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeleteRecordsTopic::read_fields(r, version)?);
             }
@@ -177,7 +177,7 @@ impl DeleteRecordsTopic {
         let name = get_str(r, flexible, "DeleteRecordsTopic.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 12, "DeleteRecordsTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeleteRecordsPartition::read_fields(r, version)?);
             }
@@ -381,7 +381,7 @@ impl DeleteRecordsResponse {
         let throttle_time_ms = r.i32("DeleteRecordsResponse.throttle_time_ms")?;
         let topics = {
             let n = get_array_len(r, flexible, 3, "DeleteRecordsResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeleteRecordsTopicResult::read_fields(r, version)?);
             }
@@ -490,7 +490,7 @@ impl DeleteRecordsTopicResult {
         let name = get_str(r, flexible, "DeleteRecordsTopicResult.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 14, "DeleteRecordsTopicResult.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeleteRecordsPartitionResult::read_fields(r, version)?);
             }

@@ -106,7 +106,7 @@ impl DeleteTopicsRequest {
         let flexible = version >= 4;
         let topics = if version == 6 {
             let n = get_array_len(r, flexible, 18, "DeleteTopicsRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeleteTopicState::read_fields(r, version)?);
             }
@@ -116,7 +116,7 @@ impl DeleteTopicsRequest {
         };
         let topic_names = if version <= 5 {
             let n = get_array_len(r, flexible, 1, "DeleteTopicsRequest.topic_names")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "DeleteTopicsRequest.topic_names")?);
             }
@@ -329,7 +329,7 @@ impl DeleteTopicsResponse {
         let throttle_time_ms = r.i32("DeleteTopicsResponse.throttle_time_ms")?;
         let responses = {
             let n = get_array_len(r, flexible, 4, "DeleteTopicsResponse.responses")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DeletableTopicResult::read_fields(r, version)?);
             }

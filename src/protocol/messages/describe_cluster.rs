@@ -298,7 +298,7 @@ impl DescribeClusterResponse {
         let controller_id = r.i32("DescribeClusterResponse.controller_id")?;
         let brokers = {
             let n = get_array_len(r, flexible, 11, "DescribeClusterResponse.brokers")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeClusterBroker::read_fields(r, version)?);
             }

@@ -84,7 +84,7 @@ impl DescribeConfigsRequest {
         let flexible = version == 4;
         let resources = {
             let n = get_array_len(r, flexible, 4, "DescribeConfigsRequest.resources")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeConfigsResource::read_fields(r, version)?);
             }
@@ -237,7 +237,7 @@ impl DescribeConfigsResource {
             "DescribeConfigsResource.configuration_keys",
         )? {
             Some(n) => {
-                let mut a = Vec::with_capacity(n);
+                let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(get_str(
                         r,
@@ -377,7 +377,7 @@ impl DescribeConfigsResponse {
         let throttle_time_ms = r.i32("DescribeConfigsResponse.throttle_time_ms")?;
         let results = {
             let n = get_array_len(r, flexible, 7, "DescribeConfigsResponse.results")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeConfigsResult::read_fields(r, version)?);
             }
@@ -525,7 +525,7 @@ impl DescribeConfigsResult {
         let resource_name = get_str(r, flexible, "DescribeConfigsResult.resource_name")?;
         let configs = {
             let n = get_array_len(r, flexible, 9, "DescribeConfigsResult.configs")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeConfigsResourceResult::read_fields(r, version)?);
             }
@@ -715,7 +715,7 @@ impl DescribeConfigsResourceResult {
         let is_sensitive = r.bool("DescribeConfigsResourceResult.is_sensitive")?;
         let synonyms = {
             let n = get_array_len(r, flexible, 4, "DescribeConfigsResourceResult.synonyms")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeConfigsSynonym::read_fields(r, version)?);
             }

@@ -79,7 +79,7 @@ impl DescribeGroupsRequest {
         let flexible = version >= 5;
         let groups = {
             let n = get_array_len(r, flexible, 1, "DescribeGroupsRequest.groups")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "DescribeGroupsRequest.groups")?);
             }
@@ -221,7 +221,7 @@ impl DescribeGroupsResponse {
         };
         let groups = {
             let n = get_array_len(r, flexible, 12, "DescribeGroupsResponse.groups")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeGroupsResponseDescribedGroup::read_fields(
                     r, version,
@@ -465,7 +465,7 @@ impl DescribeGroupsResponseDescribedGroup {
                 7,
                 "DescribeGroupsResponseDescribedGroup.members",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribedGroupMember::read_fields(r, version)?);
             }

@@ -58,7 +58,7 @@ impl DescribeProducersRequest {
         let flexible = true;
         let topics = {
             let n = get_array_len(r, flexible, 3, "DescribeProducersRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TopicRequest::read_fields(r, version)?);
             }
@@ -142,7 +142,7 @@ impl TopicRequest {
         let name = get_str(r, flexible, "TopicRequest.name")?;
         let partition_indexes = {
             let n = get_array_len(r, flexible, 4, "TopicRequest.partition_indexes")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("TopicRequest.partition_indexes")?);
             }
@@ -263,7 +263,7 @@ impl DescribeProducersResponse {
         let throttle_time_ms = r.i32("DescribeProducersResponse.throttle_time_ms")?;
         let topics = {
             let n = get_array_len(r, flexible, 3, "DescribeProducersResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TopicResponse::read_fields(r, version)?);
             }
@@ -357,7 +357,7 @@ impl TopicResponse {
         let name = get_str(r, flexible, "TopicResponse.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 9, "TopicResponse.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(PartitionResponse::read_fields(r, version)?);
             }
@@ -470,7 +470,7 @@ impl PartitionResponse {
         let error_message = get_opt_str(r, flexible, "PartitionResponse.error_message")?;
         let active_producers = {
             let n = get_array_len(r, flexible, 37, "PartitionResponse.active_producers")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ProducerState::read_fields(r, version)?);
             }

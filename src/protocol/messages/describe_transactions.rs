@@ -70,7 +70,7 @@ impl DescribeTransactionsRequest {
                 1,
                 "DescribeTransactionsRequest.transactional_ids",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(
                     r,
@@ -201,7 +201,7 @@ impl DescribeTransactionsResponse {
                 28,
                 "DescribeTransactionsResponse.transaction_states",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(DescribeTransactionsResponseTransactionState::read_fields(
                     r, version,
@@ -364,7 +364,7 @@ impl DescribeTransactionsResponseTransactionState {
                 3,
                 "DescribeTransactionsResponseTransactionState.topics",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TopicData::read_fields(r, version)?);
             }
@@ -468,7 +468,7 @@ impl TopicData {
         let topic = get_str(r, flexible, "TopicData.topic")?;
         let partitions = {
             let n = get_array_len(r, flexible, 4, "TopicData.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("TopicData.partitions")?);
             }

@@ -249,7 +249,7 @@ impl FetchRequest {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "FetchRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(FetchTopic::read_fields(r, version)?);
             }
@@ -257,7 +257,7 @@ impl FetchRequest {
         };
         let forgotten_topics_data = if version >= 7 {
             let n = get_array_len(r, flexible, 3, "FetchRequest.forgotten_topics_data")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ForgottenTopic::read_fields(r, version)?);
             }
@@ -512,7 +512,7 @@ impl FetchTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 16, "FetchTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(FetchPartition::read_fields(r, version)?);
             }
@@ -864,7 +864,7 @@ impl ForgottenTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 4, "ForgottenTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("ForgottenTopic.partitions")?);
             }
@@ -1079,7 +1079,7 @@ impl FetchResponse {
         };
         let responses = {
             let n = get_array_len(r, flexible, 3, "FetchResponse.responses")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(FetchableTopicResponse::read_fields(r, version)?);
             }
@@ -1096,7 +1096,7 @@ impl FetchResponse {
                     0 if version >= 16 => {
                         node_endpoints = {
                             let n = get_array_len(sub, true, 11, "FetchResponse.node_endpoints")?;
-                            let mut a = Vec::with_capacity(n);
+                            let mut a = Vec::with_capacity(prealloc(n));
                             for _ in 0..n {
                                 a.push(FetchResponseNodeEndpoint::read_fields(sub, version)?);
                             }
@@ -1240,7 +1240,7 @@ impl FetchableTopicResponse {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 30, "FetchableTopicResponse.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(PartitionData::read_fields(r, version)?);
             }
@@ -1496,7 +1496,7 @@ impl PartitionData {
         let aborted_transactions =
             match get_opt_array_len(r, flexible, 16, "PartitionData.aborted_transactions")? {
                 Some(n) => {
-                    let mut a = Vec::with_capacity(n);
+                    let mut a = Vec::with_capacity(prealloc(n));
                     for _ in 0..n {
                         a.push(AbortedTransaction::read_fields(r, version)?);
                     }

@@ -127,7 +127,7 @@ impl FindCoordinatorRequest {
         };
         let coordinator_keys = if version >= 4 {
             let n = get_array_len(r, flexible, 1, "FindCoordinatorRequest.coordinator_keys")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(
                     r,
@@ -417,7 +417,7 @@ impl FindCoordinatorResponse {
         };
         let coordinators = if version >= 4 {
             let n = get_array_len(r, flexible, 14, "FindCoordinatorResponse.coordinators")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(Coordinator::read_fields(r, version)?);
             }

@@ -67,7 +67,7 @@ impl IncrementalAlterConfigsRequest {
         let flexible = version == 1;
         let resources = {
             let n = get_array_len(r, flexible, 4, "IncrementalAlterConfigsRequest.resources")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(
                     IncrementalAlterConfigsRequestAlterConfigsResource::read_fields(r, version)?,
@@ -195,7 +195,7 @@ impl IncrementalAlterConfigsRequestAlterConfigsResource {
                 4,
                 "IncrementalAlterConfigsRequestAlterConfigsResource.configs",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(IncrementalAlterConfigsRequestAlterableConfig::read_fields(
                     r, version,
@@ -465,7 +465,7 @@ impl IncrementalAlterConfigsResponse {
         let throttle_time_ms = r.i32("IncrementalAlterConfigsResponse.throttle_time_ms")?;
         let responses = {
             let n = get_array_len(r, flexible, 6, "IncrementalAlterConfigsResponse.responses")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(
                     IncrementalAlterConfigsResponseAlterConfigsResourceResponse::read_fields(

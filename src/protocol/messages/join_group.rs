@@ -187,7 +187,7 @@ impl JoinGroupRequest {
         let protocol_type = get_str(r, flexible, "JoinGroupRequest.protocol_type")?;
         let protocols = {
             let n = get_array_len(r, flexible, 3, "JoinGroupRequest.protocols")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(JoinGroupRequestProtocol::read_fields(r, version)?);
             }
@@ -575,7 +575,7 @@ impl JoinGroupResponse {
         let member_id = get_str(r, flexible, "JoinGroupResponse.member_id")?;
         let members = {
             let n = get_array_len(r, flexible, 4, "JoinGroupResponse.members")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(JoinGroupResponseMember::read_fields(r, version)?);
             }

@@ -108,7 +108,7 @@ impl LeaveGroupRequest {
         };
         let members = if version >= 3 {
             let n = get_array_len(r, flexible, 3, "LeaveGroupRequest.members")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(MemberIdentity::read_fields(r, version)?);
             }
@@ -384,7 +384,7 @@ impl LeaveGroupResponse {
         let error_code = r.i16("LeaveGroupResponse.error_code")?;
         let members = if version >= 3 {
             let n = get_array_len(r, flexible, 5, "LeaveGroupResponse.members")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(MemberResponse::read_fields(r, version)?);
             }

@@ -115,7 +115,7 @@ impl ListGroupsRequest {
         let flexible = version >= 3;
         let states_filter = if version >= 4 {
             let n = get_array_len(r, flexible, 1, "ListGroupsRequest.states_filter")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "ListGroupsRequest.states_filter")?);
             }
@@ -125,7 +125,7 @@ impl ListGroupsRequest {
         };
         let types_filter = if version == 5 {
             let n = get_array_len(r, flexible, 1, "ListGroupsRequest.types_filter")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "ListGroupsRequest.types_filter")?);
             }
@@ -278,7 +278,7 @@ impl ListGroupsResponse {
         let error_code = r.i16("ListGroupsResponse.error_code")?;
         let groups = {
             let n = get_array_len(r, flexible, 3, "ListGroupsResponse.groups")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ListedGroup::read_fields(r, version)?);
             }

@@ -100,7 +100,7 @@ impl ListOffsetsRequest {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "ListOffsetsRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ListOffsetsTopic::read_fields(r, version)?);
             }
@@ -222,7 +222,7 @@ impl ListOffsetsTopic {
         let name = get_str(r, flexible, "ListOffsetsTopic.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 12, "ListOffsetsTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ListOffsetsPartition::read_fields(r, version)?);
             }
@@ -465,7 +465,7 @@ impl ListOffsetsResponse {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "ListOffsetsResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ListOffsetsTopicResponse::read_fields(r, version)?);
             }
@@ -576,7 +576,7 @@ impl ListOffsetsTopicResponse {
         let name = get_str(r, flexible, "ListOffsetsTopicResponse.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 22, "ListOffsetsTopicResponse.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ListOffsetsPartitionResponse::read_fields(r, version)?);
             }

@@ -135,7 +135,7 @@ impl ListTransactionsRequest {
         let flexible = true;
         let state_filters = {
             let n = get_array_len(r, flexible, 1, "ListTransactionsRequest.state_filters")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(
                     r,
@@ -152,7 +152,7 @@ impl ListTransactionsRequest {
                 8,
                 "ListTransactionsRequest.producer_id_filters",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i64("ListTransactionsRequest.producer_id_filters")?);
             }
@@ -337,7 +337,7 @@ impl ListTransactionsResponse {
                 1,
                 "ListTransactionsResponse.unknown_state_filters",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(
                     r,
@@ -354,7 +354,7 @@ impl ListTransactionsResponse {
                 11,
                 "ListTransactionsResponse.transaction_states",
             )?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(ListTransactionsResponseTransactionState::read_fields(
                     r, version,

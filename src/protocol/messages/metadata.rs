@@ -129,7 +129,7 @@ impl MetadataRequest {
         let topics = if version >= 1 {
             match get_opt_array_len(r, flexible, 2, "MetadataRequest.topics")? {
                 Some(n) => {
-                    let mut a = Vec::with_capacity(n);
+                    let mut a = Vec::with_capacity(prealloc(n));
                     for _ in 0..n {
                         a.push(MetadataRequestTopic::read_fields(r, version)?);
                     }
@@ -140,7 +140,7 @@ impl MetadataRequest {
         } else {
             Some({
                 let n = get_array_len(r, flexible, 2, "MetadataRequest.topics")?;
-                let mut a = Vec::with_capacity(n);
+                let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(MetadataRequestTopic::read_fields(r, version)?);
                 }
@@ -507,7 +507,7 @@ impl MetadataResponse {
         };
         let brokers = {
             let n = get_array_len(r, flexible, 10, "MetadataResponse.brokers")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(MetadataResponseBroker::read_fields(r, version)?);
             }
@@ -525,7 +525,7 @@ impl MetadataResponse {
         };
         let topics = {
             let n = get_array_len(r, flexible, 8, "MetadataResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(MetadataResponseTopic::read_fields(r, version)?);
             }
@@ -860,7 +860,7 @@ impl MetadataResponseTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 18, "MetadataResponseTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(MetadataResponsePartition::read_fields(r, version)?);
             }
@@ -1053,7 +1053,7 @@ impl MetadataResponsePartition {
         };
         let replica_nodes = {
             let n = get_array_len(r, flexible, 4, "MetadataResponsePartition.replica_nodes")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("MetadataResponsePartition.replica_nodes")?);
             }
@@ -1061,7 +1061,7 @@ impl MetadataResponsePartition {
         };
         let isr_nodes = {
             let n = get_array_len(r, flexible, 4, "MetadataResponsePartition.isr_nodes")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("MetadataResponsePartition.isr_nodes")?);
             }
@@ -1069,7 +1069,7 @@ impl MetadataResponsePartition {
         };
         let offline_replicas = if version >= 5 {
             let n = get_array_len(r, flexible, 4, "MetadataResponsePartition.offline_replicas")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("MetadataResponsePartition.offline_replicas")?);
             }

@@ -21,9 +21,10 @@
 //! Decoders read through [`Reader`], which checks every read against the
 //! bytes actually received. Before a collection of `n` elements is
 //! allocated, `n` is checked against the remaining bytes using the smallest
-//! possible encoding of one element (`Reader::check_count`), so a declared
-//! count can never make the decoder allocate more than a small multiple of
-//! the input's size. Negative lengths other than the null marker, strings
+//! possible encoding of one element (`Reader::check_count`), and at most
+//! 1024 elements are reserved up front; beyond that a vector only grows as
+//! elements are actually decoded. So memory follows the bytes received, not
+//! the counts they declare. Negative lengths other than the null marker, strings
 //! that are not UTF-8 or longer than Kafka's 32767-byte limit, unknown
 //! versions and truncated input are errors; no input makes a decoder panic.
 //! `bytes` and `records` fields are zero-copy slices of the input buffer.
@@ -608,6 +609,17 @@ mod codec {
             }
             None => Ok(None),
         }
+    }
+
+    /// Elements to reserve for a checked count of `n`. Counts are already
+    /// bounded by the bytes left; this also keeps a frame that declares many
+    /// elements but holds junk from costing more than a small reservation
+    /// before decoding fails. Real elements beyond it grow the vector as
+    /// they are decoded.
+    #[inline]
+    pub fn prealloc(n: usize) -> usize {
+        const MAX_PREALLOC: usize = 1024;
+        n.min(MAX_PREALLOC)
     }
 
     /// Number of tagged fields; each takes at least two bytes.

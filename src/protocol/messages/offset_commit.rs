@@ -155,7 +155,7 @@ impl OffsetCommitRequest {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetCommitRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetCommitRequestTopic::read_fields(r, version)?);
             }
@@ -299,7 +299,7 @@ impl OffsetCommitRequestTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 14, "OffsetCommitRequestTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetCommitRequestPartition::read_fields(r, version)?);
             }
@@ -569,7 +569,7 @@ impl OffsetCommitResponse {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetCommitResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetCommitResponseTopic::read_fields(r, version)?);
             }
@@ -703,7 +703,7 @@ impl OffsetCommitResponseTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 6, "OffsetCommitResponseTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetCommitResponsePartition::read_fields(r, version)?);
             }

@@ -68,7 +68,7 @@ impl OffsetDeleteRequest {
         let group_id = get_str(r, flexible, "OffsetDeleteRequest.group_id")?;
         let topics = {
             let n = get_array_len(r, flexible, 6, "OffsetDeleteRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetDeleteRequestTopic::read_fields(r, version)?);
             }
@@ -151,7 +151,7 @@ impl OffsetDeleteRequestTopic {
         let name = get_str(r, flexible, "OffsetDeleteRequestTopic.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 4, "OffsetDeleteRequestTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetDeleteRequestPartition::read_fields(r, version)?);
             }
@@ -302,7 +302,7 @@ impl OffsetDeleteResponse {
         let throttle_time_ms = r.i32("OffsetDeleteResponse.throttle_time_ms")?;
         let topics = {
             let n = get_array_len(r, flexible, 6, "OffsetDeleteResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetDeleteResponseTopic::read_fields(r, version)?);
             }
@@ -390,7 +390,7 @@ impl OffsetDeleteResponseTopic {
         let name = get_str(r, flexible, "OffsetDeleteResponseTopic.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 6, "OffsetDeleteResponseTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetDeleteResponsePartition::read_fields(r, version)?);
             }

@@ -175,7 +175,7 @@ impl OffsetFetchRequest {
             if version >= 2 {
                 match get_opt_array_len(r, flexible, 3, "OffsetFetchRequest.topics")? {
                     Some(n) => {
-                        let mut a = Vec::with_capacity(n);
+                        let mut a = Vec::with_capacity(prealloc(n));
                         for _ in 0..n {
                             a.push(OffsetFetchRequestTopic::read_fields(r, version)?);
                         }
@@ -186,7 +186,7 @@ impl OffsetFetchRequest {
             } else {
                 Some({
                     let n = get_array_len(r, flexible, 3, "OffsetFetchRequest.topics")?;
-                    let mut a = Vec::with_capacity(n);
+                    let mut a = Vec::with_capacity(prealloc(n));
                     for _ in 0..n {
                         a.push(OffsetFetchRequestTopic::read_fields(r, version)?);
                     }
@@ -198,7 +198,7 @@ impl OffsetFetchRequest {
         };
         let groups = if version >= 8 {
             let n = get_array_len(r, flexible, 3, "OffsetFetchRequest.groups")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetFetchRequestGroup::read_fields(r, version)?);
             }
@@ -324,7 +324,7 @@ impl OffsetFetchRequestTopic {
         let name = get_str(r, flexible, "OffsetFetchRequestTopic.name")?;
         let partition_indexes = {
             let n = get_array_len(r, flexible, 4, "OffsetFetchRequestTopic.partition_indexes")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("OffsetFetchRequestTopic.partition_indexes")?);
             }
@@ -477,7 +477,7 @@ impl OffsetFetchRequestGroup {
         };
         let topics = match get_opt_array_len(r, flexible, 3, "OffsetFetchRequestGroup.topics")? {
             Some(n) => {
-                let mut a = Vec::with_capacity(n);
+                let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(OffsetFetchRequestTopics::read_fields(r, version)?);
                 }
@@ -606,7 +606,7 @@ impl OffsetFetchRequestTopics {
         };
         let partition_indexes = {
             let n = get_array_len(r, flexible, 4, "OffsetFetchRequestTopics.partition_indexes")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(r.i32("OffsetFetchRequestTopics.partition_indexes")?);
             }
@@ -788,7 +788,7 @@ impl OffsetFetchResponse {
         };
         let topics = if version <= 7 {
             let n = get_array_len(r, flexible, 3, "OffsetFetchResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetFetchResponseTopic::read_fields(r, version)?);
             }
@@ -803,7 +803,7 @@ impl OffsetFetchResponse {
         };
         let groups = if version >= 8 {
             let n = get_array_len(r, flexible, 5, "OffsetFetchResponse.groups")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetFetchResponseGroup::read_fields(r, version)?);
             }
@@ -929,7 +929,7 @@ impl OffsetFetchResponseTopic {
         let name = get_str(r, flexible, "OffsetFetchResponseTopic.name")?;
         let partitions = {
             let n = get_array_len(r, flexible, 16, "OffsetFetchResponseTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetFetchResponsePartition::read_fields(r, version)?);
             }
@@ -1170,7 +1170,7 @@ impl OffsetFetchResponseGroup {
         let group_id = get_str(r, flexible, "OffsetFetchResponseGroup.group_id")?;
         let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetFetchResponseGroup.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetFetchResponseTopics::read_fields(r, version)?);
             }
@@ -1297,7 +1297,7 @@ impl OffsetFetchResponseTopics {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 20, "OffsetFetchResponseTopics.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetFetchResponsePartitions::read_fields(r, version)?);
             }

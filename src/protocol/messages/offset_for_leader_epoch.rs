@@ -87,7 +87,7 @@ impl OffsetForLeaderEpochRequest {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetForLeaderEpochRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetForLeaderTopic::read_fields(r, version)?);
             }
@@ -198,7 +198,7 @@ impl OffsetForLeaderTopic {
         let topic = get_str(r, flexible, "OffsetForLeaderTopic.topic")?;
         let partitions = {
             let n = get_array_len(r, flexible, 12, "OffsetForLeaderTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetForLeaderPartition::read_fields(r, version)?);
             }
@@ -424,7 +424,7 @@ impl OffsetForLeaderEpochResponse {
         let throttle_time_ms = r.i32("OffsetForLeaderEpochResponse.throttle_time_ms")?;
         let topics = {
             let n = get_array_len(r, flexible, 3, "OffsetForLeaderEpochResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetForLeaderTopicResult::read_fields(r, version)?);
             }
@@ -533,7 +533,7 @@ impl OffsetForLeaderTopicResult {
         let topic = get_str(r, flexible, "OffsetForLeaderTopicResult.topic")?;
         let partitions = {
             let n = get_array_len(r, flexible, 18, "OffsetForLeaderTopicResult.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(OffsetForLeaderEpochResponseEpochEndOffset::read_fields(
                     r, version,

@@ -88,7 +88,7 @@ impl ProduceRequest {
         let timeout_ms = r.i32("ProduceRequest.timeout_ms")?;
         let topic_data = {
             let n = get_array_len(r, flexible, 3, "ProduceRequest.topic_data")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TopicProduceData::read_fields(r, version)?);
             }
@@ -224,7 +224,7 @@ impl TopicProduceData {
         };
         let partition_data = {
             let n = get_array_len(r, flexible, 6, "TopicProduceData.partition_data")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(PartitionProduceData::read_fields(r, version)?);
             }
@@ -491,7 +491,7 @@ impl ProduceResponse {
         let flexible = version >= 9;
         let responses = {
             let n = get_array_len(r, flexible, 3, "ProduceResponse.responses")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TopicProduceResponse::read_fields(r, version)?);
             }
@@ -509,7 +509,7 @@ impl ProduceResponse {
                     0 if version >= 10 => {
                         node_endpoints = {
                             let n = get_array_len(sub, true, 11, "ProduceResponse.node_endpoints")?;
-                            let mut a = Vec::with_capacity(n);
+                            let mut a = Vec::with_capacity(prealloc(n));
                             for _ in 0..n {
                                 a.push(ProduceResponseNodeEndpoint::read_fields(sub, version)?);
                             }
@@ -645,7 +645,7 @@ impl TopicProduceResponse {
         };
         let partition_responses = {
             let n = get_array_len(r, flexible, 22, "TopicProduceResponse.partition_responses")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(PartitionProduceResponse::read_fields(r, version)?);
             }
@@ -849,7 +849,7 @@ impl PartitionProduceResponse {
         };
         let record_errors = if version >= 8 {
             let n = get_array_len(r, flexible, 6, "PartitionProduceResponse.record_errors")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(BatchIndexAndErrorMessage::read_fields(r, version)?);
             }

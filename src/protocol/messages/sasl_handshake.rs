@@ -145,7 +145,7 @@ impl SaslHandshakeResponse {
         let error_code = r.i16("SaslHandshakeResponse.error_code")?;
         let mechanisms = {
             let n = get_array_len(r, flexible, 2, "SaslHandshakeResponse.mechanisms")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(get_str(r, flexible, "SaslHandshakeResponse.mechanisms")?);
             }

@@ -169,7 +169,7 @@ impl SyncGroupRequest {
         };
         let assignments = {
             let n = get_array_len(r, flexible, 3, "SyncGroupRequest.assignments")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(SyncGroupRequestAssignment::read_fields(r, version)?);
             }

@@ -198,7 +198,7 @@ impl TxnOffsetCommitRequest {
         };
         let topics = {
             let n = get_array_len(r, flexible, 3, "TxnOffsetCommitRequest.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TxnOffsetCommitRequestTopic::read_fields(r, version)?);
             }
@@ -348,7 +348,7 @@ impl TxnOffsetCommitRequestTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 14, "TxnOffsetCommitRequestTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TxnOffsetCommitRequestPartition::read_fields(r, version)?);
             }
@@ -612,7 +612,7 @@ impl TxnOffsetCommitResponse {
         let throttle_time_ms = r.i32("TxnOffsetCommitResponse.throttle_time_ms")?;
         let topics = {
             let n = get_array_len(r, flexible, 3, "TxnOffsetCommitResponse.topics")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TxnOffsetCommitResponseTopic::read_fields(r, version)?);
             }
@@ -744,7 +744,7 @@ impl TxnOffsetCommitResponseTopic {
         };
         let partitions = {
             let n = get_array_len(r, flexible, 6, "TxnOffsetCommitResponseTopic.partitions")?;
-            let mut a = Vec::with_capacity(n);
+            let mut a = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 a.push(TxnOffsetCommitResponsePartition::read_fields(r, version)?);
             }

@@ -394,7 +394,7 @@ impl Gen<'_> {
             Ty::Bytes | Ty::Records => format!("get_bytes({r}, {flex}, {what})?"),
             Ty::Struct(i) => format!("{}::read_fields({r}, version)?", self.st(*i).rust_name),
             Ty::Array(e) => format!(
-                "{{\nlet n = get_array_len({r}, {flex}, {min_elem}, {what})?;\nlet mut a = Vec::with_capacity(n);\nfor _ in 0..n {{\na.push({});\n}}\na\n}}",
+                "{{\nlet n = get_array_len({r}, {flex}, {min_elem}, {what})?;\nlet mut a = Vec::with_capacity(prealloc(n));\nfor _ in 0..n {{\na.push({});\n}}\na\n}}",
                 self.read_nonnull(e, r, flex, what, 0)
             ),
         }
@@ -409,7 +409,7 @@ impl Gen<'_> {
                 self.st(*i).rust_name
             ),
             Ty::Array(e) => format!(
-                "match get_opt_array_len({r}, {flex}, {min_elem}, {what})? {{\nSome(n) => {{\nlet mut a = Vec::with_capacity(n);\nfor _ in 0..n {{\na.push({});\n}}\nSome(a)\n}}\nNone => None,\n}}",
+                "match get_opt_array_len({r}, {flex}, {min_elem}, {what})? {{\nSome(n) => {{\nlet mut a = Vec::with_capacity(prealloc(n));\nfor _ in 0..n {{\na.push({});\n}}\nSome(a)\n}}\nNone => None,\n}}",
                 self.read_nonnull(e, r, flex, what, 0)
             ),
             _ => unreachable!("not nullable"),
@@ -1152,9 +1152,10 @@ const MOD_DOC: &str = r#"//! Kafka protocol message types and their codecs.
 //! Decoders read through [`Reader`], which checks every read against the
 //! bytes actually received. Before a collection of `n` elements is
 //! allocated, `n` is checked against the remaining bytes using the smallest
-//! possible encoding of one element (`Reader::check_count`), so a declared
-//! count can never make the decoder allocate more than a small multiple of
-//! the input's size. Negative lengths other than the null marker, strings
+//! possible encoding of one element (`Reader::check_count`), and at most
+//! 1024 elements are reserved up front; beyond that a vector only grows as
+//! elements are actually decoded. So memory follows the bytes received, not
+//! the counts they declare. Negative lengths other than the null marker, strings
 //! that are not UTF-8 or longer than Kafka's 32767-byte limit, unknown
 //! versions and truncated input are errors; no input makes a decoder panic.
 //! `bytes` and `records` fields are zero-copy slices of the input buffer.

@@ -539,6 +539,17 @@ mod codec {
         }
     }
 
+    /// Elements to reserve for a checked count of `n`. Counts are already
+    /// bounded by the bytes left; this also keeps a frame that declares many
+    /// elements but holds junk from costing more than a small reservation
+    /// before decoding fails. Real elements beyond it grow the vector as
+    /// they are decoded.
+    #[inline]
+    pub fn prealloc(n: usize) -> usize {
+        const MAX_PREALLOC: usize = 1024;
+        n.min(MAX_PREALLOC)
+    }
+
     /// Number of tagged fields; each takes at least two bytes.
     #[inline]
     pub fn get_tag_count(r: &mut Reader, what: &'static str) -> Result<usize, DecodeError> {

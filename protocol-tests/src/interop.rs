@@ -1,0 +1,174 @@
+//! Runs the interop peers in `protocol-tests/interop/`: the Apache Kafka
+//! Java client (`java-peer`) and librdkafka through Python confluent-kafka
+//! (`rdkafka-peer`). Each prints one JSON object per line; these helpers run
+//! a peer to completion, fail loudly if it fails, and parse its lines.
+
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+/// Which client to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The Apache Kafka Java client (same major version as the cluster).
+    Java,
+    /// librdkafka via Python confluent-kafka.
+    Rdkafka,
+}
+
+impl Peer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Java => "java-peer",
+            Peer::Rdkafka => "rdkafka-peer",
+        }
+    }
+
+    /// Both peers.
+    pub fn all() -> [Peer; 2] {
+        [Peer::Java, Peer::Rdkafka]
+    }
+}
+
+/// A record as printed by a peer's `consume` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: Vec<(String, Option<String>)>,
+}
+
+/// Runs `peer MODE ARGS...` to completion and returns its stdout lines that
+/// are JSON objects (non-JSON lines are passed to stderr). Panics with the
+/// peer's stderr if it exits non-zero.
+pub fn run(peer: Peer, mode: &str, args: &[&str]) -> Vec<Value> {
+    let text = run_raw(peer, mode, args);
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if l.starts_with('{') {
+                Some(serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad JSON line {l:?}: {e}", peer.name())))
+            } else {
+                if !l.is_empty() {
+                    eprintln!("[{}] {l}", peer.name());
+                }
+                None
+            }
+        })
+        .collect()
+}
+
+/// Runs a peer and returns its raw stdout.
+pub fn run_raw(peer: Peer, mode: &str, args: &[&str]) -> String {
+    let script = format!("{}/interop/{}", env!("CARGO_MANIFEST_DIR"), peer.name());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(mode)
+        .args(args)
+        .env("KAFKAWIRE_PEER_KAFKA", crate::kafka_major().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {script}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{} {mode} {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            peer.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a peer's `consume` mode on `topic` and returns the records.
+pub fn consume(peer: Peer, topic: &str, isolation: &str, expect: usize) -> Vec<PeerRecord> {
+    let bootstrap = crate::bootstrap();
+    let expect = expect.to_string();
+    run(
+        peer,
+        "consume",
+        &["--bootstrap", &bootstrap, "--topic", topic, "--isolation", isolation, "--expect", &expect, "--idle-ms", "8000"],
+    )
+    .into_iter()
+    .filter(|v| v.get("offset").is_some())
+    .map(|v| PeerRecord {
+        partition: v["partition"].as_i64().expect("partition") as i32,
+        offset: v["offset"].as_i64().expect("offset"),
+        key: v["key"].as_str().map(str::to_string),
+        value: v["value"].as_str().map(str::to_string),
+        headers: v["headers"]
+            .as_array()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h[0].as_str().unwrap_or_default().to_string(), h[1].as_str().map(str::to_string)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+    .collect()
+}
+
+/// The partitions the Java client's default partitioner picks for `keys`
+/// among `partitions` (computed by the Java client, no broker needed).
+pub fn java_partitions(keys: &[&str], partitions: i32) -> Vec<(String, i32)> {
+    let n = partitions.to_string();
+    let mut args = vec!["--partitions", n.as_str()];
+    args.extend_from_slice(keys);
+    parse_key_partitions(&run_raw(Peer::Java, "partition", &args))
+}
+
+/// The partitions librdkafka's `murmur2_random` picks for `keys`, found by
+/// producing one record per key to `topic`.
+pub fn rdkafka_partitions(keys: &[&str], topic: &str) -> Vec<(String, i32)> {
+    let bootstrap = crate::bootstrap();
+    let mut args = vec!["--bootstrap", bootstrap.as_str(), "--topic", topic];
+    args.extend_from_slice(keys);
+    parse_key_partitions(&run_raw(Peer::Rdkafka, "partition", &args))
+}
+
+fn parse_key_partitions(out: &str) -> Vec<(String, i32)> {
+    out.lines()
+        .filter_map(|l| {
+            let (k, p) = l.rsplit_once('\t')?;
+            Some((k.to_string(), p.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Summary printed by `txn-produce`: values of committed and aborted
+/// transactions.
+#[derive(Debug, Clone, Default)]
+pub struct TxnSummary {
+    pub committed: Vec<String>,
+    pub aborted: Vec<String>,
+}
+
+/// Runs a peer's `txn-produce` mode.
+pub fn txn_produce(peer: Peer, args: &[&str]) -> TxnSummary {
+    let bootstrap = crate::bootstrap();
+    let mut all = vec!["--bootstrap", bootstrap.as_str()];
+    all.extend_from_slice(args);
+    let lines = run(peer, "txn-produce", &all);
+    let last = lines.iter().rev().find(|v| v.get("committed").is_some()).expect("txn-produce summary line");
+    let strings = |v: &Value| v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    TxnSummary { committed: strings(&last["committed"]), aborted: strings(&last["aborted"]) }
+}
+
+/// Runs a peer's `produce` mode and returns (partition, offset, value) per record.
+pub fn produce(peer: Peer, args: &[&str]) -> Vec<(i32, i64, String)> {
+    let bootstrap = crate::bootstrap();
+    let mut all = vec!["--bootstrap", bootstrap.as_str()];
+    all.extend_from_slice(args);
+    run(peer, "produce", &all)
+        .into_iter()
+        .map(|v| {
+            (
+                v["partition"].as_i64().expect("partition") as i32,
+                v["offset"].as_i64().expect("offset"),
+                v["value"].as_str().expect("value").to_string(),
+            )
+        })
+        .collect()
+}
