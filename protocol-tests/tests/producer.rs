@@ -5,6 +5,7 @@ mod support;
 use kafkawire::admin::NewTopic;
 use kafkawire::producer::{Acks, Compression, DeliveryFuture, Producer, ProducerRecord};
 use kafkawire::ErrorKind;
+use protocol_tests::interop;
 use protocol_tests::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -85,12 +86,16 @@ async fn acknowledged_records_are_read_back_once_in_send_order() {
 }
 
 /// Keyed records land on the partition the Java client's default
-/// partitioner chooses for the key.
+/// partitioner chooses for the key, and where librdkafka's `murmur2_random`
+/// puts them.
 #[tokio::test]
-async fn keyed_records_land_where_the_java_client_puts_them() {
+async fn keyed_records_land_where_java_and_librdkafka_put_them() {
     let partitions = 7;
     let topic = topic(partitions).await;
-    let keys: Vec<String> = (0..200).map(|i| format!("user-{i}-{}", "x".repeat(i % 13))).chain(["".into(), "été".into()]).collect();
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("user-{i}-{}", "x".repeat(i % 13)))
+        .chain(["été".to_string(), "order-42".to_string()])
+        .collect();
     let p = producer().build().unwrap();
     let mut got = HashMap::new();
     let mut fs = Vec::new();
@@ -100,34 +105,66 @@ async fn keyed_records_land_where_the_java_client_puts_them() {
     for (k, f) in fs {
         got.insert(k, f.await.unwrap().partition());
     }
-    // The Java client's own partitioner.
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support");
-    let cp = kafka_local(&["classpath"]);
-    let out = std::process::Command::new("java")
-        .current_dir(dir)
-        .arg("-cp")
-        .arg(cp.trim())
-        .arg("JavaPartitions.java")
-        .arg(partitions.to_string())
-        .args(&keys)
-        .output()
-        .expect("run java");
-    assert!(out.status.success(), "java failed: {}", String::from_utf8_lossy(&out.stderr));
-    let java = String::from_utf8(out.stdout).unwrap();
-    let mut checked = 0;
-    for line in java.lines() {
-        let (k, part) = line.rsplit_once('\t').expect("KEY<TAB>PARTITION");
-        assert_eq!(got.get(k).copied(), Some(part.parse::<i32>().unwrap()), "key {k:?}");
-        checked += 1;
+    p.close(Duration::from_secs(10)).await.unwrap();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let java = interop::java_partitions(&key_refs, partitions);
+    let rdkafka = interop::rdkafka_partitions(&key_refs, &topic);
+    for (who, theirs) in [("Java client", java), ("librdkafka", rdkafka)] {
+        assert_eq!(theirs.len(), keys.len(), "{who} answered for every key");
+        for (k, part) in theirs {
+            assert_eq!(got.get(&k).copied(), Some(part), "{who}: key {k:?}");
+        }
     }
-    assert_eq!(checked, keys.len());
-    // And the broker really has them there.
+    // And the broker really has ours there.
     let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(30)).await;
     for (partition, records) in all {
         for r in records {
-            let k = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-            assert_eq!(got[&k], partition);
+            let Some(k) = r.key else { continue };
+            let k = String::from_utf8(k.to_vec()).unwrap();
+            if let Some(want) = got.get(&k) {
+                assert_eq!(*want, partition, "key {k:?}");
+            }
         }
+    }
+}
+
+/// Records produced with every codec (one topic, batches of all codecs
+/// interleaved in each partition) are read correctly by the Java client
+/// and by librdkafka.
+#[tokio::test]
+async fn every_compression_is_read_by_java_and_librdkafka() {
+    let topic = topic(2).await;
+    let per_codec = 300;
+    let mut want = Vec::new();
+    for codec in Compression::ALL {
+        let p = producer().compression(codec).build().unwrap();
+        let mut fs = Vec::new();
+        for i in 0..per_codec {
+            let key = format!("{codec}-{i}");
+            let value = format!("{codec} value {i} {}", "lorem ipsum ".repeat(i % 7));
+            let r = ProducerRecord::new(&topic).key(&key).value(&value).header("codec", Some(codec.name()));
+            fs.push(p.send(r).await.unwrap());
+            want.push((key, value));
+        }
+        for f in fs {
+            f.await.unwrap_or_else(|e| panic!("{codec}: {e}"));
+        }
+        p.close(Duration::from_secs(10)).await.unwrap();
+    }
+    want.sort();
+    for peer in interop::Peer::all() {
+        let records = interop::consume(peer, &topic, "read_uncommitted", want.len());
+        let mut got: Vec<(String, String)> = records
+            .iter()
+            .map(|r| {
+                let k = r.key.clone().expect("key");
+                let codec = k.split('-').next().unwrap().to_string();
+                assert_eq!(r.headers, vec![("codec".to_string(), Some(codec))], "{}", peer.name());
+                (k, r.value.clone().expect("value"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{} read every record of every codec", peer.name());
     }
 }
 
