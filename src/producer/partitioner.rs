@@ -113,11 +113,12 @@ impl StickyState {
                 available[i]
             }
         };
-        let entry = self.topics.entry(topic.to_string()).or_insert_with(|| Sticky {
-            partition: pick(random, None),
-            produced: 0,
-            next_rr: 0,
-        });
+        // Look up before inserting: no allocation per record once known.
+        if !self.topics.contains_key(topic) {
+            let first = Sticky { partition: pick(random, None), produced: 0, next_rr: 0 };
+            self.topics.insert(topic.to_string(), first);
+        }
+        let Some(entry) = self.topics.get_mut(topic) else { return pick(random, None) };
         let still_valid = entry.partition < num_partitions
             && (available.is_empty() || available.contains(&entry.partition));
         if !still_valid || entry.produced >= batch_size.max(1) {
@@ -130,10 +131,10 @@ impl StickyState {
 
     /// Round robin over all partitions.
     pub fn round_robin(&mut self, topic: &str, num_partitions: i32) -> i32 {
-        let entry = self
-            .topics
-            .entry(topic.to_string())
-            .or_insert(Sticky { partition: 0, produced: 0, next_rr: 0 });
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_string(), Sticky { partition: 0, produced: 0, next_rr: 0 });
+        }
+        let Some(entry) = self.topics.get_mut(topic) else { return 0 };
         let p = (entry.next_rr % num_partitions.max(1) as u32) as i32;
         entry.next_rr = entry.next_rr.wrapping_add(1);
         p

@@ -1,0 +1,299 @@
+//! The producer against one real broker (run for Kafka 4.x and 3.x).
+
+mod support;
+
+use kafkawire::admin::NewTopic;
+use kafkawire::producer::{Acks, Compression, DeliveryFuture, Producer, ProducerRecord};
+use kafkawire::ErrorKind;
+use protocol_tests::interop;
+use protocol_tests::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+async fn topic(partitions: i32) -> String {
+    let name = unique("producer");
+    admin()
+        .create_topics(&[NewTopic::new(&name, partitions, 1)])
+        .await
+        .expect("create topic")
+        .into_result()
+        .expect("topic created");
+    admin().wait_for_topics(&[&name], Duration::from_secs(30)).await.expect("topic visible");
+    name
+}
+
+fn producer() -> kafkawire::producer::ProducerBuilder {
+    Producer::builder().bootstrap_servers(&bootstrap()).client_id("producer-tests")
+}
+
+/// Every acknowledged record is read back exactly once, at the offset its
+/// future reported, in per-partition send order; keys, values, null fields,
+/// headers and timestamps survive.
+#[tokio::test]
+async fn acknowledged_records_are_read_back_once_in_send_order() {
+    let topic = topic(3).await;
+    let p = producer().linger(Duration::from_millis(10)).build().unwrap();
+    let n = 30_000usize;
+    let mut futures: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = format!("k{}", i % 97);
+        let value = format!("v{i}");
+        let mut r = ProducerRecord::new(&topic).value(&value).timestamp(1_700_000_000_000 + i as i64);
+        match i % 4 {
+            0 => r = r.key(&key),
+            1 => r = r.partition((i % 3) as i32),
+            2 => {} // keyless: sticky
+            _ => r = r.key(&key).header("h", Some("x")).header("null", None::<&[u8]>),
+        }
+        futures.push((i, p.send(r).await.expect("enqueue")));
+    }
+    let mut sent: HashMap<(i32, i64), usize> = HashMap::new();
+    for (i, f) in futures {
+        let m = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        assert_eq!(m.topic(), topic);
+        assert_eq!(m.timestamp(), 1_700_000_000_000 + i as i64);
+        assert!(sent.insert((m.partition(), m.offset()), i).is_none(), "two records at one offset");
+    }
+    p.close(Duration::from_secs(30)).await.unwrap();
+
+    let reader = support::cluster();
+    let all = support::read_all(&reader, &topic, Duration::from_secs(60)).await;
+    let mut seen = 0;
+    for (partition, records) in &all {
+        let mut last = None;
+        for r in records {
+            let i = *sent.get(&(*partition, r.offset)).unwrap_or_else(|| panic!("unacknowledged record at {partition}/{}", r.offset));
+            assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
+            assert_eq!(r.timestamp, 1_700_000_000_000 + i as i64);
+            match i % 4 {
+                0 => assert_eq!(r.key.as_deref(), Some(format!("k{}", i % 97).as_bytes())),
+                1 | 2 => assert_eq!(r.key, None),
+                _ => {
+                    assert_eq!(r.headers.len(), 2);
+                    assert_eq!(r.headers[0], ("h".to_string(), Some(bytes::Bytes::from_static(b"x"))));
+                    assert_eq!(r.headers[1], ("null".to_string(), None));
+                }
+            }
+            if i % 4 == 1 {
+                assert_eq!(*partition, (i % 3) as i32, "explicit partition honoured");
+            }
+            assert!(last < Some(i), "partition {partition}: record {i} after {last:?}: send order broken");
+            last = Some(i);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, n, "every acknowledged record read back once");
+}
+
+/// Keyed records land on the partition the Java client's default
+/// partitioner chooses for the key, and where librdkafka's `murmur2_random`
+/// puts them.
+#[tokio::test]
+async fn keyed_records_land_where_java_and_librdkafka_put_them() {
+    let partitions = 7;
+    let topic = topic(partitions).await;
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("user-{i}-{}", "x".repeat(i % 13)))
+        .chain(["été".to_string(), "order-42".to_string()])
+        .collect();
+    let p = producer().build().unwrap();
+    let mut got = HashMap::new();
+    let mut fs = Vec::new();
+    for k in &keys {
+        fs.push((k.clone(), p.send(ProducerRecord::new(&topic).key(k).value("v")).await.unwrap()));
+    }
+    for (k, f) in fs {
+        got.insert(k, f.await.unwrap().partition());
+    }
+    p.close(Duration::from_secs(10)).await.unwrap();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let java = interop::java_partitions(&key_refs, partitions);
+    let rdkafka = interop::rdkafka_partitions(&key_refs, &topic);
+    for (who, theirs) in [("Java client", java), ("librdkafka", rdkafka)] {
+        assert_eq!(theirs.len(), keys.len(), "{who} answered for every key");
+        for (k, part) in theirs {
+            assert_eq!(got.get(&k).copied(), Some(part), "{who}: key {k:?}");
+        }
+    }
+    // And the broker really has ours there.
+    let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(30)).await;
+    for (partition, records) in all {
+        for r in records {
+            let Some(k) = r.key else { continue };
+            let k = String::from_utf8(k.to_vec()).unwrap();
+            if let Some(want) = got.get(&k) {
+                assert_eq!(*want, partition, "key {k:?}");
+            }
+        }
+    }
+}
+
+/// Records produced with every codec (one topic, batches of all codecs
+/// interleaved in each partition) are read correctly by the Java client
+/// and by librdkafka.
+#[tokio::test]
+async fn every_compression_is_read_by_java_and_librdkafka() {
+    let topic = topic(2).await;
+    let per_codec = 300;
+    let mut want = Vec::new();
+    for codec in Compression::ALL {
+        let p = producer().compression(codec).build().unwrap();
+        let mut fs = Vec::new();
+        for i in 0..per_codec {
+            let key = format!("{codec}-{i}");
+            let value = format!("{codec} value {i} {}", "lorem ipsum ".repeat(i % 7));
+            let r = ProducerRecord::new(&topic).key(&key).value(&value).header("codec", Some(codec.name()));
+            fs.push(p.send(r).await.unwrap());
+            want.push((key, value));
+        }
+        for f in fs {
+            f.await.unwrap_or_else(|e| panic!("{codec}: {e}"));
+        }
+        p.close(Duration::from_secs(10)).await.unwrap();
+    }
+    want.sort();
+    for peer in interop::Peer::all() {
+        let records = interop::consume(peer, &topic, "read_uncommitted", want.len());
+        let mut got: Vec<(String, String)> = records
+            .iter()
+            .map(|r| {
+                let k = r.key.clone().expect("key");
+                let codec = k.split('-').next().unwrap().to_string();
+                assert_eq!(r.headers, vec![("codec".to_string(), Some(codec))], "{}", peer.name());
+                (k, r.value.clone().expect("value"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{} read every record of every codec", peer.name());
+    }
+}
+
+/// Each codec produces batches the broker accepts and that read back intact.
+#[tokio::test]
+async fn every_compression_round_trips() {
+    for codec in Compression::ALL {
+        let topic = topic(2).await;
+        let p = producer().compression(codec).linger(Duration::from_millis(20)).build().unwrap();
+        let mut fs = Vec::new();
+        for i in 0..5_000 {
+            let v = format!("{codec}-value-{i}-{}", "abc".repeat(i % 20));
+            fs.push(p.send(ProducerRecord::new(&topic).key(&i.to_string()).value(&v)).await.unwrap());
+        }
+        for f in fs {
+            f.await.unwrap_or_else(|e| panic!("{codec}: {e}"));
+        }
+        p.close(Duration::from_secs(10)).await.unwrap();
+        let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(30)).await;
+        let mut values: Vec<String> = all
+            .values()
+            .flatten()
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect();
+        values.sort();
+        let mut want: Vec<String> = (0..5_000).map(|i| format!("{codec}-value-{i}-{}", "abc".repeat(i % 20))).collect();
+        want.sort();
+        assert_eq!(values, want, "{codec}");
+    }
+}
+
+#[tokio::test]
+async fn acks_zero_and_one_without_idempotence() {
+    let topic = topic(1).await;
+    for acks in [Acks::None, Acks::Leader] {
+        let p = producer().enable_idempotence(false).acks(acks).build().unwrap();
+        let mut fs = Vec::new();
+        for i in 0..1000 {
+            fs.push(p.send(ProducerRecord::new(&topic).value(&format!("{acks:?}-{i}"))).await.unwrap());
+        }
+        for f in fs {
+            let m = f.await.unwrap();
+            if acks == Acks::None {
+                assert_eq!(m.offset(), -1);
+            } else {
+                assert!(m.offset() >= 0);
+            }
+        }
+        p.close(Duration::from_secs(10)).await.unwrap();
+    }
+    let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(30)).await;
+    assert_eq!(all[&0].len(), 2000);
+}
+
+/// A record larger than max.request.size, an unknown topic, a bad
+/// partition and a closed producer each fail alone with a clear error.
+#[tokio::test]
+async fn bad_records_fail_alone_with_clear_errors() {
+    let topic = topic(2).await;
+    let p = producer().max_request_size(10_000).max_block(Duration::from_secs(2)).build().unwrap();
+    let ok1 = p.send(ProducerRecord::new(&topic).value("before")).await.unwrap();
+
+    let big = vec![7u8; 20_000];
+    let e = p.send(ProducerRecord::new(&topic).value(&big)).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::TooLarge, "{e}");
+    assert!(e.to_string().contains("max.request.size"), "{e}");
+
+    let t0 = Instant::now();
+    let e = p.send(ProducerRecord::new(&unique("missing")).value("x")).await.unwrap_err();
+    assert!(t0.elapsed() >= Duration::from_secs(2), "waits max.block.ms");
+    assert!(e.to_string().contains("max.block.ms") || e.to_string().contains("UNKNOWN_TOPIC"), "{e}");
+
+    let e = p.send(ProducerRecord::new(&topic).partition(5).value("x")).await.unwrap_err();
+    assert!(e.to_string().contains("partition 5"), "{e}");
+
+    let ok2 = p.send(ProducerRecord::new(&topic).value("after")).await.unwrap();
+    ok1.await.unwrap();
+    ok2.await.unwrap();
+    p.close(Duration::from_secs(10)).await.unwrap();
+    let e = p.send(ProducerRecord::new(&topic).value("closed")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Closed, "{e}");
+    let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(30)).await;
+    assert_eq!(all.values().map(Vec::len).sum::<usize>(), 2);
+}
+
+/// With buffer.memory used up by lingering batches, send waits max.block.ms
+/// and then fails clearly; earlier records are unaffected.
+#[tokio::test]
+async fn full_buffer_memory_blocks_then_fails() {
+    let topic = topic(3).await;
+    let p = producer()
+        .batch_size(64 * 1024)
+        .buffer_memory(128 * 1024)
+        .linger(Duration::from_secs(600))
+        .delivery_timeout(Duration::from_secs(700))
+        .max_block(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let a = p.send(ProducerRecord::new(&topic).partition(0).value("a")).await.unwrap();
+    let b = p.send(ProducerRecord::new(&topic).partition(1).value("b")).await.unwrap();
+    let t0 = Instant::now();
+    let e = p.send(ProducerRecord::new(&topic).partition(2).value("c")).await.unwrap_err();
+    assert!(t0.elapsed() >= Duration::from_millis(800));
+    assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
+    assert!(e.to_string().contains("buffer.memory"), "{e}");
+    p.flush().await;
+    a.await.unwrap();
+    b.await.unwrap();
+    // Memory is back: the third partition works now.
+    let c = p.send(ProducerRecord::new(&topic).partition(2).value("c")).await.unwrap();
+    p.flush().await;
+    c.await.unwrap();
+}
+
+/// Fire-and-forget plus flush delivers everything; prints a rough rate.
+#[tokio::test]
+async fn fire_and_forget_then_flush_delivers_everything() {
+    let topic = topic(6).await;
+    let p = producer().linger(Duration::from_millis(5)).build().unwrap();
+    let n = 200_000;
+    let value = [b'x'; 100];
+    let t0 = Instant::now();
+    for i in 0..n {
+        let k = (i as u32).to_be_bytes();
+        p.send_and_forget(ProducerRecord::new(&topic).key(&k).value(&value)).await.unwrap();
+    }
+    p.flush().await;
+    let secs = t0.elapsed().as_secs_f64();
+    println!("fire-and-forget: {n} records of 100 bytes in {secs:.2}s = {:.0} records/s", n as f64 / secs);
+    let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(60)).await;
+    assert_eq!(all.values().map(Vec::len).sum::<usize>(), n);
+}

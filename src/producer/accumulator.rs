@@ -1,0 +1,490 @@
+//! The record accumulator (sans-IO): per-partition queues of batches that
+//! records are encoded into, until the sender drains them.
+//!
+//! The producer handle appends under a short lock; the sender asks which
+//! partitions are [`ready`](Accumulator::ready) and
+//! [`drains`](Accumulator::drain) one batch at a time. Time is passed in.
+//!
+//! Invariants:
+//! - Per partition, batches are drained in the order they were created, and
+//!   records within a batch keep their append order; only the last batch of
+//!   a partition accepts appends.
+//! - A batch is ready when it is full (an append did not fit, or it is not
+//!   the last one), when it is `linger` old, when a flush covers it, or when
+//!   the accumulator is closed.
+//! - Every batch holds the buffer-memory bytes reserved for it
+//!   ([`QueuedBatch::reserved`]) until its outcome is known; the producer
+//!   returns them to the memory semaphore then. Batches are created only
+//!   with memory reserved, so memory is bounded by `buffer.memory`.
+//! - Every created batch id is in `incomplete` until the sender reports it
+//!   finished; `flush` waits for the ids below a mark to leave it.
+
+use super::delivery::Completion;
+use super::partitioner::StickyState;
+use crate::record::{BatchBuilder, BatchOptions, Compression};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A topic and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name (shared, not copied per record).
+    pub topic: Arc<str>,
+    /// Partition index.
+    pub partition: i32,
+}
+
+/// Settings the accumulator needs.
+#[derive(Debug, Clone)]
+pub struct AccumulatorConfig {
+    /// `batch.size`.
+    pub batch_size: usize,
+    /// `linger.ms`.
+    pub linger: Duration,
+    /// `compression.type`.
+    pub compression: Compression,
+    /// Compression level.
+    pub compression_level: Option<i32>,
+    /// `delivery.timeout.ms`.
+    pub delivery_timeout: Duration,
+}
+
+/// A batch in the accumulator.
+#[derive(Debug)]
+pub struct QueuedBatch {
+    /// Unique, increasing per accumulator.
+    pub id: u64,
+    /// The records, encoded.
+    pub builder: BatchBuilder,
+    /// When the batch was created (linger and delivery timeout count from here).
+    pub created: Instant,
+    /// Resolves the record futures of the batch.
+    pub completion: Arc<Completion>,
+    /// Buffer-memory bytes held by the batch.
+    pub reserved: usize,
+    /// No more appends (a record did not fit).
+    pub full: bool,
+}
+
+/// Result of [`Accumulator::try_append`].
+#[derive(Debug)]
+pub enum Appended {
+    /// The record is in batch `batch_id` at `offset_delta`. `wake`: the
+    /// sender should look again (a batch became full or was created).
+    Yes {
+        /// The batch's completion.
+        completion: Arc<Completion>,
+        /// The record's offset within the batch.
+        offset_delta: i32,
+        /// Tell the sender.
+        wake: bool,
+    },
+    /// No open batch has room: reserve memory and call
+    /// [`Accumulator::append_new`].
+    NeedsNewBatch,
+}
+
+/// What [`Accumulator::ready`] found.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Partitions whose first batch may be drained now.
+    pub partitions: Vec<TopicPartition>,
+    /// The earliest time a not-yet-ready batch becomes ready (linger).
+    pub next: Option<Instant>,
+}
+
+/// The accumulator. See the module docs.
+#[derive(Debug)]
+pub struct Accumulator {
+    cfg: AccumulatorConfig,
+    queues: HashMap<Arc<str>, HashMap<i32, VecDeque<QueuedBatch>>>,
+    next_id: u64,
+    incomplete: BTreeSet<u64>,
+    flush_below: u64,
+    closed: bool,
+    sticky: StickyState,
+    rng: u64,
+    /// Per topic: the partitions with a leader, cached per metadata version.
+    available: HashMap<Arc<str>, (usize, Vec<i32>)>,
+    /// Interned topic names, shared by batches and record futures.
+    names: HashSet<Arc<str>>,
+}
+
+impl Accumulator {
+    /// An empty accumulator.
+    pub fn new(cfg: AccumulatorConfig) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Accumulator {
+            cfg,
+            queues: HashMap::new(),
+            next_id: 0,
+            incomplete: BTreeSet::new(),
+            flush_below: 0,
+            closed: false,
+            sticky: StickyState::default(),
+            rng: seed | 1,
+            available: HashMap::new(),
+            names: HashSet::new(),
+        }
+    }
+
+    /// The shared name of `topic` (allocated once per topic).
+    pub fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.names.get(topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(topic);
+        self.names.insert(t.clone());
+        t
+    }
+
+    /// Stops accepting records; every queued batch becomes ready.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn random(&mut self) -> u32 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+
+    /// Sticky partition for a keyless record of `size` bytes.
+    /// `available(version)` yields the partitions with a leader; it is
+    /// called only when the metadata `version` changed.
+    pub fn sticky_partition(
+        &mut self,
+        topic: &Arc<str>,
+        num_partitions: i32,
+        version: usize,
+        available: impl FnOnce() -> Vec<i32>,
+        size: usize,
+    ) -> i32 {
+        let stale = self.available.get(&**topic).is_none_or(|(v, _)| *v != version);
+        if stale {
+            self.available.insert(topic.clone(), (version, available()));
+        }
+        let r = self.random();
+        let avail = self.available.get(&**topic).map(|(_, a)| a.as_slice()).unwrap_or(&[]);
+        self.sticky.choose(topic, num_partitions, avail, size, self.cfg.batch_size, r)
+    }
+
+    /// Round-robin partition.
+    pub fn round_robin_partition(&mut self, topic: &str, num_partitions: i32) -> i32 {
+        self.sticky.round_robin(topic, num_partitions)
+    }
+
+    /// Appends to the partition's last batch if it is open and has room.
+    /// A batch that refuses the record is marked full.
+    pub fn try_append<H, K, V>(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: H,
+    ) -> Appended
+    where
+        H: IntoIterator<Item = (K, Option<V>)> + Clone,
+        K: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let Some(q) = self.queues.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
+            return Appended::NeedsNewBatch;
+        };
+        let Some(last) = q.back_mut() else { return Appended::NeedsNewBatch };
+        if last.full {
+            return Appended::NeedsNewBatch;
+        }
+        let offset_delta = last.builder.record_count() as i32;
+        if last.builder.append(timestamp, key, value, headers) {
+            let full = last.builder.estimated_size() >= self.cfg.batch_size;
+            if full {
+                last.full = true;
+            }
+            Appended::Yes { completion: last.completion.clone(), offset_delta, wake: full }
+        } else {
+            last.full = true;
+            Appended::NeedsNewBatch
+        }
+    }
+
+    /// Starts a new batch for the partition holding `reserved` bytes of
+    /// buffer memory and appends the record to it. Tries the open batch
+    /// first (another caller may have created one meanwhile); in that case
+    /// the reservation is handed back in `Err`-free form: the second value
+    /// is the unused reservation.
+    ///
+    /// Returns `None` if the record cannot be encoded at all.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_new<H, K, V>(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: H,
+        reserved: usize,
+        now: Instant,
+    ) -> Option<(Arc<Completion>, i32, usize)>
+    where
+        H: IntoIterator<Item = (K, Option<V>)> + Clone,
+        K: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        if let Appended::Yes { completion, offset_delta, .. } =
+            self.try_append(topic, partition, timestamp, key, value, headers.clone())
+        {
+            return Some((completion, offset_delta, reserved));
+        }
+        let opts = BatchOptions {
+            compression: self.cfg.compression,
+            compression_level: self.cfg.compression_level,
+            size_limit: self.cfg.batch_size,
+            ..BatchOptions::default()
+        };
+        let mut builder = BatchBuilder::new(opts);
+        if !builder.append(timestamp, key, value, headers) {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.incomplete.insert(id);
+        let completion = Arc::new(Completion::default());
+        let full = builder.estimated_size() >= self.cfg.batch_size;
+        let q = self.queues.entry(topic.clone()).or_default().entry(partition).or_default();
+        q.push_back(QueuedBatch { id, builder, created: now, completion: completion.clone(), reserved, full });
+        Some((completion, 0, 0))
+    }
+
+    fn is_ready(&self, b: &QueuedBatch, is_last: bool, now: Instant) -> bool {
+        b.full || !is_last || self.closed || b.id < self.flush_below || now >= b.created + self.cfg.linger
+    }
+
+    /// Partitions whose first batch may be drained now, and when the next
+    /// lingering batch becomes ready.
+    pub fn ready(&self, now: Instant) -> Ready {
+        let mut r = Ready::default();
+        for (topic, parts) in &self.queues {
+            for (p, q) in parts {
+                let Some(first) = q.front() else { continue };
+                if self.is_ready(first, q.len() == 1, now) {
+                    r.partitions.push(TopicPartition { topic: topic.clone(), partition: *p });
+                } else {
+                    let at = first.created + self.cfg.linger;
+                    r.next = Some(r.next.map_or(at, |n: Instant| n.min(at)));
+                }
+            }
+        }
+        r
+    }
+
+    /// Estimated size of the first batch of `tp`, if any.
+    pub fn peek_size(&self, tp: &TopicPartition) -> Option<usize> {
+        self.queues.get(&tp.topic)?.get(&tp.partition)?.front().map(|b| b.builder.estimated_size())
+    }
+
+    /// Removes and returns the first batch of `tp` if it is ready.
+    pub fn drain(&mut self, tp: &TopicPartition, now: Instant) -> Option<QueuedBatch> {
+        let closed = self.closed;
+        let flush_below = self.flush_below;
+        let linger = self.cfg.linger;
+        let q = self.queues.get_mut(&tp.topic)?.get_mut(&tp.partition)?;
+        let first = q.front()?;
+        let ready = first.full || q.len() > 1 || closed || first.id < flush_below || now >= first.created + linger;
+        if !ready {
+            return None;
+        }
+        q.pop_front()
+    }
+
+    /// Removes and returns every batch created `delivery.timeout.ms` or
+    /// longer ago (never sent: their records simply fail).
+    pub fn expire(&mut self, now: Instant) -> Vec<(TopicPartition, QueuedBatch)> {
+        let mut out = Vec::new();
+        let timeout = self.cfg.delivery_timeout;
+        for (topic, parts) in self.queues.iter_mut() {
+            for (p, q) in parts.iter_mut() {
+                while q.front().is_some_and(|b| now >= b.created + timeout) {
+                    if let Some(b) = q.pop_front() {
+                        out.push((TopicPartition { topic: topic.clone(), partition: *p }, b));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Earliest delivery-timeout expiry among queued batches.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.queues
+            .values()
+            .flat_map(|parts| parts.values())
+            .filter_map(|q| q.front())
+            .map(|b| b.created + self.cfg.delivery_timeout)
+            .min()
+    }
+
+    /// Removes every queued batch (forced close, fatal error).
+    pub fn drain_all(&mut self) -> Vec<(TopicPartition, QueuedBatch)> {
+        let mut out = Vec::new();
+        for (topic, parts) in self.queues.iter_mut() {
+            for (p, q) in parts.iter_mut() {
+                for b in q.drain(..) {
+                    out.push((TopicPartition { topic: topic.clone(), partition: *p }, b));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether no batch is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queues.values().all(|parts| parts.values().all(|q| q.is_empty()))
+    }
+
+    /// Marks every batch created so far ready at once; returns the mark to
+    /// wait for with [`min_incomplete`](Self::min_incomplete).
+    pub fn begin_flush(&mut self) -> u64 {
+        self.flush_below = self.next_id;
+        self.next_id
+    }
+
+    /// Records that batch `id` finished (acknowledged or failed).
+    pub fn batch_done(&mut self, id: u64) {
+        self.incomplete.remove(&id);
+    }
+
+    /// The smallest id of a batch not finished (or the next id).
+    pub fn min_incomplete(&self) -> u64 {
+        self.incomplete.first().copied().unwrap_or(self.next_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::NO_HEADERS;
+
+    fn acc(linger_ms: u64) -> Accumulator {
+        Accumulator::new(AccumulatorConfig {
+            batch_size: 200,
+            linger: Duration::from_millis(linger_ms),
+            compression: Compression::None,
+            compression_level: None,
+            delivery_timeout: Duration::from_secs(10),
+        })
+    }
+
+    fn tp(t: &Arc<str>, p: i32) -> TopicPartition {
+        TopicPartition { topic: t.clone(), partition: p }
+    }
+
+    fn put(a: &mut Accumulator, t: &Arc<str>, p: i32, v: &[u8], now: Instant) -> (Arc<Completion>, i32) {
+        match a.try_append(t, p, 0, None, Some(v), NO_HEADERS) {
+            Appended::Yes { completion, offset_delta, .. } => (completion, offset_delta),
+            Appended::NeedsNewBatch => {
+                let (c, d, _) = a.append_new(t, p, 0, None, Some(v), NO_HEADERS, 200, now).unwrap();
+                (c, d)
+            }
+        }
+    }
+
+    #[test]
+    fn batches_seal_on_size_and_linger() {
+        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
+        let mut a = acc(50);
+        let (c0, d0) = put(&mut a, &t, 0, &[1; 30], now);
+        let (c1, d1) = put(&mut a, &t, 0, &[2; 30], now);
+        assert!(Arc::ptr_eq(&c0, &c1));
+        assert_eq!((d0, d1), (0, 1));
+        assert!(a.ready(now).partitions.is_empty(), "lingering");
+        assert_eq!(a.ready(now).next, Some(now + Duration::from_millis(50)));
+        assert!(a.drain(&tp(&t, 0), now).is_none());
+        // Fill past 200 bytes: the first batch becomes ready.
+        let (c2, d2) = put(&mut a, &t, 0, &[3; 30], now);
+        assert!(Arc::ptr_eq(&c0, &c2) && d2 == 2);
+        let (c3, d3) = put(&mut a, &t, 0, &[4; 30], now);
+        assert!(!Arc::ptr_eq(&c0, &c3) && d3 == 0, "a new batch once the first refuses");
+        assert_eq!(a.ready(now).partitions, vec![tp(&t, 0)]);
+        let b = a.drain(&tp(&t, 0), now).unwrap();
+        assert_eq!(b.builder.record_count(), 3);
+        assert!(a.drain(&tp(&t, 0), now).is_none(), "the second still lingers");
+        assert!(a.drain(&tp(&t, 0), now + Duration::from_millis(50)).is_some());
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn flush_makes_existing_batches_ready_and_tracks_completion() {
+        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
+        let mut a = acc(10_000);
+        put(&mut a, &t, 0, b"a", now);
+        put(&mut a, &t, 1, b"b", now);
+        assert!(a.ready(now).partitions.is_empty());
+        let mark = a.begin_flush();
+        assert_eq!(a.ready(now).partitions.len(), 2);
+        let b0 = a.drain(&tp(&t, 0), now).unwrap();
+        let b1 = a.drain(&tp(&t, 1), now).unwrap();
+        put(&mut a, &t, 0, b"later", now);
+        assert!(a.min_incomplete() < mark);
+        a.batch_done(b1.id);
+        assert!(a.min_incomplete() < mark);
+        a.batch_done(b0.id);
+        assert!(a.min_incomplete() >= mark, "batches after the flush do not hold it up");
+    }
+
+    #[test]
+    fn expiry_removes_old_batches_only() {
+        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
+        let mut a = acc(0);
+        put(&mut a, &t, 0, b"old", now);
+        put(&mut a, &t, 1, b"new", now + Duration::from_secs(5));
+        assert_eq!(a.next_expiry(), Some(now + Duration::from_secs(10)));
+        let gone = a.expire(now + Duration::from_secs(11));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].0, tp(&t, 0));
+        assert!(!a.is_empty());
+    }
+
+    #[test]
+    fn sticky_partition_sticks_then_moves() {
+        let t: Arc<str> = Arc::from("t");
+        let mut a = acc(0);
+        let p = a.sticky_partition(&t, 6, 1, || vec![0, 1, 2, 3, 4, 5], 150);
+        assert_eq!(a.sticky_partition(&t, 6, 1, || unreachable!("cached"), 100), p);
+        let q = a.sticky_partition(&t, 6, 1, || unreachable!(), 100);
+        assert_ne!(p, q, "switch after batch.size bytes");
+        // A new metadata version without p's leader re-reads availability.
+        let r = a.sticky_partition(&t, 6, 2, || vec![5], 1);
+        assert_eq!(r, 5);
+    }
+
+    #[test]
+    fn closed_accumulator_makes_everything_ready() {
+        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
+        let mut a = acc(10_000);
+        put(&mut a, &t, 0, b"x", now);
+        a.close();
+        assert!(a.is_closed());
+        assert!(a.drain(&tp(&t, 0), now).is_some());
+    }
+}
