@@ -37,14 +37,21 @@ broker_suite() {
   "$KL" --kafka "$kafka" --brokers "$brokers" --name "$name" up
   local bootstrap
   bootstrap=$("$KL" --name "$name" bootstrap)
-  local args=()
-  for t in "$@"; do args+=(--test "$t"); done
+  local args=() t
+  for t in "$@"; do
+    if [ "$t" = demo ]; then
+      # The README demo must work against a fresh cluster too.
+      KAFKAWIRE_BOOTSTRAP="$bootstrap" cargo run --locked --quiet --example demo
+    else
+      args+=(--test "$t")
+    fi
+  done
   KAFKAWIRE_BOOTSTRAP="$bootstrap" KAFKAWIRE_CLUSTER="$name" KAFKAWIRE_KAFKA="$kafka" \
     cargo test -p protocol-tests --locked "${args[@]}" -- --test-threads "$threads"
   "$KL" --name "$name" down
 }
 
-broker_suite 4 1 2 single_broker interop_peers producer consumer group
+broker_suite 4 1 2 demo single_broker interop_peers producer consumer group
 broker_suite 4 3 1 three_brokers producer_failover
 broker_suite 3 1 2 single_broker interop_peers producer consumer group
 
