@@ -20,9 +20,9 @@
 //!   finished; `flush` waits for the ids below a mark to leave it.
 
 use super::delivery::Completion;
-use super::partitioner::StickyState;
+use super::partitioner::TopicSticky;
 use crate::record::{BatchBuilder, BatchOptions, Compression};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,17 +98,46 @@ pub struct Ready {
 #[derive(Debug)]
 pub struct Accumulator {
     cfg: AccumulatorConfig,
-    queues: HashMap<Arc<str>, HashMap<i32, VecDeque<QueuedBatch>>>,
+    /// Per topic: its batches and partitioner state (one hash lookup per
+    /// record on the hot path).
+    queues: HashMap<Arc<str>, TopicQueues>,
     next_id: u64,
     incomplete: BTreeSet<u64>,
     flush_below: u64,
     closed: bool,
-    sticky: StickyState,
     rng: u64,
-    /// Per topic: the partitions with a leader, cached per metadata version.
-    available: HashMap<Arc<str>, (usize, Vec<i32>)>,
-    /// Interned topic names, shared by batches and record futures.
-    names: HashSet<Arc<str>>,
+}
+
+/// One topic's queues and partitioner state.
+#[derive(Debug)]
+struct TopicQueues {
+    /// The shared name, handed to batches and record futures.
+    name: Arc<str>,
+    parts: HashMap<i32, VecDeque<QueuedBatch>>,
+    sticky: TopicSticky,
+    /// Partitions with a leader, and the metadata version they came from.
+    available: Option<(usize, Vec<i32>)>,
+}
+
+/// How [`Accumulator::choose_and_append`] picks the partition.
+#[derive(Debug, Clone, Copy)]
+pub enum Choice {
+    /// This partition (explicit, or from the key).
+    Fixed(i32),
+    /// Uniform sticky among partitions with a leader.
+    Sticky {
+        /// Partitions of the topic.
+        num_partitions: i32,
+        /// Identifies the metadata the availability list comes from.
+        version: usize,
+        /// The record's size estimate.
+        size: usize,
+    },
+    /// Round robin.
+    RoundRobin {
+        /// Partitions of the topic.
+        num_partitions: i32,
+    },
 }
 
 impl Accumulator {
@@ -125,21 +154,8 @@ impl Accumulator {
             incomplete: BTreeSet::new(),
             flush_below: 0,
             closed: false,
-            sticky: StickyState::default(),
             rng: seed | 1,
-            available: HashMap::new(),
-            names: HashSet::new(),
         }
-    }
-
-    /// The shared name of `topic` (allocated once per topic).
-    pub fn intern(&mut self, topic: &str) -> Arc<str> {
-        if let Some(t) = self.names.get(topic) {
-            return t.clone();
-        }
-        let t: Arc<str> = Arc::from(topic);
-        self.names.insert(t.clone());
-        t
     }
 
     /// Stops accepting records; every queued batch becomes ready.
@@ -162,29 +178,64 @@ impl Accumulator {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
     }
 
-    /// Sticky partition for a keyless record of `size` bytes.
-    /// `available(version)` yields the partitions with a leader; it is
-    /// called only when the metadata `version` changed.
-    pub fn sticky_partition(
+    /// Picks the partition for a record of `topic` and appends it to that
+    /// partition's open batch if it has room: the hot path, one topic
+    /// lookup. Returns the shared topic name and the partition with the
+    /// outcome. `available` lists the partitions with a leader; it is called
+    /// only when the metadata `version` changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn choose_and_append<H, K, V>(
         &mut self,
-        topic: &Arc<str>,
-        num_partitions: i32,
-        version: usize,
+        topic: &str,
+        choice: Choice,
         available: impl FnOnce() -> Vec<i32>,
-        size: usize,
-    ) -> i32 {
-        let stale = self.available.get(&**topic).is_none_or(|(v, _)| *v != version);
-        if stale {
-            self.available.insert(topic.clone(), (version, available()));
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: H,
+    ) -> (Arc<str>, i32, Appended)
+    where
+        H: IntoIterator<Item = (K, Option<V>)> + Clone,
+        K: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let random = self.random();
+        let batch_size = self.cfg.batch_size;
+        if !self.queues.contains_key(topic) {
+            let name: Arc<str> = Arc::from(topic);
+            let t = TopicQueues { name: name.clone(), parts: HashMap::new(), sticky: TopicSticky::default(), available: None };
+            self.queues.insert(name, t);
         }
-        let r = self.random();
-        let avail = self.available.get(&**topic).map(|(_, a)| a.as_slice()).unwrap_or(&[]);
-        self.sticky.choose(topic, num_partitions, avail, size, self.cfg.batch_size, r)
-    }
-
-    /// Round-robin partition.
-    pub fn round_robin_partition(&mut self, topic: &str, num_partitions: i32) -> i32 {
-        self.sticky.round_robin(topic, num_partitions)
+        let Some(t) = self.queues.get_mut(topic) else {
+            return (Arc::from(topic), 0, Appended::NeedsNewBatch);
+        };
+        let mut partition = match choice {
+            Choice::Fixed(p) => p,
+            Choice::RoundRobin { num_partitions } => t.sticky.round_robin(num_partitions),
+            Choice::Sticky { num_partitions, version, size } => {
+                if t.available.as_ref().is_none_or(|(v, _)| *v != version) {
+                    t.available = Some((version, available()));
+                }
+                let avail = t.available.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
+                t.sticky.choose(num_partitions, avail, size, batch_size, random)
+            }
+        };
+        let mut appended = append_open(t.parts.get_mut(&partition), batch_size, timestamp, key, value, headers.clone());
+        if let Choice::Sticky { num_partitions, size, .. } = choice {
+            // A full batch ends the stickiness (KIP-480): move on, and put
+            // this record on the next partition already.
+            let full = matches!(appended, Appended::NeedsNewBatch if t.parts.get(&partition).is_some_and(|q| !q.is_empty()))
+                || matches!(appended, Appended::Yes { wake: true, .. });
+            if full {
+                t.sticky.switch();
+                if matches!(appended, Appended::NeedsNewBatch) {
+                    let avail = t.available.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
+                    partition = t.sticky.choose(num_partitions, avail, size, batch_size, random.rotate_left(16));
+                    appended = append_open(t.parts.get_mut(&partition), batch_size, timestamp, key, value, headers);
+                }
+            }
+        }
+        (t.name.clone(), partition, appended)
     }
 
     /// Appends to the partition's last batch if it is open and has room.
@@ -203,24 +254,9 @@ impl Accumulator {
         K: AsRef<str>,
         V: AsRef<[u8]>,
     {
-        let Some(q) = self.queues.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
-            return Appended::NeedsNewBatch;
-        };
-        let Some(last) = q.back_mut() else { return Appended::NeedsNewBatch };
-        if last.full {
-            return Appended::NeedsNewBatch;
-        }
-        let offset_delta = last.builder.record_count() as i32;
-        if last.builder.append(timestamp, key, value, headers) {
-            let full = last.builder.estimated_size() >= self.cfg.batch_size;
-            if full {
-                last.full = true;
-            }
-            Appended::Yes { completion: last.completion.clone(), offset_delta, wake: full }
-        } else {
-            last.full = true;
-            Appended::NeedsNewBatch
-        }
+        let batch_size = self.cfg.batch_size;
+        let q = self.queues.get_mut(topic).and_then(|t| t.parts.get_mut(&partition));
+        append_open(q, batch_size, timestamp, key, value, headers)
     }
 
     /// Starts a new batch for the partition holding `reserved` bytes of
@@ -267,7 +303,13 @@ impl Accumulator {
         self.incomplete.insert(id);
         let completion = Arc::new(Completion::default());
         let full = builder.estimated_size() >= self.cfg.batch_size;
-        let q = self.queues.entry(topic.clone()).or_default().entry(partition).or_default();
+        let t = self.queues.entry(topic.clone()).or_insert_with(|| TopicQueues {
+            name: topic.clone(),
+            parts: HashMap::new(),
+            sticky: TopicSticky::default(),
+            available: None,
+        });
+        let q = t.parts.entry(partition).or_default();
         q.push_back(QueuedBatch { id, builder, created: now, completion: completion.clone(), reserved, full });
         Some((completion, 0, 0))
     }
@@ -280,8 +322,8 @@ impl Accumulator {
     /// lingering batch becomes ready.
     pub fn ready(&self, now: Instant) -> Ready {
         let mut r = Ready::default();
-        for (topic, parts) in &self.queues {
-            for (p, q) in parts {
+        for (topic, t) in &self.queues {
+            for (p, q) in &t.parts {
                 let Some(first) = q.front() else { continue };
                 if self.is_ready(first, q.len() == 1, now) {
                     r.partitions.push(TopicPartition { topic: topic.clone(), partition: *p });
@@ -296,7 +338,7 @@ impl Accumulator {
 
     /// Estimated size of the first batch of `tp`, if any.
     pub fn peek_size(&self, tp: &TopicPartition) -> Option<usize> {
-        self.queues.get(&tp.topic)?.get(&tp.partition)?.front().map(|b| b.builder.estimated_size())
+        self.queues.get(&tp.topic)?.parts.get(&tp.partition)?.front().map(|b| b.builder.estimated_size())
     }
 
     /// Removes and returns the first batch of `tp` if it is ready.
@@ -304,7 +346,7 @@ impl Accumulator {
         let closed = self.closed;
         let flush_below = self.flush_below;
         let linger = self.cfg.linger;
-        let q = self.queues.get_mut(&tp.topic)?.get_mut(&tp.partition)?;
+        let q = self.queues.get_mut(&tp.topic)?.parts.get_mut(&tp.partition)?;
         let first = q.front()?;
         let ready = first.full || q.len() > 1 || closed || first.id < flush_below || now >= first.created + linger;
         if !ready {
@@ -318,8 +360,8 @@ impl Accumulator {
     pub fn expire(&mut self, now: Instant) -> Vec<(TopicPartition, QueuedBatch)> {
         let mut out = Vec::new();
         let timeout = self.cfg.delivery_timeout;
-        for (topic, parts) in self.queues.iter_mut() {
-            for (p, q) in parts.iter_mut() {
+        for (topic, t) in self.queues.iter_mut() {
+            for (p, q) in t.parts.iter_mut() {
                 while q.front().is_some_and(|b| now >= b.created + timeout) {
                     if let Some(b) = q.pop_front() {
                         out.push((TopicPartition { topic: topic.clone(), partition: *p }, b));
@@ -334,7 +376,7 @@ impl Accumulator {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.queues
             .values()
-            .flat_map(|parts| parts.values())
+            .flat_map(|t| t.parts.values())
             .filter_map(|q| q.front())
             .map(|b| b.created + self.cfg.delivery_timeout)
             .min()
@@ -343,8 +385,8 @@ impl Accumulator {
     /// Removes every queued batch (forced close, fatal error).
     pub fn drain_all(&mut self) -> Vec<(TopicPartition, QueuedBatch)> {
         let mut out = Vec::new();
-        for (topic, parts) in self.queues.iter_mut() {
-            for (p, q) in parts.iter_mut() {
+        for (topic, t) in self.queues.iter_mut() {
+            for (p, q) in t.parts.iter_mut() {
                 for b in q.drain(..) {
                     out.push((TopicPartition { topic: topic.clone(), partition: *p }, b));
                 }
@@ -355,7 +397,7 @@ impl Accumulator {
 
     /// Whether no batch is queued.
     pub fn is_empty(&self) -> bool {
-        self.queues.values().all(|parts| parts.values().all(|q| q.is_empty()))
+        self.queues.values().all(|t| t.parts.values().all(|q| q.is_empty()))
     }
 
     /// Marks every batch created so far ready at once; returns the mark to
@@ -373,6 +415,38 @@ impl Accumulator {
     /// The smallest id of a batch not finished (or the next id).
     pub fn min_incomplete(&self) -> u64 {
         self.incomplete.first().copied().unwrap_or(self.next_id)
+    }
+}
+
+/// Appends to the last batch of `q` if it is open and has room; marks it
+/// full when it refuses the record or reaches `batch_size`.
+fn append_open<H, K, V>(
+    q: Option<&mut VecDeque<QueuedBatch>>,
+    batch_size: usize,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: H,
+) -> Appended
+where
+    H: IntoIterator<Item = (K, Option<V>)> + Clone,
+    K: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    let Some(last) = q.and_then(|q| q.back_mut()) else { return Appended::NeedsNewBatch };
+    if last.full {
+        return Appended::NeedsNewBatch;
+    }
+    let offset_delta = last.builder.record_count() as i32;
+    if last.builder.append(timestamp, key, value, headers) {
+        let full = last.builder.estimated_size() >= batch_size;
+        if full {
+            last.full = true;
+        }
+        Appended::Yes { completion: last.completion.clone(), offset_delta, wake: full }
+    } else {
+        last.full = true;
+        Appended::NeedsNewBatch
     }
 }
 
@@ -466,15 +540,23 @@ mod tests {
 
     #[test]
     fn sticky_partition_sticks_then_moves() {
-        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
         let mut a = acc(0);
-        let p = a.sticky_partition(&t, 6, 1, || vec![0, 1, 2, 3, 4, 5], 150);
-        assert_eq!(a.sticky_partition(&t, 6, 1, || unreachable!("cached"), 100), p);
-        let q = a.sticky_partition(&t, 6, 1, || unreachable!(), 100);
+        let sticky = |size| Choice::Sticky { num_partitions: 6, version: 1, size };
+        let (_, p, _) = a.choose_and_append("t", sticky(150), || vec![0, 1, 2, 3, 4, 5], 0, None, None, NO_HEADERS);
+        let (_, p2, _) = a.choose_and_append("t", sticky(100), || unreachable!("cached"), 0, None, None, NO_HEADERS);
+        assert_eq!(p, p2);
+        let (_, q, _) = a.choose_and_append("t", sticky(100), || unreachable!(), 0, None, None, NO_HEADERS);
         assert_ne!(p, q, "switch after batch.size bytes");
         // A new metadata version without p's leader re-reads availability.
-        let r = a.sticky_partition(&t, 6, 2, || vec![5], 1);
+        let choice = Choice::Sticky { num_partitions: 6, version: 2, size: 1 };
+        let (name, r, appended) = a.choose_and_append("t", choice, || vec![5], 0, None, None, NO_HEADERS);
         assert_eq!(r, 5);
+        assert_eq!(&*name, "t");
+        assert!(matches!(appended, Appended::NeedsNewBatch));
+        a.append_new(&name, 5, 0, None, Some(b"x"), NO_HEADERS, 10, now).unwrap();
+        let (_, _, appended) = a.choose_and_append("t", Choice::Fixed(5), Vec::new, 0, None, None, NO_HEADERS);
+        assert!(matches!(appended, Appended::Yes { offset_delta: 1, .. }));
     }
 
     #[test]

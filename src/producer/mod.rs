@@ -81,7 +81,7 @@ use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::BATCH_HEADER_LEN;
-use accumulator::{Accumulator, AccumulatorConfig, Appended};
+use accumulator::{Accumulator, AccumulatorConfig, Appended, Choice};
 use delivery::Completion;
 use std::future::Future;
 use std::pin::Pin;
@@ -357,6 +357,8 @@ pub(crate) struct Shared {
     /// Signalled whenever batches finish (for flush and close).
     finished: Notify,
     fatal: Mutex<Option<Error>>,
+    /// `fatal` is set (checked per record without locking).
+    has_fatal: AtomicBool,
     force_close: AtomicBool,
 }
 
@@ -373,10 +375,14 @@ impl Shared {
         let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
             *f = Some(e);
+            self.has_fatal.store(true, Ordering::Release);
         }
     }
 
     fn fatal(&self) -> Option<Error> {
+        if !self.has_fatal.load(Ordering::Acquire) {
+            return None;
+        }
         self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -459,6 +465,7 @@ impl Producer {
             wake: Notify::new(),
             finished: Notify::new(),
             fatal: Mutex::new(None),
+            has_fatal: AtomicBool::new(false),
             force_close: AtomicBool::new(false),
         });
         tokio::spawn(sender::Sender::new(shared.clone()).run());
@@ -518,9 +525,6 @@ impl Producer {
         if r.topic.is_empty() {
             return Err(Error::new(ErrorKind::IllegalState, "the record has no topic"));
         }
-        if shared.lock_acc().is_closed() {
-            return Err(closed());
-        }
         let mut snap = shared.cluster.snapshot();
         if snap.topic(r.topic).is_none_or(|t| t.partitions.is_empty()) {
             snap = shared.cluster.metadata_for(&[r.topic.to_string()], deadline).await.map_err(|e| {
@@ -548,24 +552,27 @@ impl Producer {
         }
         let timestamp = r.timestamp.unwrap_or_else(now_ms);
         let headers = r.headers.iter().map(|(k, v)| (*k, *v));
-        let version = Arc::as_ptr(&snap) as usize;
+        let choice = match (r.partition, r.key, cfg.partitioner) {
+            (Some(p), _, _) => Choice::Fixed(p),
+            (None, Some(k), Partitioner::Default) => Choice::Fixed(partitioner::partition_for_key(k, n)),
+            (None, _, Partitioner::RoundRobin) => Choice::RoundRobin { num_partitions: n },
+            (None, _, _) => {
+                // Bytes the record adds to a batch, roughly (the stickiness
+                // budget is batch.size of these).
+                let approx = size.saturating_sub(28);
+                Choice::Sticky { num_partitions: n, version: Arc::as_ptr(&snap) as usize, size: approx }
+            }
+        };
+        let available = || info.partitions.iter().filter(|p| p.leader.is_some()).map(|p| p.partition).collect();
         // First attempt: the open batch, under one short lock.
         let (topic, partition) = {
             let mut acc = shared.lock_acc();
             if acc.is_closed() {
                 return Err(closed());
             }
-            let topic = acc.intern(r.topic);
-            let partition = match (r.partition, r.key, cfg.partitioner) {
-                (Some(p), _, _) => p,
-                (None, Some(k), Partitioner::Default) => partitioner::partition_for_key(k, n),
-                (None, _, Partitioner::RoundRobin) => acc.round_robin_partition(r.topic, n),
-                (None, _, _) => {
-                    let avail = || info.partitions.iter().filter(|p| p.leader.is_some()).map(|p| p.partition).collect();
-                    acc.sticky_partition(&topic, n, version, avail, size)
-                }
-            };
-            match acc.try_append(r.topic, partition, timestamp, r.key, r.value, headers.clone()) {
+            let (topic, partition, appended) =
+                acc.choose_and_append(r.topic, choice, available, timestamp, r.key, r.value, headers.clone());
+            match appended {
                 Appended::Yes { completion, offset_delta, wake } => {
                     drop(acc);
                     if wake {

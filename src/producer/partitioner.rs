@@ -69,34 +69,26 @@ pub enum Partitioner {
 /// the partitions that currently have a leader and the random numbers.
 #[derive(Debug, Default)]
 pub struct StickyState {
-    topics: HashMap<String, Sticky>,
+    topics: HashMap<String, TopicSticky>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Sticky {
-    partition: i32,
-    /// Bytes produced to `partition` since it was picked.
-    produced: usize,
+/// Sticky and round-robin state of one topic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TopicSticky {
+    /// The partition stuck to and the bytes produced to it since.
+    current: Option<(i32, usize)>,
     /// Round-robin cursor.
     next_rr: u32,
 }
 
-impl StickyState {
+impl TopicSticky {
     /// Chooses the partition for a keyless record of `size` bytes.
     ///
     /// `available`: partitions of the topic that have a leader (if empty,
     /// all `0..num_partitions` are used). `batch_size`: switch after this
     /// many bytes. `random`: a uniformly random number.
-    pub fn choose(
-        &mut self,
-        topic: &str,
-        num_partitions: i32,
-        available: &[i32],
-        size: usize,
-        batch_size: usize,
-        random: u32,
-    ) -> i32 {
-        let pick = |random: u32, avoid: Option<i32>| -> i32 {
+    pub fn choose(&mut self, num_partitions: i32, available: &[i32], size: usize, batch_size: usize, random: u32) -> i32 {
+        let pick = |avoid: Option<i32>| -> i32 {
             if available.is_empty() {
                 let n = num_partitions.max(1) as u32;
                 let mut p = (random % n) as i32;
@@ -113,31 +105,67 @@ impl StickyState {
                 available[i]
             }
         };
-        // Look up before inserting: no allocation per record once known.
-        if !self.topics.contains_key(topic) {
-            let first = Sticky { partition: pick(random, None), produced: 0, next_rr: 0 };
-            self.topics.insert(topic.to_string(), first);
+        let (partition, produced) = match self.current {
+            Some((p, produced)) => {
+                let still_valid = p < num_partitions && (available.is_empty() || available.contains(&p));
+                if !still_valid || produced >= batch_size.max(1) {
+                    (pick(Some(p)), 0)
+                } else {
+                    (p, produced)
+                }
+            }
+            None => (pick(None), 0),
+        };
+        self.current = Some((partition, produced.saturating_add(size)));
+        partition
+    }
+
+    /// Moves on to another partition at the next record (the current
+    /// partition's batch is full).
+    pub fn switch(&mut self) {
+        if let Some((_, produced)) = &mut self.current {
+            *produced = usize::MAX;
         }
-        let Some(entry) = self.topics.get_mut(topic) else { return pick(random, None) };
-        let still_valid = entry.partition < num_partitions
-            && (available.is_empty() || available.contains(&entry.partition));
-        if !still_valid || entry.produced >= batch_size.max(1) {
-            entry.partition = pick(random, Some(entry.partition));
-            entry.produced = 0;
+    }
+
+    /// Round robin over all partitions.
+    pub fn round_robin(&mut self, num_partitions: i32) -> i32 {
+        let p = (self.next_rr % num_partitions.max(1) as u32) as i32;
+        self.next_rr = self.next_rr.wrapping_add(1);
+        p
+    }
+}
+
+impl StickyState {
+    /// Runs `f` on the topic's state, creating it on first use (the
+    /// topic name is copied only then).
+    fn with_topic<T>(&mut self, topic: &str, f: impl FnOnce(&mut TopicSticky) -> T) -> T {
+        if let Some(t) = self.topics.get_mut(topic) {
+            return f(t);
         }
-        entry.produced += size;
-        entry.partition
+        let mut t = TopicSticky::default();
+        let out = f(&mut t);
+        self.topics.insert(topic.to_string(), t);
+        out
+    }
+
+    /// Chooses the partition for a keyless record of `size` bytes; see
+    /// [`TopicSticky::choose`].
+    pub fn choose(
+        &mut self,
+        topic: &str,
+        num_partitions: i32,
+        available: &[i32],
+        size: usize,
+        batch_size: usize,
+        random: u32,
+    ) -> i32 {
+        self.with_topic(topic, |t| t.choose(num_partitions, available, size, batch_size, random))
     }
 
     /// Round robin over all partitions.
     pub fn round_robin(&mut self, topic: &str, num_partitions: i32) -> i32 {
-        if !self.topics.contains_key(topic) {
-            self.topics.insert(topic.to_string(), Sticky { partition: 0, produced: 0, next_rr: 0 });
-        }
-        let Some(entry) = self.topics.get_mut(topic) else { return 0 };
-        let p = (entry.next_rr % num_partitions.max(1) as u32) as i32;
-        entry.next_rr = entry.next_rr.wrapping_add(1);
-        p
+        self.with_topic(topic, |t| t.round_robin(num_partitions))
     }
 }
 

@@ -49,6 +49,14 @@ struct InFlight {
     batches: Vec<(TopicPartition, u64)>,
 }
 
+/// One partition's answer: code, base offset, log append time, log start
+/// offset, error message.
+type Answer<'a> = (ErrorCode, i64, i64, i64, Option<&'a str>);
+
+/// What happened to one batch of a request: the attempt's outcome, the
+/// acknowledgement if written, and the broker's error message.
+type Outcome = (TopicPartition, u64, Attempt, Option<BatchAck>, Option<String>);
+
 enum Event {
     Produced { req: u64, result: Result<Option<ProduceResponse>> },
     ProducerId(Result<ProducerIdEpoch>),
@@ -407,8 +415,8 @@ impl Sender {
         let now = Instant::now();
         let dt = self.shared.cfg.delivery_timeout;
         // Index the answer by topic (name, or id on v13+) and partition.
-        let mut answers: HashMap<(&str, i32), (ErrorCode, i64, i64, i64, Option<&str>)> = HashMap::new();
-        let mut by_id: HashMap<(Uuid, i32), (ErrorCode, i64, i64, i64, Option<&str>)> = HashMap::new();
+        let mut answers: HashMap<(&str, i32), Answer<'_>> = HashMap::new();
+        let mut by_id: HashMap<(Uuid, i32), Answer<'_>> = HashMap::new();
         let transport_error = match &result {
             Ok(Some(resp)) => {
                 for t in &resp.responses {
@@ -433,7 +441,7 @@ impl Sender {
         };
         let snap = self.shared.cluster.snapshot();
         let mut refresh = transport_error.is_some();
-        let mut outcomes: Vec<(TopicPartition, u64, Attempt, Option<BatchAck>, Option<String>)> = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::new();
         for (tp, id) in &inflight.batches {
             let (attempt, ack, msg) = match (&result, &transport_error) {
                 (_, Some(_)) => (Attempt::NoAnswer, None, None),
