@@ -44,7 +44,10 @@ impl DecodeError {
         DecodeError { what, kind }
     }
     pub fn invalid(what: &'static str, msg: impl Into<String>) -> Self {
-        DecodeError { what, kind: DecodeErrorKind::Invalid(msg.into()) }
+        DecodeError {
+            what,
+            kind: DecodeErrorKind::Invalid(msg.into()),
+        }
     }
 }
 
@@ -127,7 +130,10 @@ impl Reader {
         if n > self.remaining() {
             return Err(DecodeError::new(
                 what,
-                DecodeErrorKind::Truncated { needed: n, remaining: self.remaining() },
+                DecodeErrorKind::Truncated {
+                    needed: n,
+                    remaining: self.remaining(),
+                },
             ));
         }
         let start = self.pos;
@@ -145,7 +151,10 @@ impl Reader {
         if n > self.remaining() {
             return Err(DecodeError::new(
                 what,
-                DecodeErrorKind::Truncated { needed: n, remaining: self.remaining() },
+                DecodeErrorKind::Truncated {
+                    needed: n,
+                    remaining: self.remaining(),
+                },
             ));
         }
         let out = self.buf.slice(self.pos..self.pos + n);
@@ -258,7 +267,10 @@ impl Reader {
         if need > self.remaining() {
             return Err(DecodeError::new(
                 what,
-                DecodeErrorKind::TooLarge { declared: count as u64, limit: self.remaining() as u64 },
+                DecodeErrorKind::TooLarge {
+                    declared: count as u64,
+                    limit: self.remaining() as u64,
+                },
             ));
         }
         Ok(())
@@ -368,16 +380,28 @@ mod tests {
     #[test]
     fn overlong_varint_is_an_error_not_a_panic() {
         let mut r = Reader::new(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
-        assert_eq!(r.uvarint("x").unwrap_err().kind, DecodeErrorKind::VarintOverflow);
+        assert_eq!(
+            r.uvarint("x").unwrap_err().kind,
+            DecodeErrorKind::VarintOverflow
+        );
         let mut r = Reader::new(Bytes::from_static(&[0xff; 11]));
-        assert_eq!(r.varlong("x").unwrap_err().kind, DecodeErrorKind::VarintOverflow);
+        assert_eq!(
+            r.varlong("x").unwrap_err().kind,
+            DecodeErrorKind::VarintOverflow
+        );
     }
 
     #[test]
     fn truncated_reads_report_what_and_how_much() {
         let mut r = Reader::new(Bytes::from_static(&[0, 1, 2]));
         let e = r.i32("size").unwrap_err();
-        assert_eq!(e.kind, DecodeErrorKind::Truncated { needed: 4, remaining: 3 });
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::Truncated {
+                needed: 4,
+                remaining: 3
+            }
+        );
         assert_eq!(e.what, "size");
         assert_eq!(r.remaining(), 3, "a failed read consumes nothing");
     }

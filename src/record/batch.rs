@@ -191,7 +191,14 @@ impl BatchBuilder {
     pub fn with_buffer(opts: BatchOptions, mut buf: BytesMut) -> Self {
         buf.clear();
         buf.resize(BATCH_HEADER_LEN, 0);
-        BatchBuilder { buf, opts, control: false, count: 0, base_timestamp: 0, max_timestamp: NO_TIMESTAMP }
+        BatchBuilder {
+            buf,
+            opts,
+            control: false,
+            count: 0,
+            base_timestamp: 0,
+            max_timestamp: NO_TIMESTAMP,
+        }
     }
 
     /// The options the batch was started with.
@@ -227,7 +234,11 @@ impl BatchBuilder {
             BATCH_HEADER_LEN + records_len
         } else {
             let ratio = self.opts.estimated_compression_ratio;
-            let ratio = if ratio.is_finite() && ratio > 0.0 { ratio as f64 } else { 1.0 };
+            let ratio = if ratio.is_finite() && ratio > 0.0 {
+                ratio as f64
+            } else {
+                1.0
+            };
             BATCH_HEADER_LEN + (records_len as f64 * ratio).ceil() as usize
         }
     }
@@ -259,12 +270,20 @@ impl BatchBuilder {
         if offset_delta == i32::MAX {
             return false;
         }
-        let base_ts = if self.count == 0 { timestamp } else { self.base_timestamp };
+        let base_ts = if self.count == 0 {
+            timestamp
+        } else {
+            self.base_timestamp
+        };
         let ts_delta = timestamp.wrapping_sub(base_ts);
 
         // Pass 1: size of the record body, to write its length prefix first.
-        let Some(key_len) = key.map_or(Some(-1), |k| len_i32(k.len())) else { return false };
-        let Some(value_len) = value.map_or(Some(-1), |v| len_i32(v.len())) else { return false };
+        let Some(key_len) = key.map_or(Some(-1), |k| len_i32(k.len())) else {
+            return false;
+        };
+        let Some(value_len) = value.map_or(Some(-1), |v| len_i32(v.len())) else {
+            return false;
+        };
         let mut body: u64 = 1
             + varlong_len(ts_delta) as u64
             + varint_len(offset_delta) as u64
@@ -298,7 +317,9 @@ impl BatchBuilder {
         if new_len > i32::MAX as u64 {
             return false;
         }
-        if self.count > 0 && self.estimate_with(new_len as usize - BATCH_HEADER_LEN) > self.opts.size_limit {
+        if self.count > 0
+            && self.estimate_with(new_len as usize - BATCH_HEADER_LEN) > self.opts.size_limit
+        {
             return false;
         }
 
@@ -368,7 +389,14 @@ impl BatchBuilder {
     /// Like [`finish`](Self::finish), but returns the mutable buffer (for
     /// example to patch it later with [`set_producer_state`]).
     pub fn finish_mut(self) -> Result<BytesMut, RecordError> {
-        let BatchBuilder { mut buf, opts, control, count, base_timestamp, max_timestamp } = self;
+        let BatchBuilder {
+            mut buf,
+            opts,
+            control,
+            count,
+            base_timestamp,
+            max_timestamp,
+        } = self;
         let mut attributes = opts.compression.id() as i16;
         if opts.timestamp_type == TimestampType::LogAppendTime {
             attributes |= TIMESTAMP_TYPE_BIT;
@@ -379,7 +407,11 @@ impl BatchBuilder {
         if control {
             attributes |= CONTROL_BIT;
         }
-        let (base_ts, max_ts) = if count == 0 { (NO_TIMESTAMP, NO_TIMESTAMP) } else { (base_timestamp, max_timestamp) };
+        let (base_ts, max_ts) = if count == 0 {
+            (NO_TIMESTAMP, NO_TIMESTAMP)
+        } else {
+            (base_timestamp, max_timestamp)
+        };
         {
             let h = &mut buf[..BATCH_HEADER_LEN];
             put(h, BASE_OFFSET_AT, &0i64.to_be_bytes());
@@ -503,14 +535,19 @@ pub fn with_producer_state(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Result<Bytes, RecordError> {
-    let mut m = batch.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let mut m = batch
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
     set_producer_state(&mut m, producer_id, producer_epoch, base_sequence)?;
     Ok(m.freeze())
 }
 
 fn check_sealed(batch: &[u8]) -> Result<(), RecordError> {
     if batch.len() < BATCH_HEADER_LEN {
-        return Err(RecordError::corrupt(None, format!("{} bytes is shorter than a batch header", batch.len())));
+        return Err(RecordError::corrupt(
+            None,
+            format!("{} bytes is shorter than a batch header", batch.len()),
+        ));
     }
     let base_offset = i64_at(batch, BASE_OFFSET_AT).unwrap_or_default();
     let length = i32_at(batch, LENGTH_AT).unwrap_or_default();
@@ -521,7 +558,10 @@ fn check_sealed(batch: &[u8]) -> Result<(), RecordError> {
     if length as i64 + LOG_OVERHEAD as i64 != batch.len() as i64 {
         return Err(RecordError::corrupt(
             Some(base_offset),
-            format!("batch length field {length} does not match the {} bytes given", batch.len()),
+            format!(
+                "batch length field {length} does not match the {} bytes given",
+                batch.len()
+            ),
         ));
     }
     Ok(())

@@ -5,10 +5,10 @@ use std::iter::FusedIterator;
 use bytes::Bytes;
 
 use super::batch::{
-    i16_at, i32_at, i64_at, u32_at, ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT,
-    BATCH_HEADER_LEN, COMPRESSION_MASK, CONTROL_BIT, CRC_AT, DELETE_HORIZON_BIT, LAST_OFFSET_DELTA_AT,
-    LEADER_EPOCH_AT, LENGTH_AT, LOG_OVERHEAD, MAGIC_AT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT,
-    RECORDS_COUNT_AT, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT,
+    i16_at, i32_at, i64_at, u32_at, ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT,
+    BASE_TIMESTAMP_AT, BATCH_HEADER_LEN, COMPRESSION_MASK, CONTROL_BIT, CRC_AT, DELETE_HORIZON_BIT,
+    LAST_OFFSET_DELTA_AT, LEADER_EPOCH_AT, LENGTH_AT, LOG_OVERHEAD, MAGIC_AT, MAX_TIMESTAMP_AT,
+    PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORDS_COUNT_AT, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT,
 };
 use super::compression::{self, Compression, Lz4HeaderCheck};
 use super::control::ControlRecord;
@@ -59,7 +59,10 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { check_crcs: true, limits: DecodeLimits::default() }
+        DecodeOptions {
+            check_crcs: true,
+            limits: DecodeLimits::default(),
+        }
     }
 }
 
@@ -257,7 +260,8 @@ impl Batch {
                         p
                     }
                 };
-                let log_append = (h.timestamp_type() == TimestampType::LogAppendTime).then_some(h.max_timestamp);
+                let log_append =
+                    (h.timestamp_type() == TimestampType::LogAppendTime).then_some(h.max_timestamp);
                 Ok(Records(RecordsInner::V2(V2Records {
                     r: Reader::new(payload),
                     left: h.record_count.max(0) as u32,
@@ -279,18 +283,32 @@ impl Batch {
         }
         let rec = match self.records()?.next() {
             Some(r) => r?,
-            None => return Err(RecordError::corrupt(Some(self.base_offset()), "control batch without records")),
+            None => {
+                return Err(RecordError::corrupt(
+                    Some(self.base_offset()),
+                    "control batch without records",
+                ))
+            }
         };
-        ControlRecord::parse(rec.key.as_deref(), rec.value.as_deref(), self.producer_id(), self.producer_epoch())
-            .map(Some)
-            .at(self.base_offset())
+        ControlRecord::parse(
+            rec.key.as_deref(),
+            rec.value.as_deref(),
+            self.producer_id(),
+            self.producer_epoch(),
+        )
+        .map(Some)
+        .at(self.base_offset())
     }
 }
 
 fn check_count_fits(base_offset: i64, count: i32, payload_len: usize) -> Result<(), RecordError> {
     let possible = payload_len / MIN_RECORD_LEN;
     if count < 0 || count as usize > possible {
-        return Err(RecordError::InvalidRecordCount { base_offset, count: count as i64, limit: possible as u64 });
+        return Err(RecordError::InvalidRecordCount {
+            base_offset,
+            count: count as i64,
+            limit: possible as u64,
+        });
     }
     Ok(())
 }
@@ -328,7 +346,12 @@ impl Batches {
 
     /// Decodes `records` with the given options.
     pub fn with_options(records: Bytes, opts: DecodeOptions) -> Self {
-        Batches { buf: records, pos: 0, opts, state: State::Running }
+        Batches {
+            buf: records,
+            pos: 0,
+            opts,
+            state: State::Running,
+        }
     }
 
     /// True once iteration ended at an incomplete trailing batch.
@@ -369,7 +392,9 @@ impl Iterator for Batches {
             self.state = State::Finished;
             return None;
         }
-        let (Some(base_offset), Some(length)) = (i64_at(rest, BASE_OFFSET_AT), i32_at(rest, LENGTH_AT)) else {
+        let (Some(base_offset), Some(length)) =
+            (i64_at(rest, BASE_OFFSET_AT), i32_at(rest, LENGTH_AT))
+        else {
             return self.truncated();
         };
         let magic = rest.get(MAGIC_AT).map(|&m| m as i8);
@@ -377,11 +402,21 @@ impl Iterator for Batches {
             Some(2) => BATCH_HEADER_LEN - LOG_OVERHEAD,
             Some(1) => legacy::MIN_MESSAGE_LEN_V1,
             Some(0) | None => legacy::MIN_MESSAGE_LEN_V0,
-            Some(m) => return self.fail(RecordError::UnsupportedMagic { base_offset, magic: m }),
+            Some(m) => {
+                return self.fail(RecordError::UnsupportedMagic {
+                    base_offset,
+                    magic: m,
+                })
+            }
         };
         let max = self.opts.limits.max_batch_size.saturating_sub(LOG_OVERHEAD);
         if length < 0 || (length as usize) < min || length as usize > max {
-            return self.fail(RecordError::InvalidBatchLength { base_offset, length: length as i64, min, max });
+            return self.fail(RecordError::InvalidBatchLength {
+                base_offset,
+                length: length as i64,
+                min,
+                max,
+            });
         }
         let total = LOG_OVERHEAD + length as usize;
         let (true, Some(magic)) = (rest.len() >= total, magic) else {
@@ -392,8 +427,12 @@ impl Iterator for Batches {
         let result = if magic == 2 {
             parse_v2(raw, self.opts)
         } else {
-            legacy::parse(&raw, magic, &self.opts)
-                .map(|(header, body)| Batch { header, raw, body: Body::Legacy(body), opts: self.opts })
+            legacy::parse(&raw, magic, &self.opts).map(|(header, body)| Batch {
+                header,
+                raw,
+                body: Body::Legacy(body),
+                opts: self.opts,
+            })
         };
         match result {
             Ok(b) => Some(Ok(b)),
@@ -415,7 +454,11 @@ fn parse_v2(raw: Bytes, opts: DecodeOptions) -> Result<Batch, RecordError> {
     if opts.check_crcs {
         let computed = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
         if computed != crc {
-            return Err(RecordError::CrcMismatch { base_offset, stored: crc, computed });
+            return Err(RecordError::CrcMismatch {
+                base_offset,
+                stored: crc,
+                computed,
+            });
         }
     }
     let attributes = i16_at(b, ATTRIBUTES_AT).unwrap_or_default();
@@ -435,8 +478,10 @@ fn parse_v2(raw: Bytes, opts: DecodeOptions) -> Result<Batch, RecordError> {
         record_count: i32_at(b, RECORDS_COUNT_AT).unwrap_or_default(),
     };
     let codec_id = (attributes & COMPRESSION_MASK) as u8;
-    let codec = Compression::from_id(codec_id)
-        .ok_or(RecordError::UnknownCompression { base_offset: Some(base_offset), id: codec_id })?;
+    let codec = Compression::from_id(codec_id).ok_or(RecordError::UnknownCompression {
+        base_offset: Some(base_offset),
+        id: codec_id,
+    })?;
     let count = header.record_count;
     if count < 0 || count as usize > opts.limits.max_records_per_batch {
         return Err(RecordError::InvalidRecordCount {
@@ -449,7 +494,12 @@ fn parse_v2(raw: Bytes, opts: DecodeOptions) -> Result<Batch, RecordError> {
     if codec == Compression::None {
         check_count_fits(base_offset, count, section.len())?;
     }
-    Ok(Batch { header, raw, body: Body::V2(section), opts })
+    Ok(Batch {
+        header,
+        raw,
+        body: Body::V2(section),
+        opts,
+    })
 }
 
 /// One record, with its key, value and headers as zero-copy slices.
@@ -489,13 +539,19 @@ impl Headers {
 
     /// Iterates the headers in wire order (duplicates kept).
     pub fn iter(&self) -> HeaderIter {
-        HeaderIter { r: Reader::new(self.raw.clone()), left: self.count }
+        HeaderIter {
+            r: Reader::new(self.raw.clone()),
+            left: self.count,
+        }
     }
 
     /// The value of the last header with this key: `Some(None)` if that
     /// header's value is null, `None` if no header has the key.
     pub fn last(&self, key: &str) -> Option<Option<Bytes>> {
-        self.iter().filter(|h| h.key == key.as_bytes()).last().map(|h| h.value)
+        self.iter()
+            .filter(|h| h.key == key.as_bytes())
+            .last()
+            .map(|h| h.value)
     }
 }
 
@@ -613,7 +669,10 @@ impl V2Records {
             if !self.r.is_empty() {
                 return Some(Err(RecordError::corrupt(
                     Some(self.base_offset),
-                    format!("{} bytes left after the declared records", self.r.remaining()),
+                    format!(
+                        "{} bytes left after the declared records",
+                        self.r.remaining()
+                    ),
                 )));
             }
             return None;
@@ -633,13 +692,20 @@ impl V2Records {
         let r = &mut self.r;
         let len = r.varint("record length")?;
         if len < 0 {
-            return Err(DecodeError::new("record length", DecodeErrorKind::NegativeLength(len as i64)).into());
+            return Err(DecodeError::new(
+                "record length",
+                DecodeErrorKind::NegativeLength(len as i64),
+            )
+            .into());
         }
         let len = len as usize;
         if len > r.remaining() {
             return Err(DecodeError::new(
                 "record",
-                DecodeErrorKind::Truncated { needed: len, remaining: r.remaining() },
+                DecodeErrorKind::Truncated {
+                    needed: len,
+                    remaining: r.remaining(),
+                },
             )
             .into());
         }
@@ -651,7 +717,11 @@ impl V2Records {
         let value = nullable(r, "record value")?;
         let count = r.varint("header count")?;
         if count < 0 {
-            return Err(DecodeError::new("header count", DecodeErrorKind::NegativeLength(count as i64)).into());
+            return Err(DecodeError::new(
+                "header count",
+                DecodeErrorKind::NegativeLength(count as i64),
+            )
+            .into());
         }
         let headers = if count == 0 {
             Headers::default()
@@ -661,9 +731,11 @@ impl V2Records {
             for _ in 0..count {
                 let klen = r.varint("header key length")?;
                 if klen < 0 {
-                    return Err(
-                        DecodeError::new("header key length", DecodeErrorKind::NegativeLength(klen as i64)).into()
-                    );
+                    return Err(DecodeError::new(
+                        "header key length",
+                        DecodeErrorKind::NegativeLength(klen as i64),
+                    )
+                    .into());
                 }
                 r.skip(klen as usize, "header key")?;
                 let vlen = r.varint("header value length")?;
@@ -678,15 +750,23 @@ impl V2Records {
                     r.skip(vlen as usize, "header value")?;
                 }
             }
-            Headers { raw: r.consumed_since(hstart), count: count as u32 }
+            Headers {
+                raw: r.consumed_since(hstart),
+                count: count as u32,
+            }
         };
         let used = r.position() - start;
         if used != len {
-            return Err(RecordError::corrupt(None, format!("record declares {len} bytes but its fields span {used}")));
+            return Err(RecordError::corrupt(
+                None,
+                format!("record declares {len} bytes but its fields span {used}"),
+            ));
         }
         Ok(Record {
             offset: self.base_offset.wrapping_add(offset_delta as i64),
-            timestamp: self.log_append_time.unwrap_or_else(|| self.base_timestamp.wrapping_add(ts_delta)),
+            timestamp: self
+                .log_append_time
+                .unwrap_or_else(|| self.base_timestamp.wrapping_add(ts_delta)),
             key,
             value,
             headers,
@@ -702,7 +782,10 @@ pub(crate) fn nullable(r: &mut Reader, what: &'static str) -> Result<Option<Byte
         if n == -1 {
             return Ok(None);
         }
-        return Err(DecodeError::new(what, DecodeErrorKind::NegativeLength(n as i64)));
+        return Err(DecodeError::new(
+            what,
+            DecodeErrorKind::NegativeLength(n as i64),
+        ));
     }
     r.bytes(n as usize, what).map(Some)
 }

@@ -15,7 +15,9 @@
 
 use bytes::Bytes;
 
-use super::batch::{NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP};
+use super::batch::{
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
+};
 use super::compression::{self, Compression, Lz4HeaderCheck};
 use super::decode::{BatchHeader, DecodeOptions, Headers, Record};
 use super::error::{AtOffset, RecordError};
@@ -54,7 +56,10 @@ fn nullable32(r: &mut Reader, what: &'static str) -> Result<Option<Bytes>, Decod
         if n == -1 {
             return Ok(None);
         }
-        return Err(DecodeError::new(what, DecodeErrorKind::NegativeLength(n as i64)));
+        return Err(DecodeError::new(
+            what,
+            DecodeErrorKind::NegativeLength(n as i64),
+        ));
     }
     r.bytes(n as usize, what).map(Some)
 }
@@ -77,7 +82,11 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
     if check_crc {
         let computed = crc32fast::hash(body.get(4..).unwrap_or_default());
         if computed != crc {
-            return Err(RecordError::CrcMismatch { base_offset: offset, stored: crc, computed });
+            return Err(RecordError::CrcMismatch {
+                base_offset: offset,
+                stored: crc,
+                computed,
+            });
         }
     }
     let m = b.i8("message magic").at(offset)?;
@@ -88,16 +97,31 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
         ));
     }
     let attributes = b.i8("message attributes").at(offset)?;
-    let timestamp = if magic >= 1 { b.i64("message timestamp").at(offset)? } else { NO_TIMESTAMP };
+    let timestamp = if magic >= 1 {
+        b.i64("message timestamp").at(offset)?
+    } else {
+        NO_TIMESTAMP
+    };
     let key = nullable32(&mut b, "message key").at(offset)?;
     let value = nullable32(&mut b, "message value").at(offset)?;
     if !b.is_empty() {
         return Err(RecordError::corrupt(
             Some(offset),
-            format!("{} bytes after the value of a legacy message", b.remaining()),
+            format!(
+                "{} bytes after the value of a legacy message",
+                b.remaining()
+            ),
         ));
     }
-    Ok(Message { offset, size, crc, attributes, timestamp, key, value })
+    Ok(Message {
+        offset,
+        size,
+        crc,
+        attributes,
+        timestamp,
+        key,
+        value,
+    })
 }
 
 /// The records of a legacy batch.
@@ -119,12 +143,18 @@ pub(crate) enum LegacyBody {
 
 /// Parses a complete legacy message (prefix included) into a batch header
 /// and its records. Compressed wrappers are decompressed here, once.
-pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(BatchHeader, LegacyBody), RecordError> {
+pub(crate) fn parse(
+    raw: &Bytes,
+    magic: i8,
+    opts: &DecodeOptions,
+) -> Result<(BatchHeader, LegacyBody), RecordError> {
     let mut r = Reader::new(raw.clone());
     let m = message(&mut r, magic, opts.check_crcs)?;
     let codec_id = (m.attributes & COMPRESSION_MASK) as u8;
-    let codec = Compression::from_id(codec_id)
-        .ok_or(RecordError::UnknownCompression { base_offset: Some(m.offset), id: codec_id })?;
+    let codec = Compression::from_id(codec_id).ok_or(RecordError::UnknownCompression {
+        base_offset: Some(m.offset),
+        id: codec_id,
+    })?;
     let mut attr_mask = COMPRESSION_MASK;
     if magic >= 1 {
         attr_mask |= TIMESTAMP_TYPE_BIT;
@@ -146,15 +176,27 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
         record_count: 1,
     };
     if codec == Compression::None {
-        let rec = Record { offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value, headers: Headers::default() };
+        let rec = Record {
+            offset: m.offset,
+            timestamp: m.timestamp,
+            key: m.key,
+            value: m.value,
+            headers: Headers::default(),
+        };
         return Ok((header, LegacyBody::Single(rec)));
     }
 
-    let value = m
-        .value
-        .ok_or_else(|| RecordError::corrupt(Some(m.offset), "compressed message without a value"))?;
-    let check = if magic == 0 { Lz4HeaderCheck::Ignore } else { Lz4HeaderCheck::AllowBroken };
-    let inner = compression::decompress_with(codec, &value, opts.limits.max_decompressed_size, check).at(m.offset)?;
+    let value = m.value.ok_or_else(|| {
+        RecordError::corrupt(Some(m.offset), "compressed message without a value")
+    })?;
+    let check = if magic == 0 {
+        Lz4HeaderCheck::Ignore
+    } else {
+        Lz4HeaderCheck::AllowBroken
+    };
+    let inner =
+        compression::decompress_with(codec, &value, opts.limits.max_decompressed_size, check)
+            .at(m.offset)?;
 
     // Walk the inner framing (offset and size only) to learn the count and
     // the offset range; messages are fully decoded during iteration.
@@ -166,7 +208,10 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
         let off = s.i64("inner message offset").at(m.offset)?;
         let size = s.i32("inner message size").at(m.offset)?;
         if size < 0 || (size as usize) < min_len(magic) {
-            return Err(RecordError::corrupt(Some(m.offset), format!("inner message of invalid size {size}")));
+            return Err(RecordError::corrupt(
+                Some(m.offset),
+                format!("inner message of invalid size {size}"),
+            ));
         }
         s.skip(size as usize, "inner message").at(m.offset)?;
         count += 1;
@@ -181,9 +226,16 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
         last = off;
     }
     let Some(first) = first else {
-        return Err(RecordError::corrupt(Some(m.offset), "compressed message holds no messages"));
+        return Err(RecordError::corrupt(
+            Some(m.offset),
+            "compressed message holds no messages",
+        ));
     };
-    let adjust = if magic >= 1 { m.offset.wrapping_sub(last) } else { 0 };
+    let adjust = if magic >= 1 {
+        m.offset.wrapping_sub(last)
+    } else {
+        0
+    };
     header.base_offset = first.wrapping_add(adjust);
     header.last_offset_delta = last.wrapping_sub(first) as i32;
     header.record_count = count as i32;
@@ -208,17 +260,22 @@ impl LegacyBody {
     pub(crate) fn records(&self, opts: &DecodeOptions) -> LegacyRecords {
         match self {
             LegacyBody::Single(r) => LegacyRecords::Single(Some(r.clone())),
-            LegacyBody::Wrapped { inner, count, adjust, magic, log_append_time, wrapper_offset } => {
-                LegacyRecords::Wrapped {
-                    r: Reader::new(inner.clone()),
-                    left: *count,
-                    adjust: *adjust,
-                    magic: *magic,
-                    log_append_time: *log_append_time,
-                    wrapper_offset: *wrapper_offset,
-                    check_crcs: opts.check_crcs,
-                }
-            }
+            LegacyBody::Wrapped {
+                inner,
+                count,
+                adjust,
+                magic,
+                log_append_time,
+                wrapper_offset,
+            } => LegacyRecords::Wrapped {
+                r: Reader::new(inner.clone()),
+                left: *count,
+                adjust: *adjust,
+                magic: *magic,
+                log_append_time: *log_append_time,
+                wrapper_offset: *wrapper_offset,
+                check_crcs: opts.check_crcs,
+            },
         }
     }
 }
@@ -242,14 +299,25 @@ impl LegacyRecords {
     pub(crate) fn next(&mut self) -> Option<Result<Record, RecordError>> {
         match self {
             LegacyRecords::Single(r) => r.take().map(Ok),
-            LegacyRecords::Wrapped { r, left, adjust, magic, log_append_time, wrapper_offset, check_crcs } => {
+            LegacyRecords::Wrapped {
+                r,
+                left,
+                adjust,
+                magic,
+                log_append_time,
+                wrapper_offset,
+                check_crcs,
+            } => {
                 if *left == 0 {
                     return None;
                 }
                 *left -= 1;
                 let result = message(r, *magic, *check_crcs).and_then(|m| {
                     if m.attributes & COMPRESSION_MASK != 0 {
-                        return Err(RecordError::corrupt(Some(*wrapper_offset), "nested compressed message"));
+                        return Err(RecordError::corrupt(
+                            Some(*wrapper_offset),
+                            "nested compressed message",
+                        ));
                     }
                     Ok(Record {
                         offset: m.offset.wrapping_add(*adjust),
