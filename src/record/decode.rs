@@ -263,7 +263,8 @@ impl Batch {
                 let log_append =
                     (h.timestamp_type() == TimestampType::LogAppendTime).then_some(h.max_timestamp);
                 Ok(Records(RecordsInner::V2(V2Records {
-                    r: Reader::new(payload),
+                    payload,
+                    pos: 0,
                     left: h.record_count.max(0) as u32,
                     base_offset: h.base_offset,
                     base_timestamp: h.base_timestamp,
@@ -291,8 +292,8 @@ impl Batch {
             }
         };
         ControlRecord::parse(
-            rec.key.as_deref(),
-            rec.value.as_deref(),
+            rec.key(),
+            rec.value(),
             self.producer_id(),
             self.producer_epoch(),
         )
@@ -502,7 +503,48 @@ fn parse_v2(raw: Bytes, opts: DecodeOptions) -> Result<Batch, RecordError> {
     })
 }
 
-/// One record, with its key, value and headers as zero-copy slices.
+/// Where a nullable field lies inside a record's bytes. `len < 0` is null.
+///
+/// Invariant (established by the decoder): a non-null span lies within the
+/// record's `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: i32,
+}
+
+impl Span {
+    pub(crate) const NULL: Span = Span { start: 0, len: -1 };
+
+    #[inline]
+    fn get(self, data: &[u8]) -> Option<&[u8]> {
+        if self.len < 0 {
+            return None;
+        }
+        let start = self.start as usize;
+        data.get(start..start + self.len as usize)
+    }
+
+    #[inline]
+    pub(crate) fn slice(self, data: &Bytes) -> Option<Bytes> {
+        if self.len < 0 {
+            return None;
+        }
+        let start = (self.start as usize).min(data.len());
+        let end = (start + self.len as usize).min(data.len());
+        Some(data.slice(start..end))
+    }
+}
+
+/// One record.
+///
+/// Holds one zero-copy [`Bytes`] handle on the record's encoded bytes (a
+/// slice of the fetched buffer, or of the batch's decompressed buffer), so
+/// producing a record costs one reference-count increment whatever its
+/// shape. Key, value and headers are read from it without copying:
+/// borrowed with [`key`](Self::key) / [`value`](Self::value), or as owned
+/// `Bytes` slices of the same buffer with [`key_bytes`](Self::key_bytes) /
+/// [`value_bytes`](Self::value_bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Absolute offset in the partition.
@@ -510,23 +552,75 @@ pub struct Record {
     /// Timestamp in milliseconds: the create time, or the batch's log append
     /// time when the batch's timestamp type says so (-1 for magic 0).
     pub timestamp: i64,
-    /// Key; `None` for a null key.
-    pub key: Option<Bytes>,
-    /// Value; `None` for a null value (a tombstone).
-    pub value: Option<Bytes>,
-    /// Headers (always empty for magic 0/1).
-    pub headers: Headers,
+    data: Bytes,
+    key: Span,
+    value: Span,
+    headers_at: u32,
+    header_count: u32,
+}
+
+impl Record {
+    pub(crate) fn new_legacy(
+        offset: i64,
+        timestamp: i64,
+        data: Bytes,
+        key: Span,
+        value: Span,
+    ) -> Record {
+        Record {
+            offset,
+            timestamp,
+            data,
+            key,
+            value,
+            headers_at: 0,
+            header_count: 0,
+        }
+    }
+
+    /// The key; `None` for a null key.
+    #[inline]
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.get(&self.data)
+    }
+
+    /// The value; `None` for a null value (a tombstone).
+    #[inline]
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.get(&self.data)
+    }
+
+    /// The key as a zero-copy slice of the fetched (or decompressed) buffer.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key.slice(&self.data)
+    }
+
+    /// The value as a zero-copy slice of the fetched (or decompressed)
+    /// buffer.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.slice(&self.data)
+    }
+
+    /// The headers (always empty for magic 0/1).
+    pub fn headers(&self) -> Headers<'_> {
+        Headers {
+            data: &self.data,
+            at: self.headers_at,
+            count: self.header_count,
+        }
+    }
 }
 
 /// The headers of one record, validated when the record was decoded and
-/// iterated lazily.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Headers {
-    raw: Bytes,
+/// read lazily.
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a> {
+    data: &'a Bytes,
+    at: u32,
     count: u32,
 }
 
-impl Headers {
+impl<'a> Headers<'a> {
     /// Number of headers.
     pub fn len(&self) -> usize {
         self.count as usize
@@ -538,80 +632,101 @@ impl Headers {
     }
 
     /// Iterates the headers in wire order (duplicates kept).
-    pub fn iter(&self) -> HeaderIter {
+    pub fn iter(&self) -> HeaderIter<'a> {
         HeaderIter {
-            r: Reader::new(self.raw.clone()),
+            data: self.data,
+            pos: self.at as usize,
             left: self.count,
         }
     }
 
     /// The value of the last header with this key: `Some(None)` if that
     /// header's value is null, `None` if no header has the key.
-    pub fn last(&self, key: &str) -> Option<Option<Bytes>> {
+    pub fn last(&self, key: &str) -> Option<Option<&'a [u8]>> {
         self.iter()
-            .filter(|h| h.key == key.as_bytes())
+            .filter(|h| h.key() == key.as_bytes())
             .last()
-            .map(|h| h.value)
+            .map(|h| h.value())
     }
 }
 
-impl IntoIterator for &Headers {
-    type Item = Header;
-    type IntoIter = HeaderIter;
-    fn into_iter(self) -> HeaderIter {
+impl<'a> IntoIterator for Headers<'a> {
+    type Item = Header<'a>;
+    type IntoIter = HeaderIter<'a>;
+    fn into_iter(self) -> HeaderIter<'a> {
         self.iter()
     }
 }
 
-/// One record header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+/// One record header, borrowed from its record.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    data: &'a Bytes,
+    key: Span,
+    value: Span,
+}
+
+impl<'a> Header<'a> {
     /// Key bytes: UTF-8 by contract, not validated here (see
     /// [`key_str`](Self::key_str)).
-    pub key: Bytes,
-    /// Value; `None` for null.
-    pub value: Option<Bytes>,
-}
+    pub fn key(&self) -> &'a [u8] {
+        self.key.get(self.data).unwrap_or_default()
+    }
 
-impl Header {
     /// The key as a string, if it is valid UTF-8.
-    pub fn key_str(&self) -> Result<&str, std::str::Utf8Error> {
-        std::str::from_utf8(&self.key)
+    pub fn key_str(&self) -> Result<&'a str, std::str::Utf8Error> {
+        std::str::from_utf8(self.key())
+    }
+
+    /// The value; `None` for null.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value.get(self.data)
+    }
+
+    /// The value as a zero-copy slice of the fetched (or decompressed)
+    /// buffer.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.slice(self.data)
     }
 }
 
 /// Iterator over [`Headers`]. Infallible: the headers were validated when
 /// their record was decoded.
 #[derive(Debug, Clone)]
-pub struct HeaderIter {
-    r: Reader,
+pub struct HeaderIter<'a> {
+    data: &'a Bytes,
+    pos: usize,
     left: u32,
 }
 
-impl Iterator for HeaderIter {
-    type Item = Header;
-    fn next(&mut self) -> Option<Header> {
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Header<'a>;
+    fn next(&mut self) -> Option<Header<'a>> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        let h = (|| -> Result<Header, DecodeError> {
-            let klen = self.r.varint("header key length")?;
-            let key = self.r.bytes(klen.max(0) as usize, "header key")?;
-            let value = nullable(&mut self.r, "header value")?;
-            Ok(Header { key, value })
+        let b: &[u8] = self.data;
+        let p = &mut self.pos;
+        let h = (|| {
+            let klen = fast::varint(b, p)?;
+            let key = fast::span(b, p, klen, b.len())?;
+            let vlen = fast::varint(b, p)?;
+            let value = fast::span(b, p, vlen, b.len())?;
+            Some(Header {
+                data: self.data,
+                key,
+                value,
+            })
         })();
-        match h {
-            Ok(h) => Some(h),
-            Err(_) => {
-                self.left = 0;
-                None
-            }
+        if h.is_none() {
+            self.left = 0;
         }
+        h
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.left as usize))
+        (self.left as usize, Some(self.left as usize))
     }
 }
 
@@ -650,7 +765,8 @@ impl FusedIterator for Records {}
 
 #[derive(Debug, Clone)]
 struct V2Records {
-    r: Reader,
+    payload: Bytes,
+    pos: usize,
     left: u32,
     base_offset: i64,
     base_timestamp: i64,
@@ -666,112 +782,140 @@ impl V2Records {
         }
         if self.left == 0 {
             self.done = true;
-            if !self.r.is_empty() {
+            let rest = self.payload.len().saturating_sub(self.pos);
+            if rest != 0 {
                 return Some(Err(RecordError::corrupt(
                     Some(self.base_offset),
-                    format!(
-                        "{} bytes left after the declared records",
-                        self.r.remaining()
-                    ),
+                    format!("{rest} bytes left after the declared records"),
                 )));
             }
             return None;
         }
         self.left -= 1;
         match self.record() {
-            Ok(r) => Some(Ok(r)),
-            Err(e) => {
+            Some(r) => Some(Ok(r)),
+            None => {
                 self.done = true;
-                Some(Err(e.at_base_offset(self.base_offset)))
+                Some(Err(self.explain().at_base_offset(self.base_offset)))
             }
         }
     }
 
+    /// The fast path: decodes the record at `pos` from a plain slice,
+    /// returning `None` on any malformation (explained by [`Self::explain`]).
     #[inline]
-    fn record(&mut self) -> Result<Record, RecordError> {
-        let r = &mut self.r;
-        let len = r.varint("record length")?;
+    fn record(&mut self) -> Option<Record> {
+        let b: &[u8] = &self.payload;
+        let mut p = self.pos;
+        let len = fast::varint(b, &mut p)?;
         if len < 0 {
-            return Err(DecodeError::new(
-                "record length",
-                DecodeErrorKind::NegativeLength(len as i64),
-            )
-            .into());
+            return None;
         }
-        let len = len as usize;
-        if len > r.remaining() {
-            return Err(DecodeError::new(
-                "record",
-                DecodeErrorKind::Truncated {
-                    needed: len,
-                    remaining: r.remaining(),
-                },
-            )
-            .into());
+        let start = p;
+        let end = start.checked_add(len as usize)?;
+        // Every field is read from the record's own bytes, so a field that
+        // overruns the declared record length fails here too.
+        let rec = b.get(start..end)?;
+        let mut q = 1; // attributes: unused
+        if rec.is_empty() {
+            return None;
         }
-        let start = r.position();
-        r.skip(1, "record attributes")?;
-        let ts_delta = r.varlong("timestamp delta")?;
-        let offset_delta = r.varint("offset delta")?;
-        let key = nullable(r, "record key")?;
-        let value = nullable(r, "record value")?;
-        let count = r.varint("header count")?;
-        if count < 0 {
-            return Err(DecodeError::new(
-                "header count",
-                DecodeErrorKind::NegativeLength(count as i64),
-            )
-            .into());
+        let ts_delta = fast::varlong(rec, &mut q)?;
+        let offset_delta = fast::varint(rec, &mut q)?;
+        let klen = fast::varint(rec, &mut q)?;
+        let key = fast::span(rec, &mut q, klen, rec.len())?;
+        let vlen = fast::varint(rec, &mut q)?;
+        let value = fast::span(rec, &mut q, vlen, rec.len())?;
+        let count = fast::varint(rec, &mut q)?;
+        if count < 0 || count as usize > (rec.len() - q) / 2 {
+            return None;
         }
-        let headers = if count == 0 {
-            Headers::default()
-        } else {
-            r.check_count(count as usize, 2, "header count")?;
-            let hstart = r.position();
-            for _ in 0..count {
-                let klen = r.varint("header key length")?;
-                if klen < 0 {
-                    return Err(DecodeError::new(
-                        "header key length",
-                        DecodeErrorKind::NegativeLength(klen as i64),
-                    )
-                    .into());
-                }
-                r.skip(klen as usize, "header key")?;
-                let vlen = r.varint("header value length")?;
-                if vlen < -1 {
-                    return Err(DecodeError::new(
-                        "header value length",
-                        DecodeErrorKind::NegativeLength(vlen as i64),
-                    )
-                    .into());
-                }
-                if vlen > 0 {
-                    r.skip(vlen as usize, "header value")?;
-                }
+        let headers_at = q;
+        for _ in 0..count {
+            let klen = fast::varint(rec, &mut q)?;
+            if klen < 0 {
+                return None;
             }
-            Headers {
-                raw: r.consumed_since(hstart),
-                count: count as u32,
-            }
-        };
-        let used = r.position() - start;
-        if used != len {
-            return Err(RecordError::corrupt(
-                None,
-                format!("record declares {len} bytes but its fields span {used}"),
-            ));
+            fast::span(rec, &mut q, klen, rec.len())?;
+            let vlen = fast::varint(rec, &mut q)?;
+            fast::span(rec, &mut q, vlen, rec.len())?;
         }
-        Ok(Record {
+        if q != rec.len() {
+            return None;
+        }
+        self.pos = end;
+        Some(Record {
             offset: self.base_offset.wrapping_add(offset_delta as i64),
             timestamp: self
                 .log_append_time
                 .unwrap_or_else(|| self.base_timestamp.wrapping_add(ts_delta)),
+            data: self.payload.slice(start..end),
             key,
             value,
-            headers,
+            headers_at: headers_at as u32,
+            header_count: count as u32,
         })
     }
+
+    /// The slow path, run only after the fast path failed: re-reads the
+    /// record with the checked [`Reader`] to say precisely what is wrong.
+    #[cold]
+    fn explain(&self) -> RecordError {
+        let mut r = Reader::new(self.payload.clone());
+        if let Err(e) = r.skip(self.pos, "record") {
+            return e.into();
+        }
+        match explain_record(&mut r) {
+            Err(e) => e,
+            Ok(()) => RecordError::corrupt(None, "malformed record"),
+        }
+    }
+}
+
+fn explain_record(r: &mut Reader) -> Result<(), RecordError> {
+    let neg = |what, n: i32| DecodeError::new(what, DecodeErrorKind::NegativeLength(n as i64));
+    let len = r.varint("record length")?;
+    if len < 0 {
+        return Err(neg("record length", len).into());
+    }
+    let len = len as usize;
+    if len > r.remaining() {
+        return Err(DecodeError::new(
+            "record",
+            DecodeErrorKind::Truncated {
+                needed: len,
+                remaining: r.remaining(),
+            },
+        )
+        .into());
+    }
+    let start = r.position();
+    r.skip(1, "record attributes")?;
+    r.varlong("timestamp delta")?;
+    r.varint("offset delta")?;
+    nullable(r, "record key")?;
+    nullable(r, "record value")?;
+    let count = r.varint("header count")?;
+    if count < 0 {
+        return Err(neg("header count", count).into());
+    }
+    r.check_count(count as usize, 2, "header count")?;
+    for _ in 0..count {
+        let klen = r.varint("header key length")?;
+        if klen < 0 {
+            return Err(neg("header key length", klen).into());
+        }
+        r.skip(klen as usize, "header key")?;
+        nullable(r, "header value")?;
+    }
+    let used = r.position() - start;
+    if used != len {
+        return Err(RecordError::corrupt(
+            None,
+            format!("record declares {len} bytes but its fields span {used}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A varint length followed by that many bytes; -1 means null.
@@ -788,4 +932,85 @@ pub(crate) fn nullable(r: &mut Reader, what: &'static str) -> Result<Option<Byte
         ));
     }
     r.bytes(n as usize, what).map(Some)
+}
+
+/// Unchecked-error, checked-bounds readers over plain slices for the hot
+/// path: every failure is just `None` (the caller explains it on the cold
+/// path), which keeps results in registers.
+mod fast {
+    use super::Span;
+
+    #[inline(always)]
+    pub(super) fn uvarint(b: &[u8], p: &mut usize) -> Option<u32> {
+        let first = *b.get(*p)?;
+        *p += 1;
+        if first < 0x80 {
+            return Some(first as u32);
+        }
+        let mut v = (first & 0x7f) as u32;
+        for i in 1..5 {
+            let byte = *b.get(*p)?;
+            *p += 1;
+            if i == 4 && byte > 0x0f {
+                return None;
+            }
+            v |= ((byte & 0x7f) as u32) << (7 * i);
+            if byte < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn varint(b: &[u8], p: &mut usize) -> Option<i32> {
+        let u = uvarint(b, p)?;
+        Some(((u >> 1) as i32) ^ -((u & 1) as i32))
+    }
+
+    #[inline(always)]
+    pub(super) fn varlong(b: &[u8], p: &mut usize) -> Option<i64> {
+        let first = *b.get(*p)?;
+        *p += 1;
+        let u = if first < 0x80 {
+            first as u64
+        } else {
+            let mut v = (first & 0x7f) as u64;
+            let mut i = 1;
+            loop {
+                if i == 10 {
+                    return None;
+                }
+                let byte = *b.get(*p)?;
+                *p += 1;
+                if i == 9 && byte > 0x01 {
+                    return None;
+                }
+                v |= ((byte & 0x7f) as u64) << (7 * i);
+                if byte < 0x80 {
+                    break v;
+                }
+                i += 1;
+            }
+        };
+        Some(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    /// A field of `len` bytes at `p` (-1: null), which must end by `end`.
+    #[inline(always)]
+    pub(super) fn span(b: &[u8], p: &mut usize, len: i32, end: usize) -> Option<Span> {
+        if len < 0 {
+            return (len == -1).then_some(Span::NULL);
+        }
+        let start = *p;
+        let stop = start.checked_add(len as usize)?;
+        if stop > end.min(b.len()) || start > u32::MAX as usize {
+            return None;
+        }
+        *p = stop;
+        Some(Span {
+            start: start as u32,
+            len,
+        })
+    }
 }

@@ -19,7 +19,7 @@ use super::batch::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 use super::compression::{self, Compression, Lz4HeaderCheck};
-use super::decode::{BatchHeader, DecodeOptions, Headers, Record};
+use super::decode::{BatchHeader, DecodeOptions, Record, Span};
 use super::error::{AtOffset, RecordError};
 use crate::protocol::wire::{DecodeError, DecodeErrorKind, Reader};
 
@@ -46,22 +46,36 @@ struct Message {
     crc: u32,
     attributes: i8,
     timestamp: i64,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
+    /// The message after its size field; key and value lie inside.
+    body: Bytes,
+    key: Span,
+    value: Span,
 }
 
-fn nullable32(r: &mut Reader, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
+impl Message {
+    fn into_record(self, offset: i64, timestamp: i64) -> Record {
+        Record::new_legacy(offset, timestamp, self.body, self.key, self.value)
+    }
+}
+
+/// An `i32` length followed by that many bytes; -1 means null.
+fn nullable32(r: &mut Reader, what: &'static str) -> Result<Span, DecodeError> {
     let n = r.i32(what)?;
     if n < 0 {
         if n == -1 {
-            return Ok(None);
+            return Ok(Span::NULL);
         }
         return Err(DecodeError::new(
             what,
             DecodeErrorKind::NegativeLength(n as i64),
         ));
     }
-    r.bytes(n as usize, what).map(Some)
+    let start = r.position();
+    r.skip(n as usize, what)?;
+    Ok(Span {
+        start: start as u32,
+        len: n,
+    })
 }
 
 /// Reads one message of the expected magic.
@@ -119,6 +133,7 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
         crc,
         attributes,
         timestamp,
+        body,
         key,
         value,
     })
@@ -176,17 +191,11 @@ pub(crate) fn parse(
         record_count: 1,
     };
     if codec == Compression::None {
-        let rec = Record {
-            offset: m.offset,
-            timestamp: m.timestamp,
-            key: m.key,
-            value: m.value,
-            headers: Headers::default(),
-        };
-        return Ok((header, LegacyBody::Single(rec)));
+        let (offset, timestamp) = (m.offset, m.timestamp);
+        return Ok((header, LegacyBody::Single(m.into_record(offset, timestamp))));
     }
 
-    let value = m.value.ok_or_else(|| {
+    let value = m.value.slice(&m.body).ok_or_else(|| {
         RecordError::corrupt(Some(m.offset), "compressed message without a value")
     })?;
     let check = if magic == 0 {
@@ -319,13 +328,9 @@ impl LegacyRecords {
                             "nested compressed message",
                         ));
                     }
-                    Ok(Record {
-                        offset: m.offset.wrapping_add(*adjust),
-                        timestamp: log_append_time.unwrap_or(m.timestamp),
-                        key: m.key,
-                        value: m.value,
-                        headers: Headers::default(),
-                    })
+                    let offset = m.offset.wrapping_add(*adjust);
+                    let timestamp = log_append_time.unwrap_or(m.timestamp);
+                    Ok(m.into_record(offset, timestamp))
                 });
                 if result.is_err() {
                     *left = 0;

@@ -28,12 +28,17 @@ impl Rec {
     pub fn from_record(r: &Record) -> Rec {
         Rec {
             ts: r.timestamp,
-            key: r.key.as_ref().map(|b| b.to_vec()),
-            value: r.value.as_ref().map(|b| b.to_vec()),
+            key: r.key().map(|b| b.to_vec()),
+            value: r.value().map(|b| b.to_vec()),
             headers: r
-                .headers
+                .headers()
                 .iter()
-                .map(|h| (h.key_str().unwrap().to_owned(), h.value.map(|v| v.to_vec())))
+                .map(|h| {
+                    (
+                        h.key_str().unwrap().to_owned(),
+                        h.value().map(|v| v.to_vec()),
+                    )
+                })
                 .collect(),
         }
     }

@@ -103,16 +103,15 @@ fn hand_built_batch_decodes() {
     let d = decode(Bytes::from(raw_batch(0, 2, &section)));
     let rs = &d[0].1;
     assert_eq!(rs[0].offset, 100);
-    assert_eq!(rs[0].key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(rs[0].key(), Some(&b"k"[..]));
+    assert_eq!(rs[0].key_bytes().as_deref(), Some(&b"k"[..]));
     assert_eq!(rs[1].timestamp, 1005);
-    assert_eq!(rs[1].value, None);
-    let hs: Vec<Header> = rs[1].headers.iter().collect();
+    assert_eq!(rs[1].value(), None);
+    assert_eq!(rs[1].value_bytes(), None);
+    let hs: Vec<Header> = rs[1].headers().iter().collect();
     assert_eq!(hs.len(), 2);
-    assert_eq!(
-        (&hs[0].key[..], hs[0].value.as_deref()),
-        (&b"h"[..], Some(&b"x"[..]))
-    );
-    assert_eq!((&hs[1].key[..], hs[1].value.as_deref()), (&b"i"[..], None));
+    assert_eq!((hs[0].key(), hs[0].value()), (&b"h"[..], Some(&b"x"[..])));
+    assert_eq!((hs[1].key(), hs[1].value()), (&b"i"[..], None));
 }
 
 #[test]
@@ -642,7 +641,8 @@ fn random_mutations_of_batches_never_panic() {
                 if let Ok(rs) = b.records() {
                     for r in rs {
                         let Ok(r) = r else { break };
-                        for h in r.headers.iter() {
+                        for h in r.headers().iter() {
+                            let _ = h.value_bytes();
                             let _ = h.key_str();
                         }
                     }

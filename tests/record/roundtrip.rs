@@ -216,8 +216,8 @@ fn uncompressed_values_are_slices_of_the_fetched_buffer() {
     let range = batch.as_ptr() as usize..batch.as_ptr() as usize + batch.len();
     let b = Batches::new(batch.clone()).next().unwrap().unwrap();
     let r = b.records().unwrap().next().unwrap().unwrap();
-    assert!(range.contains(&(r.value.as_ref().unwrap().as_ptr() as usize)));
-    assert!(range.contains(&(r.key.as_ref().unwrap().as_ptr() as usize)));
+    assert!(range.contains(&(r.value_bytes().unwrap().as_ptr() as usize)));
+    assert!(range.contains(&(r.key_bytes().unwrap().as_ptr() as usize)));
     assert!(range.contains(&(b.raw().as_ptr() as usize)));
 }
 
@@ -229,8 +229,8 @@ fn compressed_values_share_one_decompressed_buffer() {
     let batch = build(opts(Compression::Zstd), &recs);
     let b = Batches::new(batch).next().unwrap().unwrap();
     let rs: Vec<Record> = b.records().unwrap().map(Result::unwrap).collect();
-    let first = rs[0].value.as_ref().unwrap().as_ptr() as usize;
-    let last = rs[49].value.as_ref().unwrap().as_ptr() as usize;
+    let first = rs[0].value().unwrap().as_ptr() as usize;
+    let last = rs[49].value().unwrap().as_ptr() as usize;
     // Consecutive values of one contiguous buffer: 100 bytes + record framing.
     assert!(
         last > first && last - first < 50 * 120,
@@ -255,11 +255,12 @@ fn headers_api() {
         .unwrap()
         .unwrap();
     let rec = b.records().unwrap().next().unwrap().unwrap();
-    assert_eq!(rec.headers.len(), 3);
-    assert_eq!(rec.headers.last("a"), Some(Some(Bytes::from_static(b"3"))));
-    assert_eq!(rec.headers.last("b"), Some(None));
-    assert_eq!(rec.headers.last("zzz"), None);
-    let keys: Vec<String> = (&rec.headers)
+    assert_eq!(rec.headers().len(), 3);
+    assert_eq!(rec.headers().last("a"), Some(Some(&b"3"[..])));
+    assert_eq!(rec.headers().last("b"), Some(None));
+    assert_eq!(rec.headers().last("zzz"), None);
+    let keys: Vec<String> = rec
+        .headers()
         .into_iter()
         .map(|h| h.key_str().unwrap().to_owned())
         .collect();
@@ -340,10 +341,7 @@ fn rejected_append_leaves_the_batch_unchanged() {
 fn reused_buffer_builds_the_same_batch() {
     let recs = [Rec::kv(3, Some(b"a"), Some(b"b"))];
     let first = build(opts(Compression::None), &recs);
-    let mut b = BatchBuilder::with_buffer(
-        opts(Compression::None),
-        bytes::BytesMut::from(&b"garbage"[..]),
-    );
+    let mut b = BatchBuilder::with_buffer(opts(Compression::None), b"garbage".to_vec());
     assert!(b.append(3, Some(b"a"), Some(b"b"), NO_HEADERS));
     assert_eq!(b.finish().unwrap(), first);
 }
