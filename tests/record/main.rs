@@ -4,6 +4,7 @@
 mod codecs;
 mod common;
 mod edge;
+mod fuzz_seeds;
 mod legacy;
 mod props;
 mod roundtrip;
