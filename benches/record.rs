@@ -111,7 +111,7 @@ fn theirs_encode(inp: &Input, c: Compression) -> Bytes {
 fn ours_decode(batch: &Bytes) -> usize {
     let mut n = 0;
     for b in Batches::new(batch.clone()) {
-        for r in b.unwrap().records().unwrap() {
+        for r in &b.unwrap().record_set().unwrap() {
             let r = r.unwrap();
             n += r.key().map_or(0, <[u8]>::len)
                 + r.value().map_or(0, <[u8]>::len)

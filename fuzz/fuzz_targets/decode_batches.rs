@@ -24,9 +24,13 @@ fuzz_target!(|data: &[u8]| {
         let Ok(batch) = batch else { break };
         assert!(batch.size_in_bytes() <= rest.len());
         let _ = batch.control_record();
-        let Ok(records) = batch.records() else { continue };
-        for r in records {
-            let Ok(r) = r else { break };
+        let Ok(set) = batch.record_set() else { continue };
+        let views: Vec<_> = set.iter().collect();
+        let owned: Vec<_> = set.into_iter().collect();
+        assert_eq!(views.len(), owned.len());
+        for (v, r) in views.into_iter().zip(owned) {
+            let (Ok(v), Ok(r)) = (v, r) else { break };
+            assert_eq!(v.to_record(), r);
             assert_eq!(r.key().map(<[u8]>::len), r.key_bytes().map(|b| b.len()));
             assert_eq!(r.value(), r.value_bytes().as_deref());
             let headers = r.headers();

@@ -237,12 +237,14 @@ impl Batch {
         self.header.record_count
     }
 
-    /// Iterates the records. For a compressed magic 2 batch this
-    /// decompresses the record section once, into one buffer bounded by
-    /// [`DecodeLimits::max_decompressed_size`]; keys, values and headers are
-    /// slices of that buffer (or of the fetched buffer when uncompressed).
-    /// Each call decompresses again: call it once per batch.
-    pub fn records(&self) -> Result<Records, RecordError> {
+    /// Decodes the record section for iteration: for a compressed magic 2
+    /// batch this decompresses it once, into one buffer bounded by
+    /// [`DecodeLimits::max_decompressed_size`]. Records are then read from
+    /// the set, borrowed ([`RecordSet::iter`]) or owned (`into_iter`); their
+    /// keys, values and headers are slices of that buffer (or of the fetched
+    /// buffer when uncompressed). Each call decompresses again: call it once
+    /// per batch.
+    pub fn record_set(&self) -> Result<RecordSet, RecordError> {
         let h = &self.header;
         match &self.body {
             Body::V2(section) => {
@@ -260,20 +262,28 @@ impl Batch {
                         p
                     }
                 };
-                let log_append =
+                let log_append_time =
                     (h.timestamp_type() == TimestampType::LogAppendTime).then_some(h.max_timestamp);
-                Ok(Records(RecordsInner::V2(V2Records {
+                Ok(RecordSet(SetInner::V2 {
                     payload,
-                    pos: 0,
-                    left: h.record_count.max(0) as u32,
-                    base_offset: h.base_offset,
-                    base_timestamp: h.base_timestamp,
-                    log_append_time: log_append,
-                    done: false,
-                })))
+                    cursor: V2Cursor {
+                        pos: 0,
+                        left: h.record_count.max(0) as u32,
+                        base_offset: h.base_offset,
+                        base_timestamp: h.base_timestamp,
+                        log_append_time,
+                        done: false,
+                    },
+                }))
             }
-            Body::Legacy(b) => Ok(Records(RecordsInner::Legacy(b.records(&self.opts)))),
+            Body::Legacy(b) => Ok(RecordSet(SetInner::Legacy(b.clone(), self.opts.check_crcs))),
         }
+    }
+
+    /// Iterates the records as owned [`Record`]s: shorthand for
+    /// `record_set()?.into_iter()`.
+    pub fn records(&self) -> Result<Records, RecordError> {
+        Ok(self.record_set()?.into_iter())
     }
 
     /// For a control batch, parses its control record; `Ok(None)` for data
@@ -503,10 +513,11 @@ fn parse_v2(raw: Bytes, opts: DecodeOptions) -> Result<Batch, RecordError> {
     })
 }
 
-/// Where a nullable field lies inside a record's bytes. `len < 0` is null.
+/// Where a nullable field lies inside a record's bytes, relative to the
+/// record's start. `len < 0` is null.
 ///
 /// Invariant (established by the decoder): a non-null span lies within the
-/// record's `data`.
+/// record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Span {
     pub(crate) start: u32,
@@ -517,26 +528,44 @@ impl Span {
     pub(crate) const NULL: Span = Span { start: 0, len: -1 };
 
     #[inline]
-    fn get(self, data: &[u8]) -> Option<&[u8]> {
+    fn range(self, base: usize) -> Option<std::ops::Range<usize>> {
         if self.len < 0 {
             return None;
         }
-        let start = self.start as usize;
-        data.get(start..start + self.len as usize)
+        let start = base + self.start as usize;
+        Some(start..start + self.len as usize)
     }
 
+    /// The field inside `parent`, for a record starting at `base`.
     #[inline]
-    pub(crate) fn slice(self, data: &Bytes) -> Option<Bytes> {
-        if self.len < 0 {
-            return None;
-        }
-        let start = (self.start as usize).min(data.len());
-        let end = (start + self.len as usize).min(data.len());
-        Some(data.slice(start..end))
+    fn get(self, parent: &[u8], base: usize) -> Option<&[u8]> {
+        parent.get(self.range(base)?)
+    }
+
+    /// The field as a zero-copy slice of `parent`.
+    #[inline]
+    pub(crate) fn slice(self, parent: &Bytes, base: usize) -> Option<Bytes> {
+        let r = self.range(base)?;
+        let end = r.end.min(parent.len());
+        Some(parent.slice(r.start.min(end)..end))
     }
 }
 
-/// One record.
+/// Positions of a decoded record's fields. Invariant: all lie within
+/// `start..end` of the buffer the record was decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fields {
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) key: Span,
+    pub(crate) value: Span,
+    pub(crate) headers_at: u32,
+    pub(crate) header_count: u32,
+}
+
+/// One record, owned.
 ///
 /// Holds one zero-copy [`Bytes`] handle on the record's encoded bytes (a
 /// slice of the fetched buffer, or of the batch's decompressed buffer), so
@@ -578,36 +607,171 @@ impl Record {
         }
     }
 
+    pub(crate) fn from_fields(parent: &Bytes, f: Fields) -> Record {
+        Record {
+            offset: f.offset,
+            timestamp: f.timestamp,
+            data: parent.slice(f.start.min(f.end).min(parent.len())..f.end.min(parent.len())),
+            key: f.key,
+            value: f.value,
+            headers_at: f.headers_at,
+            header_count: f.header_count,
+        }
+    }
+
     /// The key; `None` for a null key.
     #[inline]
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.get(&self.data)
+        self.key.get(&self.data, 0)
     }
 
     /// The value; `None` for a null value (a tombstone).
     #[inline]
     pub fn value(&self) -> Option<&[u8]> {
-        self.value.get(&self.data)
+        self.value.get(&self.data, 0)
     }
 
     /// The key as a zero-copy slice of the fetched (or decompressed) buffer.
     pub fn key_bytes(&self) -> Option<Bytes> {
-        self.key.slice(&self.data)
+        self.key.slice(&self.data, 0)
     }
 
     /// The value as a zero-copy slice of the fetched (or decompressed)
     /// buffer.
     pub fn value_bytes(&self) -> Option<Bytes> {
-        self.value.slice(&self.data)
+        self.value.slice(&self.data, 0)
     }
 
     /// The headers (always empty for magic 0/1).
     pub fn headers(&self) -> Headers<'_> {
         Headers {
-            data: &self.data,
+            parent: &self.data,
+            base: 0,
             at: self.headers_at,
             count: self.header_count,
         }
+    }
+
+    /// A borrowed view of this record.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            parent: &self.data,
+            base: 0,
+            len: self.data.len(),
+            key: self.key,
+            value: self.value,
+            headers_at: self.headers_at,
+            header_count: self.header_count,
+        }
+    }
+}
+
+/// One record, borrowed from its [`RecordSet`]: the same accessors as
+/// [`Record`] without touching a reference count, so iterating views costs
+/// no atomic operation per record. [`to_record`](Self::to_record) makes an
+/// owned (still zero-copy) record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    /// Absolute offset in the partition.
+    pub offset: i64,
+    /// Timestamp in milliseconds (see [`Record::timestamp`]).
+    pub timestamp: i64,
+    parent: &'a Bytes,
+    base: usize,
+    len: usize,
+    key: Span,
+    value: Span,
+    headers_at: u32,
+    header_count: u32,
+}
+
+impl<'a> RecordView<'a> {
+    pub(crate) fn from_legacy(
+        parent: &'a Bytes,
+        start: usize,
+        len: usize,
+        offset: i64,
+        timestamp: i64,
+        key: Span,
+        value: Span,
+    ) -> Self {
+        RecordView {
+            offset,
+            timestamp,
+            parent,
+            base: start,
+            len,
+            key,
+            value,
+            headers_at: 0,
+            header_count: 0,
+        }
+    }
+
+    fn new(parent: &'a Bytes, f: Fields) -> Self {
+        RecordView {
+            offset: f.offset,
+            timestamp: f.timestamp,
+            parent,
+            base: f.start,
+            len: f.end.saturating_sub(f.start),
+            key: f.key,
+            value: f.value,
+            headers_at: f.headers_at,
+            header_count: f.header_count,
+        }
+    }
+
+    /// The key; `None` for a null key.
+    #[inline]
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key.get(self.parent, self.base)
+    }
+
+    /// The value; `None` for a null value (a tombstone).
+    #[inline]
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value.get(self.parent, self.base)
+    }
+
+    /// The key as a zero-copy slice of the fetched (or decompressed) buffer.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key.slice(self.parent, self.base)
+    }
+
+    /// The value as a zero-copy slice of the fetched (or decompressed)
+    /// buffer.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.slice(self.parent, self.base)
+    }
+
+    /// The headers (always empty for magic 0/1).
+    pub fn headers(&self) -> Headers<'a> {
+        Headers {
+            parent: self.parent,
+            base: self.base,
+            at: self.headers_at,
+            count: self.header_count,
+        }
+    }
+
+    /// An owned record sharing the same buffer.
+    pub fn to_record(&self) -> Record {
+        Record::from_fields(
+            self.parent,
+            Fields {
+                offset: self.offset,
+                timestamp: self.timestamp,
+                start: self.base,
+                end: self.base + self.len,
+                key: self.key,
+                value: self.value,
+                headers_at: self.headers_at,
+                header_count: self.header_count,
+            },
+        )
     }
 }
 
@@ -615,7 +779,8 @@ impl Record {
 /// read lazily.
 #[derive(Debug, Clone, Copy)]
 pub struct Headers<'a> {
-    data: &'a Bytes,
+    parent: &'a Bytes,
+    base: usize,
     at: u32,
     count: u32,
 }
@@ -634,7 +799,8 @@ impl<'a> Headers<'a> {
     /// Iterates the headers in wire order (duplicates kept).
     pub fn iter(&self) -> HeaderIter<'a> {
         HeaderIter {
-            data: self.data,
+            parent: self.parent,
+            base: self.base,
             pos: self.at as usize,
             left: self.count,
         }
@@ -661,7 +827,8 @@ impl<'a> IntoIterator for Headers<'a> {
 /// One record header, borrowed from its record.
 #[derive(Debug, Clone, Copy)]
 pub struct Header<'a> {
-    data: &'a Bytes,
+    parent: &'a Bytes,
+    base: usize,
     key: Span,
     value: Span,
 }
@@ -670,7 +837,7 @@ impl<'a> Header<'a> {
     /// Key bytes: UTF-8 by contract, not validated here (see
     /// [`key_str`](Self::key_str)).
     pub fn key(&self) -> &'a [u8] {
-        self.key.get(self.data).unwrap_or_default()
+        self.key.get(self.parent, self.base).unwrap_or_default()
     }
 
     /// The key as a string, if it is valid UTF-8.
@@ -680,13 +847,13 @@ impl<'a> Header<'a> {
 
     /// The value; `None` for null.
     pub fn value(&self) -> Option<&'a [u8]> {
-        self.value.get(self.data)
+        self.value.get(self.parent, self.base)
     }
 
     /// The value as a zero-copy slice of the fetched (or decompressed)
     /// buffer.
     pub fn value_bytes(&self) -> Option<Bytes> {
-        self.value.slice(self.data)
+        self.value.slice(self.parent, self.base)
     }
 }
 
@@ -694,7 +861,9 @@ impl<'a> Header<'a> {
 /// their record was decoded.
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
-    data: &'a Bytes,
+    parent: &'a Bytes,
+    base: usize,
+    /// Position relative to `base`.
     pos: usize,
     left: u32,
 }
@@ -706,15 +875,16 @@ impl<'a> Iterator for HeaderIter<'a> {
             return None;
         }
         self.left -= 1;
-        let b: &[u8] = self.data;
+        let rec: &[u8] = self.parent.get(self.base..).unwrap_or_default();
         let p = &mut self.pos;
         let h = (|| {
-            let klen = fast::varint(b, p)?;
-            let key = fast::span(b, p, klen, b.len())?;
-            let vlen = fast::varint(b, p)?;
-            let value = fast::span(b, p, vlen, b.len())?;
+            let klen = fast::varint(rec, p)?;
+            let key = fast::span(rec, p, klen, rec.len())?;
+            let vlen = fast::varint(rec, p)?;
+            let value = fast::span(rec, p, vlen, rec.len())?;
             Some(Header {
-                data: self.data,
+                parent: self.parent,
+                base: self.base,
                 key,
                 value,
             })
@@ -730,15 +900,68 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
-/// Iterator over the records of one batch, yielding errors for malformed
-/// records; it ends after the first error. Also reports, as a final error,
-/// bytes left over after the declared number of records.
+/// The decoded (decompressed if needed) records of one batch. Iterate it by
+/// reference for borrowed [`RecordView`]s, or by value for owned
+/// [`Record`]s.
+#[derive(Debug, Clone)]
+pub struct RecordSet(SetInner);
+
+#[derive(Debug, Clone)]
+enum SetInner {
+    V2 { payload: Bytes, cursor: V2Cursor },
+    Legacy(legacy::LegacyBody, bool),
+}
+
+impl RecordSet {
+    /// Number of records declared by the batch.
+    pub fn declared_len(&self) -> usize {
+        match &self.0 {
+            SetInner::V2 { cursor, .. } => cursor.left as usize,
+            SetInner::Legacy(b, _) => b.count(),
+        }
+    }
+
+    /// Iterates borrowed views of the records (no reference counting per
+    /// record). Ends after the first error, like [`Records`].
+    pub fn iter(&self) -> RecordViews<'_> {
+        match &self.0 {
+            SetInner::V2 { payload, cursor } => RecordViews(ViewsInner::V2 {
+                payload,
+                cursor: cursor.clone(),
+            }),
+            SetInner::Legacy(b, check) => RecordViews(ViewsInner::Legacy(b.cursor(*check))),
+        }
+    }
+}
+
+impl IntoIterator for RecordSet {
+    type Item = Result<Record, RecordError>;
+    type IntoIter = Records;
+    fn into_iter(self) -> Records {
+        match self.0 {
+            SetInner::V2 { payload, cursor } => Records(RecordsInner::V2 { payload, cursor }),
+            SetInner::Legacy(b, check) => Records(RecordsInner::Legacy(b.records(check))),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a RecordSet {
+    type Item = Result<RecordView<'a>, RecordError>;
+    type IntoIter = RecordViews<'a>;
+    fn into_iter(self) -> RecordViews<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the owned records of one batch, yielding errors for
+/// malformed records; it ends after the first error. Also reports, as a
+/// final error, bytes left over after the declared number of records.
 #[derive(Debug, Clone)]
 pub struct Records(RecordsInner);
 
 #[derive(Debug, Clone)]
 enum RecordsInner {
-    V2(V2Records),
+    V2 { payload: Bytes, cursor: V2Cursor },
     Legacy(legacy::LegacyRecords),
 }
 
@@ -748,14 +971,16 @@ impl Iterator for Records {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
-            RecordsInner::V2(r) => r.next(),
+            RecordsInner::V2 { payload, cursor } => cursor
+                .next(payload)
+                .map(|r| r.map(|f| Record::from_fields(payload, f))),
             RecordsInner::Legacy(r) => r.next(),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match &self.0 {
-            RecordsInner::V2(r) => (0, Some(r.left as usize)),
+            RecordsInner::V2 { cursor, .. } => (0, Some(cursor.left as usize)),
             RecordsInner::Legacy(r) => r.size_hint(),
         }
     }
@@ -763,9 +988,48 @@ impl Iterator for Records {
 
 impl FusedIterator for Records {}
 
+/// Iterator over borrowed [`RecordView`]s of a [`RecordSet`].
 #[derive(Debug, Clone)]
-struct V2Records {
-    payload: Bytes,
+pub struct RecordViews<'a>(ViewsInner<'a>);
+
+#[derive(Debug, Clone)]
+enum ViewsInner<'a> {
+    V2 {
+        payload: &'a Bytes,
+        cursor: V2Cursor,
+    },
+    Legacy(legacy::LegacyCursor<'a>),
+}
+
+impl<'a> Iterator for RecordViews<'a> {
+    type Item = Result<RecordView<'a>, RecordError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            ViewsInner::V2 { payload, cursor } => {
+                let payload: &'a Bytes = payload;
+                cursor
+                    .next(payload)
+                    .map(|r| r.map(|f| RecordView::new(payload, f)))
+            }
+            ViewsInner::Legacy(c) => c.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.0 {
+            ViewsInner::V2 { cursor, .. } => (0, Some(cursor.left as usize)),
+            ViewsInner::Legacy(c) => (0, Some(c.left())),
+        }
+    }
+}
+
+impl FusedIterator for RecordViews<'_> {}
+
+/// Position in a magic 2 record section.
+#[derive(Debug, Clone)]
+struct V2Cursor {
     pos: usize,
     left: u32,
     base_offset: i64,
@@ -774,15 +1038,15 @@ struct V2Records {
     done: bool,
 }
 
-impl V2Records {
+impl V2Cursor {
     #[inline]
-    fn next(&mut self) -> Option<Result<Record, RecordError>> {
+    fn next(&mut self, payload: &Bytes) -> Option<Result<Fields, RecordError>> {
         if self.done {
             return None;
         }
         if self.left == 0 {
             self.done = true;
-            let rest = self.payload.len().saturating_sub(self.pos);
+            let rest = payload.len().saturating_sub(self.pos);
             if rest != 0 {
                 return Some(Err(RecordError::corrupt(
                     Some(self.base_offset),
@@ -792,11 +1056,11 @@ impl V2Records {
             return None;
         }
         self.left -= 1;
-        match self.record() {
-            Some(r) => Some(Ok(r)),
+        match self.record(payload) {
+            Some(f) => Some(Ok(f)),
             None => {
                 self.done = true;
-                Some(Err(self.explain().at_base_offset(self.base_offset)))
+                Some(Err(self.explain(payload).at_base_offset(self.base_offset)))
             }
         }
     }
@@ -804,8 +1068,8 @@ impl V2Records {
     /// The fast path: decodes the record at `pos` from a plain slice,
     /// returning `None` on any malformation (explained by [`Self::explain`]).
     #[inline]
-    fn record(&mut self) -> Option<Record> {
-        let b: &[u8] = &self.payload;
+    fn record(&mut self, payload: &[u8]) -> Option<Fields> {
+        let b = payload;
         let mut p = self.pos;
         let len = fast::varint(b, &mut p)?;
         if len < 0 {
@@ -844,12 +1108,13 @@ impl V2Records {
             return None;
         }
         self.pos = end;
-        Some(Record {
+        Some(Fields {
             offset: self.base_offset.wrapping_add(offset_delta as i64),
             timestamp: self
                 .log_append_time
                 .unwrap_or_else(|| self.base_timestamp.wrapping_add(ts_delta)),
-            data: self.payload.slice(start..end),
+            start,
+            end,
             key,
             value,
             headers_at: headers_at as u32,
@@ -860,8 +1125,8 @@ impl V2Records {
     /// The slow path, run only after the fast path failed: re-reads the
     /// record with the checked [`Reader`] to say precisely what is wrong.
     #[cold]
-    fn explain(&self) -> RecordError {
-        let mut r = Reader::new(self.payload.clone());
+    fn explain(&self, payload: &Bytes) -> RecordError {
+        let mut r = Reader::new(payload.clone());
         if let Err(e) = r.skip(self.pos, "record") {
             return e.into();
         }

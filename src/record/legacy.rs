@@ -19,7 +19,7 @@ use super::batch::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 use super::compression::{self, Compression, Lz4HeaderCheck};
-use super::decode::{BatchHeader, DecodeOptions, Record, Span};
+use super::decode::{BatchHeader, DecodeOptions, Record, RecordView, Span};
 use super::error::{AtOffset, RecordError};
 use crate::protocol::wire::{DecodeError, DecodeErrorKind, Reader};
 
@@ -48,6 +48,8 @@ struct Message {
     timestamp: i64,
     /// The message after its size field; key and value lie inside.
     body: Bytes,
+    /// Where `body` starts in the buffer the message was read from.
+    body_start: usize,
     key: Span,
     value: Span,
 }
@@ -90,6 +92,7 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
             max: r.remaining(),
         });
     }
+    let body_start = r.position();
     let body = r.bytes(size as usize, "message").at(offset)?;
     let mut b = Reader::new(body.clone());
     let crc = b.u32("message crc").at(offset)?;
@@ -134,6 +137,7 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
         attributes,
         timestamp,
         body,
+        body_start,
         key,
         value,
     })
@@ -195,7 +199,7 @@ pub(crate) fn parse(
         return Ok((header, LegacyBody::Single(m.into_record(offset, timestamp))));
     }
 
-    let value = m.value.slice(&m.body).ok_or_else(|| {
+    let value = m.value.slice(&m.body, 0).ok_or_else(|| {
         RecordError::corrupt(Some(m.offset), "compressed message without a value")
     })?;
     let check = if magic == 0 {
@@ -266,9 +270,17 @@ pub(crate) fn parse(
 }
 
 impl LegacyBody {
-    pub(crate) fn records(&self, opts: &DecodeOptions) -> LegacyRecords {
+    /// Number of records.
+    pub(crate) fn count(&self) -> usize {
         match self {
-            LegacyBody::Single(r) => LegacyRecords::Single(Some(r.clone())),
+            LegacyBody::Single(_) => 1,
+            LegacyBody::Wrapped { count, .. } => *count as usize,
+        }
+    }
+
+    fn walker(&self, check_crcs: bool) -> Option<Walker> {
+        match self {
+            LegacyBody::Single(_) => None,
             LegacyBody::Wrapped {
                 inner,
                 count,
@@ -276,74 +288,133 @@ impl LegacyBody {
                 magic,
                 log_append_time,
                 wrapper_offset,
-            } => LegacyRecords::Wrapped {
+            } => Some(Walker {
                 r: Reader::new(inner.clone()),
                 left: *count,
                 adjust: *adjust,
                 magic: *magic,
                 log_append_time: *log_append_time,
                 wrapper_offset: *wrapper_offset,
-                check_crcs: opts.check_crcs,
+                check_crcs,
+            }),
+        }
+    }
+
+    /// Owned iteration.
+    pub(crate) fn records(&self, check_crcs: bool) -> LegacyRecords {
+        match (self, self.walker(check_crcs)) {
+            (_, Some(w)) => LegacyRecords::Wrapped(w),
+            (LegacyBody::Single(r), None) => LegacyRecords::Single(Some(r.clone())),
+            (LegacyBody::Wrapped { .. }, None) => LegacyRecords::Single(None),
+        }
+    }
+
+    /// Borrowed iteration.
+    pub(crate) fn cursor(&self, check_crcs: bool) -> LegacyCursor<'_> {
+        match self {
+            LegacyBody::Single(r) => LegacyCursor::Single(Some(r)),
+            LegacyBody::Wrapped { inner, .. } => match self.walker(check_crcs) {
+                Some(w) => LegacyCursor::Wrapped(inner, w),
+                None => LegacyCursor::Single(None),
             },
         }
     }
 }
 
-/// Iterator over a legacy batch's records.
+/// Walks the inner messages of a compressed wrapper.
+#[derive(Debug, Clone)]
+pub(crate) struct Walker {
+    r: Reader,
+    left: u32,
+    adjust: i64,
+    magic: i8,
+    log_append_time: Option<i64>,
+    wrapper_offset: i64,
+    check_crcs: bool,
+}
+
+impl Walker {
+    /// The next inner message with its absolute offset and timestamp.
+    fn next(&mut self) -> Option<Result<(Message, i64, i64), RecordError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let result = message(&mut self.r, self.magic, self.check_crcs).and_then(|m| {
+            if m.attributes & COMPRESSION_MASK != 0 {
+                return Err(RecordError::corrupt(
+                    Some(self.wrapper_offset),
+                    "nested compressed message",
+                ));
+            }
+            let offset = m.offset.wrapping_add(self.adjust);
+            let timestamp = self.log_append_time.unwrap_or(m.timestamp);
+            Ok((m, offset, timestamp))
+        });
+        if result.is_err() {
+            self.left = 0;
+        }
+        Some(result.map_err(|e| e.at_base_offset(self.wrapper_offset)))
+    }
+}
+
+/// Owned iterator over a legacy batch's records.
 #[derive(Debug, Clone)]
 pub(crate) enum LegacyRecords {
     Single(Option<Record>),
-    Wrapped {
-        r: Reader,
-        left: u32,
-        adjust: i64,
-        magic: i8,
-        log_append_time: Option<i64>,
-        wrapper_offset: i64,
-        check_crcs: bool,
-    },
+    Wrapped(Walker),
 }
 
 impl LegacyRecords {
     pub(crate) fn next(&mut self) -> Option<Result<Record, RecordError>> {
         match self {
             LegacyRecords::Single(r) => r.take().map(Ok),
-            LegacyRecords::Wrapped {
-                r,
-                left,
-                adjust,
-                magic,
-                log_append_time,
-                wrapper_offset,
-                check_crcs,
-            } => {
-                if *left == 0 {
-                    return None;
-                }
-                *left -= 1;
-                let result = message(r, *magic, *check_crcs).and_then(|m| {
-                    if m.attributes & COMPRESSION_MASK != 0 {
-                        return Err(RecordError::corrupt(
-                            Some(*wrapper_offset),
-                            "nested compressed message",
-                        ));
-                    }
-                    let offset = m.offset.wrapping_add(*adjust);
-                    let timestamp = log_append_time.unwrap_or(m.timestamp);
-                    Ok(m.into_record(offset, timestamp))
-                });
-                if result.is_err() {
-                    *left = 0;
-                }
-                Some(result.map_err(|e| e.at_base_offset(*wrapper_offset)))
-            }
+            LegacyRecords::Wrapped(w) => w.next().map(|r| r.map(|(m, o, t)| m.into_record(o, t))),
         }
     }
 
     pub(crate) fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
             LegacyRecords::Single(r) => (r.is_some() as usize, Some(r.is_some() as usize)),
-            LegacyRecords::Wrapped { left, .. } => (0, Some(*left as usize)),
+            LegacyRecords::Wrapped(w) => (0, Some(w.left as usize)),
+        }
+    }
+}
+
+/// Borrowed iterator over a legacy batch's records.
+#[derive(Debug, Clone)]
+pub(crate) enum LegacyCursor<'a> {
+    Single(Option<&'a Record>),
+    Wrapped(&'a Bytes, Walker),
+}
+
+impl<'a> LegacyCursor<'a> {
+    pub(crate) fn next(&mut self) -> Option<Result<RecordView<'a>, RecordError>> {
+        match self {
+            LegacyCursor::Single(r) => r.take().map(|r| Ok(r.view())),
+            LegacyCursor::Wrapped(inner, w) => {
+                let inner: &'a Bytes = inner;
+                w.next().map(|r| {
+                    r.map(|(m, offset, timestamp)| {
+                        RecordView::from_legacy(
+                            inner,
+                            m.body_start,
+                            m.body.len(),
+                            offset,
+                            timestamp,
+                            m.key,
+                            m.value,
+                        )
+                    })
+                })
+            }
+        }
+    }
+
+    pub(crate) fn left(&self) -> usize {
+        match self {
+            LegacyCursor::Single(r) => r.is_some() as usize,
+            LegacyCursor::Wrapped(_, w) => w.left as usize,
         }
     }
 }

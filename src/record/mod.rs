@@ -67,6 +67,6 @@ pub use compression::Compression;
 pub use control::{ControlKind, ControlRecord};
 pub use decode::{
     Batch, BatchHeader, Batches, DecodeLimits, DecodeOptions, Header, HeaderIter, Headers, Record,
-    Records,
+    RecordSet, RecordView, RecordViews, Records,
 };
 pub use error::RecordError;

@@ -52,6 +52,7 @@ fn expected(offsets: [i64; 3], timestamps: [i64; 3]) -> Vec<(i64, Rec)> {
 }
 
 fn decoded(buf: Vec<u8>) -> (BatchHeader, Vec<(i64, Rec)>) {
+    crate::roundtrip::assert_views_match(Bytes::from(buf.clone()));
     let d = decode(Bytes::from(buf));
     assert_eq!(d.len(), 1);
     let (h, rs) = &d[0];

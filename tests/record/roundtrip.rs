@@ -461,3 +461,49 @@ fn control_batch_without_records_is_an_error() {
     let batch = Batches::new(Bytes::from(b)).next().unwrap().unwrap();
     assert!(batch.control_record().is_err());
 }
+
+/// Borrowed views and owned records of the same set agree field by field.
+pub fn assert_views_match(buf: Bytes) {
+    for b in Batches::new(buf) {
+        let b = b.unwrap();
+        let set = b.record_set().unwrap();
+        assert_eq!(set.declared_len(), b.record_count() as usize);
+        let views: Vec<RecordView> = set.iter().map(Result::unwrap).collect();
+        let owned: Vec<Record> = set.clone().into_iter().map(Result::unwrap).collect();
+        assert_eq!(views.len(), owned.len());
+        for (v, o) in views.iter().zip(&owned) {
+            assert_eq!((v.offset, v.timestamp), (o.offset, o.timestamp));
+            assert_eq!((v.key(), v.value()), (o.key(), o.value()));
+            assert_eq!(
+                (v.key_bytes(), v.value_bytes()),
+                (o.key_bytes(), o.value_bytes())
+            );
+            let vh: Vec<_> = v
+                .headers()
+                .iter()
+                .map(|h| (h.key(), h.value(), h.value_bytes()))
+                .collect();
+            let oh: Vec<_> = o
+                .headers()
+                .iter()
+                .map(|h| (h.key(), h.value(), h.value_bytes()))
+                .collect();
+            assert_eq!(vh, oh);
+            assert_eq!(&v.to_record(), o);
+            let ov = o.view();
+            assert_eq!(
+                (ov.key(), ov.value(), ov.headers().len()),
+                (o.key(), o.value(), o.headers().len())
+            );
+        }
+    }
+}
+
+#[test]
+fn borrowed_views_match_owned_records() {
+    for (_, recs) in shapes() {
+        for codec in Compression::ALL {
+            assert_views_match(build(opts(codec), &recs));
+        }
+    }
+}
