@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = batch.control_record();
         let Ok(set) = batch.record_set() else { continue };
         let views: Vec<_> = set.iter().collect();
-        let owned: Vec<_> = set.into_iter().collect();
+        let owned: Vec<_> = set.clone().into_iter().collect();
         assert_eq!(views.len(), owned.len());
         for (v, r) in views.into_iter().zip(owned) {
             let (Ok(v), Ok(r)) = (v, r) else { break };
