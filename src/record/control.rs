@@ -75,19 +75,35 @@ impl ControlRecord {
         producer_epoch: i16,
     ) -> Result<ControlRecord, RecordError> {
         let key = key.ok_or_else(|| RecordError::corrupt(None, "control record without a key"))?;
-        let Some(([kv0, kv1, t0, t1], _)) = key.split_first_chunk::<4>().map(|(a, b)| (*a, b)) else {
-            return Err(RecordError::corrupt(None, format!("control record key of {} bytes, need 4", key.len())));
+        let Some(([kv0, kv1, t0, t1], _)) = key.split_first_chunk::<4>().map(|(a, b)| (*a, b))
+        else {
+            return Err(RecordError::corrupt(
+                None,
+                format!("control record key of {} bytes, need 4", key.len()),
+            ));
         };
         let key_version = i16::from_be_bytes([kv0, kv1]);
         if key_version < 0 {
-            return Err(RecordError::corrupt(None, format!("negative control record key version {key_version}")));
+            return Err(RecordError::corrupt(
+                None,
+                format!("negative control record key version {key_version}"),
+            ));
         }
         let kind = ControlKind::from_type_id(i16::from_be_bytes([t0, t1]));
         if !kind.is_marker() {
-            return Ok(ControlRecord { kind, version: key_version, coordinator_epoch: -1, producer_id, producer_epoch });
+            return Ok(ControlRecord {
+                kind,
+                version: key_version,
+                coordinator_epoch: -1,
+                producer_id,
+                producer_epoch,
+            });
         }
-        let value = value.ok_or_else(|| RecordError::corrupt(None, "transaction marker without a value"))?;
-        let Some(([v0, v1, e0, e1, e2, e3], _)) = value.split_first_chunk::<6>().map(|(a, b)| (*a, b)) else {
+        let value = value
+            .ok_or_else(|| RecordError::corrupt(None, "transaction marker without a value"))?;
+        let Some(([v0, v1, e0, e1, e2, e3], _)) =
+            value.split_first_chunk::<6>().map(|(a, b)| (*a, b))
+        else {
             return Err(RecordError::corrupt(
                 None,
                 format!("transaction marker value of {} bytes, need 6", value.len()),
@@ -95,7 +111,10 @@ impl ControlRecord {
         };
         let version = i16::from_be_bytes([v0, v1]);
         if version < 0 {
-            return Err(RecordError::corrupt(None, format!("negative transaction marker version {version}")));
+            return Err(RecordError::corrupt(
+                None,
+                format!("negative transaction marker version {version}"),
+            ));
         }
         Ok(ControlRecord {
             kind,

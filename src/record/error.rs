@@ -142,17 +142,27 @@ impl RecordError {
     }
 
     pub(crate) fn corrupt(base_offset: Option<i64>, reason: impl Into<String>) -> Self {
-        RecordError::Corrupt { base_offset, reason: reason.into() }
+        RecordError::Corrupt {
+            base_offset,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn decompression(codec: Compression, message: impl fmt::Display) -> Self {
-        RecordError::Decompression { base_offset: None, codec, message: message.to_string() }
+        RecordError::Decompression {
+            base_offset: None,
+            codec,
+            message: message.to_string(),
+        }
     }
 }
 
 impl From<DecodeError> for RecordError {
     fn from(source: DecodeError) -> Self {
-        RecordError::Decode { base_offset: None, source }
+        RecordError::Decode {
+            base_offset: None,
+            source,
+        }
     }
 }
 
@@ -170,42 +180,73 @@ impl fmt::Display for At {
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecordError::Decode { base_offset, source } => {
+            RecordError::Decode {
+                base_offset,
+                source,
+            } => {
                 write!(f, "{source}{}", At(*base_offset))
             }
-            RecordError::CrcMismatch { base_offset, stored, computed } => write!(
+            RecordError::CrcMismatch {
+                base_offset,
+                stored,
+                computed,
+            } => write!(
                 f,
                 "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}{}",
                 At(Some(*base_offset))
             ),
             RecordError::UnsupportedMagic { base_offset, magic } => {
-                write!(f, "unsupported record format magic {magic}{}", At(Some(*base_offset)))
+                write!(
+                    f,
+                    "unsupported record format magic {magic}{}",
+                    At(Some(*base_offset))
+                )
             }
             RecordError::UnknownCompression { base_offset, id } => {
                 write!(f, "unknown compression codec id {id}{}", At(*base_offset))
             }
-            RecordError::InvalidBatchLength { base_offset, length, min, max } => write!(
+            RecordError::InvalidBatchLength {
+                base_offset,
+                length,
+                min,
+                max,
+            } => write!(
                 f,
                 "invalid batch length {length} (must be between {min} and {max}){}",
                 At(Some(*base_offset))
             ),
-            RecordError::InvalidRecordCount { base_offset, count, limit } => write!(
+            RecordError::InvalidRecordCount {
+                base_offset,
+                count,
+                limit,
+            } => write!(
                 f,
                 "invalid record count {count} (at most {limit} possible){}",
                 At(Some(*base_offset))
             ),
-            RecordError::DecompressedTooLarge { base_offset, codec, limit } => write!(
+            RecordError::DecompressedTooLarge {
+                base_offset,
+                codec,
+                limit,
+            } => write!(
                 f,
                 "{codec} payload decompresses to more than the limit of {limit} bytes{}",
                 At(*base_offset)
             ),
-            RecordError::Decompression { base_offset, codec, message } => {
+            RecordError::Decompression {
+                base_offset,
+                codec,
+                message,
+            } => {
                 write!(f, "invalid {codec} payload: {message}{}", At(*base_offset))
             }
             RecordError::Compression { codec, message } => {
                 write!(f, "{codec} compression failed: {message}")
             }
-            RecordError::Corrupt { base_offset, reason } => {
+            RecordError::Corrupt {
+                base_offset,
+                reason,
+            } => {
                 write!(f, "corrupt record batch: {reason}{}", At(*base_offset))
             }
         }

@@ -15,9 +15,11 @@
 
 use bytes::Bytes;
 
-use super::batch::{NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP};
+use super::batch::{
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
+};
 use super::compression::{self, Compression, Lz4HeaderCheck};
-use super::decode::{BatchHeader, DecodeOptions, Headers, Record};
+use super::decode::{BatchHeader, DecodeOptions, Record, RecordView, Span};
 use super::error::{AtOffset, RecordError};
 use crate::protocol::wire::{DecodeError, DecodeErrorKind, Reader};
 
@@ -44,19 +46,38 @@ struct Message {
     crc: u32,
     attributes: i8,
     timestamp: i64,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
+    /// The message after its size field; key and value lie inside.
+    body: Bytes,
+    /// Where `body` starts in the buffer the message was read from.
+    body_start: usize,
+    key: Span,
+    value: Span,
 }
 
-fn nullable32(r: &mut Reader, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
+impl Message {
+    fn into_record(self, offset: i64, timestamp: i64) -> Record {
+        Record::new_legacy(offset, timestamp, self.body, self.key, self.value)
+    }
+}
+
+/// An `i32` length followed by that many bytes; -1 means null.
+fn nullable32(r: &mut Reader, what: &'static str) -> Result<Span, DecodeError> {
     let n = r.i32(what)?;
     if n < 0 {
         if n == -1 {
-            return Ok(None);
+            return Ok(Span::NULL);
         }
-        return Err(DecodeError::new(what, DecodeErrorKind::NegativeLength(n as i64)));
+        return Err(DecodeError::new(
+            what,
+            DecodeErrorKind::NegativeLength(n as i64),
+        ));
     }
-    r.bytes(n as usize, what).map(Some)
+    let start = r.position();
+    r.skip(n as usize, what)?;
+    Ok(Span {
+        start: start as u32,
+        len: n,
+    })
 }
 
 /// Reads one message of the expected magic.
@@ -71,13 +92,18 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
             max: r.remaining(),
         });
     }
+    let body_start = r.position();
     let body = r.bytes(size as usize, "message").at(offset)?;
     let mut b = Reader::new(body.clone());
     let crc = b.u32("message crc").at(offset)?;
     if check_crc {
         let computed = crc32fast::hash(body.get(4..).unwrap_or_default());
         if computed != crc {
-            return Err(RecordError::CrcMismatch { base_offset: offset, stored: crc, computed });
+            return Err(RecordError::CrcMismatch {
+                base_offset: offset,
+                stored: crc,
+                computed,
+            });
         }
     }
     let m = b.i8("message magic").at(offset)?;
@@ -88,16 +114,33 @@ fn message(r: &mut Reader, magic: i8, check_crc: bool) -> Result<Message, Record
         ));
     }
     let attributes = b.i8("message attributes").at(offset)?;
-    let timestamp = if magic >= 1 { b.i64("message timestamp").at(offset)? } else { NO_TIMESTAMP };
+    let timestamp = if magic >= 1 {
+        b.i64("message timestamp").at(offset)?
+    } else {
+        NO_TIMESTAMP
+    };
     let key = nullable32(&mut b, "message key").at(offset)?;
     let value = nullable32(&mut b, "message value").at(offset)?;
     if !b.is_empty() {
         return Err(RecordError::corrupt(
             Some(offset),
-            format!("{} bytes after the value of a legacy message", b.remaining()),
+            format!(
+                "{} bytes after the value of a legacy message",
+                b.remaining()
+            ),
         ));
     }
-    Ok(Message { offset, size, crc, attributes, timestamp, key, value })
+    Ok(Message {
+        offset,
+        size,
+        crc,
+        attributes,
+        timestamp,
+        body,
+        body_start,
+        key,
+        value,
+    })
 }
 
 /// The records of a legacy batch.
@@ -119,12 +162,18 @@ pub(crate) enum LegacyBody {
 
 /// Parses a complete legacy message (prefix included) into a batch header
 /// and its records. Compressed wrappers are decompressed here, once.
-pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(BatchHeader, LegacyBody), RecordError> {
+pub(crate) fn parse(
+    raw: &Bytes,
+    magic: i8,
+    opts: &DecodeOptions,
+) -> Result<(BatchHeader, LegacyBody), RecordError> {
     let mut r = Reader::new(raw.clone());
     let m = message(&mut r, magic, opts.check_crcs)?;
     let codec_id = (m.attributes & COMPRESSION_MASK) as u8;
-    let codec = Compression::from_id(codec_id)
-        .ok_or(RecordError::UnknownCompression { base_offset: Some(m.offset), id: codec_id })?;
+    let codec = Compression::from_id(codec_id).ok_or(RecordError::UnknownCompression {
+        base_offset: Some(m.offset),
+        id: codec_id,
+    })?;
     let mut attr_mask = COMPRESSION_MASK;
     if magic >= 1 {
         attr_mask |= TIMESTAMP_TYPE_BIT;
@@ -146,15 +195,21 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
         record_count: 1,
     };
     if codec == Compression::None {
-        let rec = Record { offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value, headers: Headers::default() };
-        return Ok((header, LegacyBody::Single(rec)));
+        let (offset, timestamp) = (m.offset, m.timestamp);
+        return Ok((header, LegacyBody::Single(m.into_record(offset, timestamp))));
     }
 
-    let value = m
-        .value
-        .ok_or_else(|| RecordError::corrupt(Some(m.offset), "compressed message without a value"))?;
-    let check = if magic == 0 { Lz4HeaderCheck::Ignore } else { Lz4HeaderCheck::AllowBroken };
-    let inner = compression::decompress_with(codec, &value, opts.limits.max_decompressed_size, check).at(m.offset)?;
+    let value = m.value.slice(&m.body, 0).ok_or_else(|| {
+        RecordError::corrupt(Some(m.offset), "compressed message without a value")
+    })?;
+    let check = if magic == 0 {
+        Lz4HeaderCheck::Ignore
+    } else {
+        Lz4HeaderCheck::AllowBroken
+    };
+    let inner =
+        compression::decompress_with(codec, &value, opts.limits.max_decompressed_size, check)
+            .at(m.offset)?;
 
     // Walk the inner framing (offset and size only) to learn the count and
     // the offset range; messages are fully decoded during iteration.
@@ -166,7 +221,10 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
         let off = s.i64("inner message offset").at(m.offset)?;
         let size = s.i32("inner message size").at(m.offset)?;
         if size < 0 || (size as usize) < min_len(magic) {
-            return Err(RecordError::corrupt(Some(m.offset), format!("inner message of invalid size {size}")));
+            return Err(RecordError::corrupt(
+                Some(m.offset),
+                format!("inner message of invalid size {size}"),
+            ));
         }
         s.skip(size as usize, "inner message").at(m.offset)?;
         count += 1;
@@ -181,9 +239,16 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
         last = off;
     }
     let Some(first) = first else {
-        return Err(RecordError::corrupt(Some(m.offset), "compressed message holds no messages"));
+        return Err(RecordError::corrupt(
+            Some(m.offset),
+            "compressed message holds no messages",
+        ));
     };
-    let adjust = if magic >= 1 { m.offset.wrapping_sub(last) } else { 0 };
+    let adjust = if magic >= 1 {
+        m.offset.wrapping_sub(last)
+    } else {
+        0
+    };
     header.base_offset = first.wrapping_add(adjust);
     header.last_offset_delta = last.wrapping_sub(first) as i32;
     header.record_count = count as i32;
@@ -205,72 +270,151 @@ pub(crate) fn parse(raw: &Bytes, magic: i8, opts: &DecodeOptions) -> Result<(Bat
 }
 
 impl LegacyBody {
-    pub(crate) fn records(&self, opts: &DecodeOptions) -> LegacyRecords {
+    /// Number of records.
+    pub(crate) fn count(&self) -> usize {
         match self {
-            LegacyBody::Single(r) => LegacyRecords::Single(Some(r.clone())),
-            LegacyBody::Wrapped { inner, count, adjust, magic, log_append_time, wrapper_offset } => {
-                LegacyRecords::Wrapped {
-                    r: Reader::new(inner.clone()),
-                    left: *count,
-                    adjust: *adjust,
-                    magic: *magic,
-                    log_append_time: *log_append_time,
-                    wrapper_offset: *wrapper_offset,
-                    check_crcs: opts.check_crcs,
-                }
-            }
+            LegacyBody::Single(_) => 1,
+            LegacyBody::Wrapped { count, .. } => *count as usize,
+        }
+    }
+
+    fn walker(&self, check_crcs: bool) -> Option<Walker> {
+        match self {
+            LegacyBody::Single(_) => None,
+            LegacyBody::Wrapped {
+                inner,
+                count,
+                adjust,
+                magic,
+                log_append_time,
+                wrapper_offset,
+            } => Some(Walker {
+                r: Reader::new(inner.clone()),
+                left: *count,
+                adjust: *adjust,
+                magic: *magic,
+                log_append_time: *log_append_time,
+                wrapper_offset: *wrapper_offset,
+                check_crcs,
+            }),
+        }
+    }
+
+    /// Owned iteration.
+    pub(crate) fn records(&self, check_crcs: bool) -> LegacyRecords {
+        match (self, self.walker(check_crcs)) {
+            (_, Some(w)) => LegacyRecords::Wrapped(w),
+            (LegacyBody::Single(r), None) => LegacyRecords::Single(Some(r.clone())),
+            (LegacyBody::Wrapped { .. }, None) => LegacyRecords::Single(None),
+        }
+    }
+
+    /// Borrowed iteration.
+    pub(crate) fn cursor(&self, check_crcs: bool) -> LegacyCursor<'_> {
+        match self {
+            LegacyBody::Single(r) => LegacyCursor::Single(Some(r)),
+            LegacyBody::Wrapped { inner, .. } => match self.walker(check_crcs) {
+                Some(w) => LegacyCursor::Wrapped(inner, w),
+                None => LegacyCursor::Single(None),
+            },
         }
     }
 }
 
-/// Iterator over a legacy batch's records.
+/// Walks the inner messages of a compressed wrapper.
+#[derive(Debug, Clone)]
+pub(crate) struct Walker {
+    r: Reader,
+    left: u32,
+    adjust: i64,
+    magic: i8,
+    log_append_time: Option<i64>,
+    wrapper_offset: i64,
+    check_crcs: bool,
+}
+
+impl Walker {
+    /// The next inner message with its absolute offset and timestamp.
+    fn next(&mut self) -> Option<Result<(Message, i64, i64), RecordError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let result = message(&mut self.r, self.magic, self.check_crcs).and_then(|m| {
+            if m.attributes & COMPRESSION_MASK != 0 {
+                return Err(RecordError::corrupt(
+                    Some(self.wrapper_offset),
+                    "nested compressed message",
+                ));
+            }
+            let offset = m.offset.wrapping_add(self.adjust);
+            let timestamp = self.log_append_time.unwrap_or(m.timestamp);
+            Ok((m, offset, timestamp))
+        });
+        if result.is_err() {
+            self.left = 0;
+        }
+        Some(result.map_err(|e| e.at_base_offset(self.wrapper_offset)))
+    }
+}
+
+/// Owned iterator over a legacy batch's records.
 #[derive(Debug, Clone)]
 pub(crate) enum LegacyRecords {
     Single(Option<Record>),
-    Wrapped {
-        r: Reader,
-        left: u32,
-        adjust: i64,
-        magic: i8,
-        log_append_time: Option<i64>,
-        wrapper_offset: i64,
-        check_crcs: bool,
-    },
+    Wrapped(Walker),
 }
 
 impl LegacyRecords {
     pub(crate) fn next(&mut self) -> Option<Result<Record, RecordError>> {
         match self {
             LegacyRecords::Single(r) => r.take().map(Ok),
-            LegacyRecords::Wrapped { r, left, adjust, magic, log_append_time, wrapper_offset, check_crcs } => {
-                if *left == 0 {
-                    return None;
-                }
-                *left -= 1;
-                let result = message(r, *magic, *check_crcs).and_then(|m| {
-                    if m.attributes & COMPRESSION_MASK != 0 {
-                        return Err(RecordError::corrupt(Some(*wrapper_offset), "nested compressed message"));
-                    }
-                    Ok(Record {
-                        offset: m.offset.wrapping_add(*adjust),
-                        timestamp: log_append_time.unwrap_or(m.timestamp),
-                        key: m.key,
-                        value: m.value,
-                        headers: Headers::default(),
-                    })
-                });
-                if result.is_err() {
-                    *left = 0;
-                }
-                Some(result.map_err(|e| e.at_base_offset(*wrapper_offset)))
-            }
+            LegacyRecords::Wrapped(w) => w.next().map(|r| r.map(|(m, o, t)| m.into_record(o, t))),
         }
     }
 
     pub(crate) fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
             LegacyRecords::Single(r) => (r.is_some() as usize, Some(r.is_some() as usize)),
-            LegacyRecords::Wrapped { left, .. } => (0, Some(*left as usize)),
+            LegacyRecords::Wrapped(w) => (0, Some(w.left as usize)),
+        }
+    }
+}
+
+/// Borrowed iterator over a legacy batch's records.
+#[derive(Debug, Clone)]
+pub(crate) enum LegacyCursor<'a> {
+    Single(Option<&'a Record>),
+    Wrapped(&'a Bytes, Walker),
+}
+
+impl<'a> LegacyCursor<'a> {
+    pub(crate) fn next(&mut self) -> Option<Result<RecordView<'a>, RecordError>> {
+        match self {
+            LegacyCursor::Single(r) => r.take().map(|r| Ok(r.view())),
+            LegacyCursor::Wrapped(inner, w) => {
+                let inner: &'a Bytes = inner;
+                w.next().map(|r| {
+                    r.map(|(m, offset, timestamp)| {
+                        RecordView::from_legacy(
+                            inner,
+                            m.body_start,
+                            m.body.len(),
+                            offset,
+                            timestamp,
+                            m.key,
+                            m.value,
+                        )
+                    })
+                })
+            }
+        }
+    }
+
+    pub(crate) fn left(&self) -> usize {
+        match self {
+            LegacyCursor::Single(r) => r.is_some() as usize,
+            LegacyCursor::Wrapped(_, w) => w.left as usize,
         }
     }
 }

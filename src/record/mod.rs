@@ -32,24 +32,32 @@
 //!
 //! # Decoding contract: lazy and zero-copy
 //!
-//! [`Batches`] walks the `records` bytes of a fetched partition (a [`Bytes`](bytes::Bytes)
-//! slice of the response) and yields one [`Batch`] per batch, decoding only
-//! its 61-byte header (and verifying its CRC unless disabled). Records are
-//! decoded only when [`Batch::records`] is iterated. Keys, values and header
-//! values are [`Bytes`](bytes::Bytes) slices that share the fetched buffer; for a
-//! compressed batch they share the single buffer that the batch was
-//! decompressed into, once. A trailing partial batch (a broker cuts the last
-//! batch at the fetch size limit) ends iteration without an error and is
-//! reported by [`Batches::truncated_tail`]. Every length, count and size read
-//! from the wire is checked against the bytes present and against
-//! [`DecodeLimits`] before it is used; malformed input yields a
-//! [`RecordError`], never a panic.
+//! [`Batches`] walks the `records` bytes of a fetched partition (a
+//! [`Bytes`](bytes::Bytes) slice of the response) and yields one [`Batch`]
+//! per batch, decoding only its 61-byte header (and verifying its CRC unless
+//! disabled). Records are decoded only when iterated: [`Batch::record_set`]
+//! decompresses a compressed batch once, into a single buffer, and the
+//! [`RecordSet`] is then iterated by reference for borrowed [`RecordView`]s
+//! (no reference counting per record) or by value for owned [`Record`]s
+//! (one reference-count increment per record). Keys, values and header
+//! values are slices of the fetched buffer or of that decompressed buffer,
+//! borrowed (`key()`, `value()`) or as zero-copy `Bytes` (`key_bytes()`,
+//! `value_bytes()`); nothing is copied.
+//!
+//! A trailing partial batch (a broker cuts the last batch at the fetch size
+//! limit) ends iteration without an error and is reported by
+//! [`Batches::truncated_tail`]. Every length, count and size read from the
+//! wire is checked against the bytes present and against [`DecodeLimits`]
+//! before it is used; malformed input yields a [`RecordError`] (carrying the
+//! batch base offset where known), never a panic.
 //!
 //! # Encoding
 //!
 //! [`BatchBuilder`] writes records directly into the batch buffer and seals
 //! it with [`BatchBuilder::finish`]. [`set_producer_state`] re-stamps a
 //! sealed batch with a new producer id, epoch and base sequence.
+
+#![warn(missing_docs)]
 
 mod batch;
 pub mod compression;
@@ -59,14 +67,14 @@ mod error;
 mod legacy;
 
 pub use batch::{
-    set_producer_state, with_producer_state, BatchBuilder, BatchOptions, TimestampType, BATCH_HEADER_LEN,
-    LOG_OVERHEAD, MAGIC_V2, NO_HEADERS, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
-    NO_SEQUENCE, NO_TIMESTAMP,
+    set_producer_state, with_producer_state, BatchBuilder, BatchOptions, TimestampType,
+    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_HEADERS, NO_PARTITION_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 pub use compression::Compression;
 pub use control::{ControlKind, ControlRecord};
 pub use decode::{
-    Batch, BatchHeader, Batches, DecodeLimits, DecodeOptions, Header, HeaderIter, Headers, Record, Records,
+    Batch, BatchHeader, Batches, DecodeLimits, DecodeOptions, Header, HeaderIter, Headers, Record,
+    RecordSet, RecordView, RecordViews, Records,
 };
 pub use error::RecordError;
-

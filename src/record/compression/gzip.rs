@@ -12,7 +12,11 @@ use crate::record::error::RecordError;
 /// Level used when none is configured: zlib's default, as the Java client.
 const DEFAULT_LEVEL: u32 = 6;
 
-pub(super) fn compress(input: &[u8], level: Option<i32>, out: &mut BytesMut) -> Result<(), RecordError> {
+pub(super) fn compress(
+    input: &[u8],
+    level: Option<i32>,
+    out: &mut BytesMut,
+) -> Result<(), RecordError> {
     let level = match level {
         Some(l) if (0..=9).contains(&l) => l as u32,
         _ => DEFAULT_LEVEL,
@@ -20,7 +24,10 @@ pub(super) fn compress(input: &[u8], level: Option<i32>, out: &mut BytesMut) -> 
     // Deflate output rarely exceeds the input; reserve that much up front.
     out.reserve(input.len() / 2 + 64);
     let mut enc = GzEncoder::new(out.writer(), flate2::Compression::new(level));
-    let err = |e: std::io::Error| RecordError::Compression { codec: Compression::Gzip, message: e.to_string() };
+    let err = |e: std::io::Error| RecordError::Compression {
+        codec: Compression::Gzip,
+        message: e.to_string(),
+    };
     enc.write_all(input).map_err(err)?;
     enc.finish().map_err(err)?;
     Ok(())

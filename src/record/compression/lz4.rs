@@ -49,7 +49,10 @@ struct Src<'a>(&'a [u8]);
 impl<'a> Src<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], RecordError> {
         if n > self.0.len() {
-            return Err(err(format!("truncated {what}: need {n} bytes, {} left", self.0.len())));
+            return Err(err(format!(
+                "truncated {what}: need {n} bytes, {} left",
+                self.0.len()
+            )));
         }
         let (a, b) = self.0.split_at(n);
         self.0 = b;
@@ -64,7 +67,11 @@ impl<'a> Src<'a> {
     }
 }
 
-pub(super) fn decompress(input: &[u8], out: &mut BoundedOut, check: Lz4HeaderCheck) -> Result<(), RecordError> {
+pub(super) fn decompress(
+    input: &[u8],
+    out: &mut BoundedOut,
+    check: Lz4HeaderCheck,
+) -> Result<(), RecordError> {
     let mut src = Src(input);
     let mut frames = 0usize;
     while !src.0.is_empty() {
@@ -87,7 +94,12 @@ pub(super) fn decompress(input: &[u8], out: &mut BoundedOut, check: Lz4HeaderChe
     Ok(())
 }
 
-fn frame(src: &mut Src<'_>, frame_start: &[u8], out: &mut BoundedOut, check: Lz4HeaderCheck) -> Result<(), RecordError> {
+fn frame(
+    src: &mut Src<'_>,
+    frame_start: &[u8],
+    out: &mut BoundedOut,
+    check: Lz4HeaderCheck,
+) -> Result<(), RecordError> {
     let descriptor_start = src.0;
     let flg = src.u8("frame descriptor")?;
     let bd = src.u8("frame descriptor")?;
@@ -129,7 +141,9 @@ fn frame(src: &mut Src<'_>, frame_start: &[u8], out: &mut BoundedOut, check: Lz4
         Lz4HeaderCheck::Ignore => true,
     };
     if !ok {
-        return Err(err(format!("frame header checksum mismatch: stored {hc:#04x}, computed {correct:#04x}")));
+        return Err(err(format!(
+            "frame header checksum mismatch: stored {hc:#04x}, computed {correct:#04x}"
+        )));
     }
     if let Some(n) = content_size {
         if n > out.room() as u64 {
@@ -148,7 +162,9 @@ fn frame(src: &mut Src<'_>, frame_start: &[u8], out: &mut BoundedOut, check: Lz4
         let stored = word & UNCOMPRESSED_BIT != 0;
         let len = (word & !UNCOMPRESSED_BIT) as usize;
         if len > block_max {
-            return Err(err(format!("block of {len} bytes exceeds the frame's maximum {block_max}")));
+            return Err(err(format!(
+                "block of {len} bytes exceeds the frame's maximum {block_max}"
+            )));
         }
         let data = src.take(len, "block")?;
         if flg & FLG_BLOCK_CHECKSUM != 0 {
@@ -189,7 +205,9 @@ fn frame(src: &mut Src<'_>, frame_start: &[u8], out: &mut BoundedOut, check: Lz4
     }
     if let Some(n) = content_size {
         if n != produced as u64 {
-            return Err(err(format!("frame declares {n} content bytes but holds {produced}")));
+            return Err(err(format!(
+                "frame declares {n} content bytes but holds {produced}"
+            )));
         }
     }
     Ok(())
@@ -210,7 +228,10 @@ pub(super) fn compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordErr
         let max = lz4_flex::block::get_maximum_output_size(block.len());
         out.resize(at + 4 + max, 0);
         let n = lz4_flex::block::compress_into_with_table(block, &mut out[at + 4..], &mut table)
-            .map_err(|e| RecordError::Compression { codec: Compression::Lz4, message: e.to_string() })?;
+            .map_err(|e| RecordError::Compression {
+                codec: Compression::Lz4,
+                message: e.to_string(),
+            })?;
         if n < block.len() {
             out[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
             out.truncate(at + 4 + n);

@@ -137,7 +137,11 @@ pub fn compress(
 /// made, whatever sizes the payload declares. Payloads of a magic 2 batch are
 /// expected (LZ4 header checksum strictly checked). For
 /// [`Compression::None`] the input is copied, subject to the same bound.
-pub fn decompress(codec: Compression, input: &[u8], max_output: usize) -> Result<Bytes, RecordError> {
+pub fn decompress(
+    codec: Compression,
+    input: &[u8],
+    max_output: usize,
+) -> Result<Bytes, RecordError> {
     decompress_with(codec, input, max_output, Lz4HeaderCheck::Strict)
 }
 
@@ -172,11 +176,20 @@ pub(crate) struct BoundedOut {
 
 impl BoundedOut {
     pub(crate) fn new(codec: Compression, max: usize) -> Self {
-        BoundedOut { buf: Vec::new(), filled: 0, max, codec }
+        BoundedOut {
+            buf: Vec::new(),
+            filled: 0,
+            max,
+            codec,
+        }
     }
 
     pub(crate) fn too_large(&self) -> RecordError {
-        RecordError::DecompressedTooLarge { base_offset: None, codec: self.codec, limit: self.max }
+        RecordError::DecompressedTooLarge {
+            base_offset: None,
+            codec: self.codec,
+            limit: self.max,
+        }
     }
 
     /// Bytes of output so far.
@@ -213,7 +226,10 @@ impl BoundedOut {
         let need = self.filled + want;
         if self.buf.len() < need {
             // Grow geometrically, but never past the limit.
-            let target = need.max(self.buf.len().saturating_mul(2)).min(self.max).max(need);
+            let target = need
+                .max(self.buf.len().saturating_mul(2))
+                .min(self.max)
+                .max(need);
             self.buf.resize(target, 0);
         }
         &mut self.buf[self.filled..need]
@@ -221,7 +237,11 @@ impl BoundedOut {
 
     /// Like [`spare`](Self::spare), but also returns the last `dict_len`
     /// bytes of output (the history an LZ4 linked block may refer to).
-    pub(crate) fn spare_with_history(&mut self, want: usize, dict_len: usize) -> (&[u8], &mut [u8]) {
+    pub(crate) fn spare_with_history(
+        &mut self,
+        want: usize,
+        dict_len: usize,
+    ) -> (&[u8], &mut [u8]) {
         let n = self.spare(want).len();
         let start = self.filled.saturating_sub(dict_len);
         let (head, tail) = self.buf.split_at_mut(self.filled);
@@ -274,4 +294,3 @@ impl BoundedOut {
         Bytes::from(self.buf)
     }
 }
-

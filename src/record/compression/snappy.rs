@@ -30,7 +30,10 @@ pub(super) fn compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordErr
         out.resize(at + 4 + max, 0);
         let n = enc
             .compress(block, &mut out[at + 4..])
-            .map_err(|e| RecordError::Compression { codec: Compression::Snappy, message: e.to_string() })?;
+            .map_err(|e| RecordError::Compression {
+                codec: Compression::Snappy,
+                message: e.to_string(),
+            })?;
         out[at..at + 4].copy_from_slice(&(n as u32).to_be_bytes());
         out.truncate(at + 4 + n);
     }
@@ -46,9 +49,13 @@ pub(super) fn decompress(input: &[u8], out: &mut BoundedOut) -> Result<(), Recor
                 return Err(err("truncated xerial block length"));
             };
             let len = i32::from_be_bytes(*len);
-            let len = usize::try_from(len).map_err(|_| err(format!("negative xerial block length {len}")))?;
+            let len = usize::try_from(len)
+                .map_err(|_| err(format!("negative xerial block length {len}")))?;
             if len > tail.len() {
-                return Err(err(format!("xerial block of {len} bytes but only {} left", tail.len())));
+                return Err(err(format!(
+                    "xerial block of {len} bytes but only {} left",
+                    tail.len()
+                )));
             }
             let (block, tail) = tail.split_at(len);
             rest = tail;
@@ -61,7 +68,11 @@ pub(super) fn decompress(input: &[u8], out: &mut BoundedOut) -> Result<(), Recor
 }
 
 /// Decompresses one raw snappy block, whose preamble states its exact size.
-fn raw_block(dec: &mut snap::raw::Decoder, block: &[u8], out: &mut BoundedOut) -> Result<(), RecordError> {
+fn raw_block(
+    dec: &mut snap::raw::Decoder,
+    block: &[u8],
+    out: &mut BoundedOut,
+) -> Result<(), RecordError> {
     let n = snap::raw::decompress_len(block).map_err(err)?;
     if n > out.room() {
         return Err(out.too_large());

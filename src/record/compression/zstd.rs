@@ -16,7 +16,11 @@ fn derr(e: impl std::fmt::Display) -> RecordError {
 }
 
 #[cfg(not(feature = "zstd-c"))]
-pub(super) fn compress(input: &[u8], _level: Option<i32>, out: &mut BytesMut) -> Result<(), RecordError> {
+pub(super) fn compress(
+    input: &[u8],
+    _level: Option<i32>,
+    out: &mut BytesMut,
+) -> Result<(), RecordError> {
     use bytes::BufMut;
     use ruzstd::encoding::{CompressionLevel, FrameCompressor};
     // ruzstd implements one real level ("Fastest", about zstd level 1);
@@ -29,12 +33,18 @@ pub(super) fn compress(input: &[u8], _level: Option<i32>, out: &mut BytesMut) ->
 }
 
 #[cfg(feature = "zstd-c")]
-pub(super) fn compress(input: &[u8], level: Option<i32>, out: &mut BytesMut) -> Result<(), RecordError> {
+pub(super) fn compress(
+    input: &[u8],
+    level: Option<i32>,
+    out: &mut BytesMut,
+) -> Result<(), RecordError> {
     use bytes::BufMut;
     let level = level.unwrap_or(3);
     let mut w = out.writer();
-    zstd::stream::copy_encode(input, &mut w, level)
-        .map_err(|e| RecordError::Compression { codec: Compression::Zstd, message: e.to_string() })
+    zstd::stream::copy_encode(input, &mut w, level).map_err(|e| RecordError::Compression {
+        codec: Compression::Zstd,
+        message: e.to_string(),
+    })
 }
 
 #[cfg(not(feature = "zstd-c"))]
@@ -51,10 +61,13 @@ pub(super) fn decompress(input: &[u8], out: &mut BoundedOut) -> Result<(), Recor
         match dec.reset(&mut src) {
             Ok(()) => {}
             Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
-                length, ..
+                length,
+                ..
             })) => {
                 // Skippable frame: its payload carries no data.
-                src = src.get(length as usize..).ok_or_else(|| derr("truncated skippable frame"))?;
+                src = src
+                    .get(length as usize..)
+                    .ok_or_else(|| derr("truncated skippable frame"))?;
                 continue;
             }
             Err(e) => return Err(derr(e)),
@@ -94,7 +107,9 @@ pub(super) fn decompress(input: &[u8], out: &mut BoundedOut) -> Result<(), Recor
         if dec.can_collect() != 0 {
             return Err(derr("frame did not drain"));
         }
-        if let (Some(stored), Some(computed)) = (dec.get_checksum_from_data(), dec.get_calculated_checksum()) {
+        if let (Some(stored), Some(computed)) =
+            (dec.get_checksum_from_data(), dec.get_calculated_checksum())
+        {
             if stored != computed {
                 return Err(derr(format!(
                     "content checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
