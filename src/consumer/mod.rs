@@ -71,7 +71,7 @@ pub use offsets::ListedOffset;
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::record::{Headers, Records, TimestampType};
+use crate::record::{Headers, Record, Records, TimestampType};
 use bytes::Bytes;
 use fetcher::source::Chunk;
 use fetcher::{Command, EventKind, PartitionEvent};
@@ -199,10 +199,17 @@ pub struct ConsumerRecord {
     pub leader_epoch: Option<i32>,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
-    pub headers: Headers,
+    /// The decoded record; its headers are read lazily from it.
+    record: Record,
 }
 
 impl ConsumerRecord {
+    /// The record's headers, in wire order (duplicates kept), read lazily
+    /// from the fetched bytes.
+    pub fn headers(&self) -> Headers<'_> {
+        self.record.headers()
+    }
+
     /// The record's partition.
     pub fn topic_partition(&self) -> TopicPartition {
         TopicPartition::from_arc(self.topic.clone(), self.partition)
@@ -409,9 +416,9 @@ impl Assigned {
                             timestamp: r.timestamp,
                             timestamp_type: *ts_type,
                             leader_epoch: *epoch,
-                            key: r.key,
-                            value: r.value,
-                            headers: r.headers,
+                            key: r.key_bytes(),
+                            value: r.value_bytes(),
+                            record: r,
                         }));
                     }
                     Some(Err(e)) => {

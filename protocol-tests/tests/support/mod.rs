@@ -113,15 +113,12 @@ pub async fn read_partition(cluster: &Arc<Cluster>, topic: &str, partition: i32,
                     records.push(Read {
                         offset: r.offset,
                         timestamp: r.timestamp,
-                        key: r.key.clone(),
-                        value: r.value.clone(),
+                        key: r.key_bytes(),
+                        value: r.value_bytes(),
                         headers: r
-                            .headers
+                            .headers()
                             .iter()
-                            .map(|h| {
-                                let h: kafkawire::record::Header = h;
-                                (h.key_str().expect("utf-8 header key").to_string(), h.value.clone())
-                            })
+                            .map(|h| (h.key_str().expect("utf-8 header key").to_string(), h.value_bytes()))
                             .collect(),
                     });
                 }

@@ -152,7 +152,7 @@ mod tests {
                 for r in b.records().unwrap() {
                     let r = r.unwrap();
                     if r.offset >= from {
-                        out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                        out.push(String::from_utf8(r.value().unwrap().to_vec()).unwrap());
                     }
                 }
             }
