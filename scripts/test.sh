@@ -24,7 +24,7 @@ section "build"
 cargo build --workspace --all-targets --locked
 
 section "unit tests"
-cargo test --workspace --lib --locked
+cargo test --workspace --exclude protocol-tests --locked
 
 # broker_suite KAFKA BROKERS THREADS TEST-BINARY...
 # Suites that kill brokers run one test at a time (THREADS=1): two faults at
