@@ -44,8 +44,8 @@ broker_suite() {
   "$KL" --name "$name" down
 }
 
-broker_suite 4 1 2 single_broker interop_peers consumer group
+broker_suite 4 1 2 single_broker interop_peers consumer group subscribe
 broker_suite 4 3 1 three_brokers
-broker_suite 3 1 2 single_broker interop_peers consumer group
+broker_suite 3 1 2 single_broker interop_peers consumer group subscribe
 
 section "all suites passed"
