@@ -548,7 +548,9 @@ impl Future for PendingCommit {
 /// generation / member epoch and retries stale epochs.
 enum CommitRoute {
     Plain(GroupMetadata),
-    Member(group::GroupHandle),
+    /// With `Some(last generation)`: a commit made on revocation, before
+    /// the ack (see `subscription::commit_while_revoking`).
+    Member(group::GroupHandle, Option<GroupMetadata>),
 }
 
 type CommitJob = (CommitRoute, Vec<(TopicPartition, OffsetAndMetadata)>, oneshot::Sender<Result<()>>);
@@ -560,7 +562,12 @@ async fn committer(cluster: Arc<Cluster>, timeout: Duration, mut jobs: mpsc::Unb
     while let Some((route, offsets, done)) = jobs.recv().await {
         let r = match route {
             CommitRoute::Plain(group) => offsets::commit(&cluster, &group, &offsets, Instant::now() + timeout).await,
-            CommitRoute::Member(handle) => handle.commit_offsets(&subscription::to_member_offsets(&offsets)).await,
+            CommitRoute::Member(handle, None) => {
+                handle.commit_offsets(&subscription::to_member_offsets(&offsets)).await
+            }
+            CommitRoute::Member(handle, Some(last)) => {
+                subscription::commit_while_revoking(&cluster, &handle, &last, &offsets, Instant::now() + timeout).await
+            }
         };
         if let Err(e) = &r {
             tracing::debug!(error = %e, "offset commit failed");
@@ -981,9 +988,13 @@ impl Consumer {
     }
 
     fn start_commit(&self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>) -> PendingCommit {
+        self.start_commit_as(offsets, false)
+    }
+
+    fn start_commit_as(&self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>, revoking: bool) -> PendingCommit {
         let (tx, rx) = oneshot::channel();
         let route = match (&self.sub, &self.group) {
-            (Some(sub), _) => CommitRoute::Member(sub.handle.clone()),
+            (Some(sub), g) => CommitRoute::Member(sub.handle.clone(), g.clone().filter(|_| revoking)),
             (None, Some(g)) => CommitRoute::Plain(g.clone()),
             (None, None) => {
                 let _ = tx.send(Err(offsets::no_group("committing offsets")));

@@ -149,6 +149,53 @@ pub(super) fn to_member_offsets(offsets: &[(TopicPartition, OffsetAndMetadata)])
         .collect()
 }
 
+/// Commits the offsets of partitions being revoked. The member has not
+/// acknowledged the revocation, so the group cannot complete a newer
+/// generation without it, and the broker accepts commits carrying the
+/// generation it last completed (as Java's consumer commits from
+/// `onJoinPrepare`). The member may already have left its stable state
+/// (a heartbeat saw the next rebalance start), so when it has no stable
+/// generation the commit carries the last one the consumer saw (`last`).
+/// A classic coordinator (Kafka 3.x) also answers REBALANCE_IN_PROGRESS
+/// while others have not synced yet; that passes, so it is retried (with
+/// backoff, until `deadline`) rather than losing the commit and having the
+/// next owner process those records again.
+pub(super) async fn commit_while_revoking(
+    cluster: &Cluster,
+    handle: &GroupHandle,
+    last: &GroupMetadata,
+    offsets: &[(TopicPartition, OffsetAndMetadata)],
+    deadline: Instant,
+) -> Result<()> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let r = match (handle.generation(), handle.last_generation()) {
+            (Some(_), _) => handle.commit_offsets(&to_member_offsets(offsets)).await,
+            (None, Some(g)) => {
+                let meta = GroupMetadata {
+                    group_id: last.group_id.clone(),
+                    generation_id: g.generation_id,
+                    member_id: g.member_id,
+                    group_instance_id: g.group_instance_id,
+                };
+                offsets::commit(cluster, &meta, offsets, deadline).await
+            }
+            (None, None) => offsets::commit(cluster, last, offsets, deadline).await,
+        };
+        match r {
+            Err(e)
+                if e.code() == Some(crate::error::ErrorCode::REBALANCE_IN_PROGRESS)
+                    && Instant::now() + delay < deadline =>
+            {
+                tracing::debug!(error = %e, "commit on revocation met a rebalance in progress; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn from_member(tps: Vec<group::TopicPartition>) -> Vec<TopicPartition> {
     tps.into_iter().map(|(t, p)| TopicPartition::new(t, p)).collect()
 }
@@ -336,6 +383,7 @@ impl Consumer {
                         return Poll::Ready(Err(e));
                     }
                     tracing::warn!(error = %e, "committing the positions of revoked partitions failed");
+                   
                 }
             }
             match sub.events.poll_recv(cx) {
@@ -386,7 +434,7 @@ impl Consumer {
                 if commit.is_empty() {
                     ack.ack();
                 } else {
-                    let commit = self.start_commit(commit.into_iter().collect());
+                    let commit = self.start_commit_as(commit.into_iter().collect(), true);
                     self.set_pending(PendingRebalance { commit, ack: Some(ack), report });
                 }
             }
