@@ -1,6 +1,7 @@
 //! Consumer settings, named as in the Java client, with validation that
 //! names the field and the rule.
 
+use super::group::{GroupConfig, GroupProtocol};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use std::time::Duration;
@@ -82,8 +83,30 @@ pub struct ConsumerConfig {
     /// written. Without it, commits are refused and positions start from
     /// `auto.offset.reset`.
     pub group_id: Option<String>,
-    /// `group.instance.id`: static membership id, sent with commits.
+    /// `group.instance.id`: static membership id (KIP-345), sent with
+    /// commits. A static member keeps its partitions reserved for
+    /// `session.timeout.ms` after it stops and does not leave on close.
     pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` (classic protocol; KIP-848 groups use the
+    /// broker's `group.consumer.session.timeout.ms`). Default 45 s.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` (classic protocol; KIP-848 brokers dictate
+    /// it). Default 3 s.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms`: the longest the application may go between
+    /// polls while subscribed before the member leaves the group; also the
+    /// rebalance timeout. Default 5 min.
+    pub max_poll_interval: Duration,
+    /// `partition.assignment.strategy` (classic protocol): assignor names
+    /// in order of preference, `range`, `roundrobin`, `cooperative-sticky`
+    /// (Java class names are accepted by `set`). Default range,
+    /// cooperative-sticky.
+    pub partition_assignment_strategy: Vec<String>,
+    /// `group.protocol`: classic (default) or consumer (KIP-848, Kafka 4.0+).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor` (KIP-848): the broker-side assignor, or the
+    /// broker's default when unset.
+    pub group_remote_assignor: Option<String>,
     /// `isolation.level`. Default read_uncommitted.
     pub isolation_level: IsolationLevel,
     /// `auto.offset.reset`. Default latest.
@@ -122,10 +145,17 @@ pub struct ConsumerConfig {
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
+        let group = GroupConfig::new("");
         ConsumerConfig {
             client: ClientConfig::default(),
             group_id: None,
             group_instance_id: None,
+            session_timeout: group.session_timeout,
+            heartbeat_interval: group.heartbeat_interval,
+            max_poll_interval: group.max_poll_interval,
+            partition_assignment_strategy: group.partition_assignment_strategy,
+            group_protocol: group.group_protocol,
+            group_remote_assignor: None,
             isolation_level: IsolationLevel::ReadUncommitted,
             auto_offset_reset: OffsetReset::Latest,
             enable_auto_commit: true,
@@ -148,6 +178,21 @@ impl ConsumerConfig {
         self.enable_auto_commit && self.group_id.is_some()
     }
 
+    /// The membership settings for [`subscribe`](super::Consumer::subscribe);
+    /// `None` without a `group.id`.
+    pub fn group_config(&self) -> Option<GroupConfig> {
+        let mut g = GroupConfig::new(self.group_id.clone()?);
+        g.group_instance_id = self.group_instance_id.clone();
+        g.session_timeout = self.session_timeout;
+        g.heartbeat_interval = self.heartbeat_interval;
+        g.max_poll_interval = self.max_poll_interval;
+        g.partition_assignment_strategy = self.partition_assignment_strategy.clone();
+        g.group_protocol = self.group_protocol;
+        g.group_remote_assignor = self.group_remote_assignor.clone();
+        g.client_rack = (!self.client_rack.is_empty()).then(|| self.client_rack.clone());
+        Some(g)
+    }
+
     /// Checks every field; the error names the first offending one.
     pub fn validate(&self) -> Result<()> {
         self.client.validate()?;
@@ -155,6 +200,9 @@ impl ConsumerConfig {
             if g.is_empty() {
                 return Err(Error::config("group.id", "must not be empty (leave it unset instead)"));
             }
+        }
+        if let Some(g) = self.group_config() {
+            g.validate()?;
         }
         if self.fetch_min_bytes < 0 {
             return Err(Error::config("fetch.min.bytes", "must be at least 0"));
@@ -215,5 +263,20 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("group.id"));
         assert!("sometimes".parse::<OffsetReset>().unwrap_err().to_string().contains("auto.offset.reset"));
         assert_eq!("read_committed".parse::<IsolationLevel>().unwrap(), IsolationLevel::ReadCommitted);
+        let mut c = valid();
+        c.group_id = Some("g".into());
+        c.heartbeat_interval = c.session_timeout;
+        assert!(c.validate().unwrap_err().to_string().contains("heartbeat.interval.ms"));
+    }
+
+    #[test]
+    fn group_settings_default_to_java_s() {
+        let c = valid();
+        assert_eq!(c.session_timeout, Duration::from_secs(45));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(c.max_poll_interval, Duration::from_secs(300));
+        assert_eq!(c.partition_assignment_strategy, vec!["range", "cooperative-sticky"]);
+        assert_eq!(c.group_protocol, GroupProtocol::Classic);
+        assert!(c.group_config().is_none());
     }
 }

@@ -60,13 +60,15 @@
 //!   commit paths.
 
 pub mod config;
-pub mod group;
 mod fetcher;
+pub mod group;
 pub mod offsets;
 mod position;
+mod subscription;
 
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
 pub use offsets::ListedOffset;
+pub use subscription::{RebalanceContext, RebalanceListener};
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
@@ -251,6 +253,42 @@ impl ConsumerBuilder {
         self.cfg.auto_offset_reset = reset;
         self
     }
+    /// `group.instance.id` (static membership).
+    pub fn group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.cfg.group_instance_id = Some(id.into());
+        self
+    }
+    /// `session.timeout.ms`.
+    pub fn session_timeout(mut self, d: Duration) -> Self {
+        self.cfg.session_timeout = d;
+        self
+    }
+    /// `heartbeat.interval.ms`.
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.cfg.heartbeat_interval = d;
+        self
+    }
+    /// `max.poll.interval.ms`.
+    pub fn max_poll_interval(mut self, d: Duration) -> Self {
+        self.cfg.max_poll_interval = d;
+        self
+    }
+    /// `partition.assignment.strategy`: assignor names in order of
+    /// preference (`range`, `roundrobin`, `cooperative-sticky`).
+    pub fn partition_assignment_strategy(mut self, names: &[&str]) -> Self {
+        self.cfg.partition_assignment_strategy = names.iter().map(|n| assignor_name(n)).collect();
+        self
+    }
+    /// `group.protocol`.
+    pub fn group_protocol(mut self, p: group::GroupProtocol) -> Self {
+        self.cfg.group_protocol = p;
+        self
+    }
+    /// `group.remote.assignor` (KIP-848).
+    pub fn group_remote_assignor(mut self, name: impl Into<String>) -> Self {
+        self.cfg.group_remote_assignor = Some(name.into());
+        self
+    }
     /// `enable.auto.commit`.
     pub fn enable_auto_commit(mut self, on: bool) -> Self {
         self.cfg.enable_auto_commit = on;
@@ -299,6 +337,17 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
         "client.id" => cfg.client.client_id = value.to_string(),
         "group.id" => cfg.group_id = Some(value.to_string()),
         "group.instance.id" => cfg.group_instance_id = Some(value.to_string()),
+        "session.timeout.ms" => cfg.session_timeout = ms(value)?,
+        "heartbeat.interval.ms" => cfg.heartbeat_interval = ms(value)?,
+        "max.poll.interval.ms" => cfg.max_poll_interval = ms(value)?,
+        "partition.assignment.strategy" => {
+            cfg.partition_assignment_strategy =
+                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(assignor_name).collect()
+        }
+        "group.protocol" => cfg.group_protocol = group::GroupProtocol::parse(value)?,
+        "group.remote.assignor" => {
+            cfg.group_remote_assignor = (!value.trim().is_empty()).then(|| value.trim().to_string())
+        }
         "isolation.level" => cfg.isolation_level = value.parse()?,
         "auto.offset.reset" => cfg.auto_offset_reset = value.parse()?,
         "enable.auto.commit" => cfg.enable_auto_commit = boolean(value)?,
@@ -327,6 +376,17 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
         other => return Err(Error::config(other, "unknown or unsupported consumer config")),
     }
     Ok(())
+}
+
+/// Java's assignor class names to kafkawire's assignor names; other
+/// values pass through (and are checked by validation).
+fn assignor_name(s: &str) -> String {
+    match s.rsplit('.').next().unwrap_or(s) {
+        "RangeAssignor" => "range".into(),
+        "RoundRobinAssignor" => "roundrobin".into(),
+        "CooperativeStickyAssignor" => "cooperative-sticky".into(),
+        _ => s.to_string(),
+    }
 }
 
 /// The application's position in one partition.
@@ -489,13 +549,33 @@ impl Future for PendingCommit {
     }
 }
 
-type CommitJob = (GroupMetadata, Vec<(TopicPartition, OffsetAndMetadata)>, oneshot::Sender<Result<()>>);
+/// Where a commit goes: with manual assignment, a plain OffsetCommit
+/// carrying the given group metadata (generation -1 outside membership);
+/// while subscribed, through the group member, which stamps the current
+/// generation / member epoch and retries stale epochs.
+enum CommitRoute {
+    Plain(GroupMetadata),
+    /// With `Some(last generation)`: a commit made on revocation, before
+    /// the ack (see `subscription::commit_while_revoking`).
+    Member(group::GroupHandle, Option<GroupMetadata>),
+}
+
+type CommitJob = (CommitRoute, Vec<(TopicPartition, OffsetAndMetadata)>, oneshot::Sender<Result<()>>);
 
 /// Commits run one at a time, in the order they were asked for, so an
-/// older asynchronous commit can never overwrite a newer one.
+/// older asynchronous commit can never overwrite a newer one (this holds
+/// across both routes, including commits made on revocation).
 async fn committer(cluster: Arc<Cluster>, timeout: Duration, mut jobs: mpsc::UnboundedReceiver<CommitJob>) {
-    while let Some((group, offsets, done)) = jobs.recv().await {
-        let r = offsets::commit(&cluster, &group, &offsets, Instant::now() + timeout).await;
+    while let Some((route, offsets, done)) = jobs.recv().await {
+        let r = match route {
+            CommitRoute::Plain(group) => offsets::commit(&cluster, &group, &offsets, Instant::now() + timeout).await,
+            CommitRoute::Member(handle, None) => {
+                handle.commit_offsets(&subscription::to_member_offsets(&offsets)).await
+            }
+            CommitRoute::Member(handle, Some(last)) => {
+                subscription::commit_while_revoking(&cluster, &handle, &last, &offsets, Instant::now() + timeout).await
+            }
+        };
         if let Err(e) = &r {
             tracing::debug!(error = %e, "offset commit failed");
         }
@@ -503,8 +583,10 @@ async fn committer(cluster: Arc<Cluster>, timeout: Duration, mut jobs: mpsc::Unb
     }
 }
 
-/// A Kafka consumer with manual partition assignment. See the
-/// [module documentation](self) for a tutorial.
+/// A Kafka consumer, with manual partition assignment
+/// ([`assign`](Consumer::assign)) or group membership
+/// ([`subscribe`](Consumer::subscribe)). See the [module documentation](self)
+/// for a tutorial.
 pub struct Consumer {
     cfg: Arc<ConsumerConfig>,
     cluster: Arc<Cluster>,
@@ -522,6 +604,8 @@ pub struct Consumer {
     auto_committed: HashMap<TopicPartition, i64>,
     /// An error met while filling a batch poll, returned by the next call.
     pending_error: Option<Error>,
+    /// Group membership, while subscribed.
+    sub: Option<subscription::Subscription>,
 }
 
 impl fmt::Debug for Consumer {
@@ -571,6 +655,7 @@ impl Consumer {
             group,
             auto_committed: HashMap::new(),
             pending_error: None,
+            sub: None,
         })
     }
 
@@ -600,7 +685,24 @@ impl Consumer {
     /// group membership). Partitions kept from the previous assignment keep
     /// their positions and buffered data; new ones start at the committed
     /// offset (with a `group.id`) or per `auto.offset.reset`.
+    ///
+    /// Fails with an illegal-state error while subscribed (as in Java,
+    /// assignment and subscription are mutually exclusive; `unsubscribe`
+    /// first). Assigning an empty list is allowed and clears the
+    /// assignment.
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        if self.sub.is_some() {
+            return Err(Error::illegal_state(
+                "assign() while subscribed: subscription and manual assignment are mutually exclusive \
+                 (call unsubscribe() first)",
+            ));
+        }
+        self.apply_assignment(partitions)
+    }
+
+    /// Replaces the fetcher's assignment; partitions kept keep their
+    /// positions and buffered data, removed ones are dropped at once.
+    fn apply_assignment(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         let mut next = BTreeMap::new();
         let mut list = Vec::new();
         for tp in partitions {
@@ -630,7 +732,7 @@ impl Consumer {
     /// generation that commits must carry from now on.
     pub fn set_assignment(&mut self, partitions: &[TopicPartition], group: GroupMetadata) -> Result<()> {
         self.group = Some(group);
-        self.assign(partitions)
+        self.apply_assignment(partitions)
     }
 
     /// Updates the group generation used by commits (after a rebalance
@@ -818,10 +920,17 @@ impl Consumer {
     /// Polls for the next record (the [`Stream`](futures_core::Stream)
     /// implementation).
     fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ConsumerRecord>>> {
-        self.maybe_auto_commit();
         if let Some(e) = self.pending_error.take() {
             return Poll::Ready(Some(Err(e)));
         }
+        // Rebalance events are handled before any record is returned, so
+        // no record of a revoked partition comes out after its revocation.
+        match self.poll_group(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Poll::Pending => return Poll::Pending,
+        }
+        self.maybe_auto_commit();
         loop {
             if let Some(r) = self.next_ready() {
                 return Poll::Ready(Some(r));
@@ -886,16 +995,21 @@ impl Consumer {
     }
 
     fn start_commit(&self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>) -> PendingCommit {
+        self.start_commit_as(offsets, false)
+    }
+
+    fn start_commit_as(&self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>, revoking: bool) -> PendingCommit {
         let (tx, rx) = oneshot::channel();
-        match &self.group {
-            None => {
+        let route = match (&self.sub, &self.group) {
+            (Some(sub), g) => CommitRoute::Member(sub.handle.clone(), g.clone().filter(|_| revoking)),
+            (None, Some(g)) => CommitRoute::Plain(g.clone()),
+            (None, None) => {
                 let _ = tx.send(Err(offsets::no_group("committing offsets")));
+                return PendingCommit(rx);
             }
-            Some(g) => {
-                if let Err(mpsc::error::SendError((_, _, tx))) = self.commits.send((g.clone(), offsets, tx)) {
-                    let _ = tx.send(Err(Error::new(ErrorKind::Closed, "the consumer is closed")));
-                }
-            }
+        };
+        if let Err(mpsc::error::SendError((_, _, tx))) = self.commits.send((route, offsets, tx)) {
+            let _ = tx.send(Err(Error::new(ErrorKind::Closed, "the consumer is closed")));
         }
         PendingCommit(rx)
     }
@@ -1000,9 +1114,18 @@ impl Consumer {
             .collect())
     }
 
-    /// Commits positions if auto-commit is on, then stops fetching.
+    /// Commits positions if auto-commit is on; while subscribed, calls the
+    /// rebalance listener's `on_partitions_revoked` for the whole
+    /// assignment (committing what it asks) and leaves the group (static
+    /// members only stop); then stops fetching.
     pub async fn close(mut self) -> Result<()> {
-        let r = if self.cfg.auto_commit() { self.commit_sync().await } else { Ok(()) };
+        let r = if self.sub.is_some() {
+            self.leave_group().await
+        } else if self.cfg.auto_commit() {
+            self.commit_sync().await
+        } else {
+            Ok(())
+        };
         self.fetcher.abort();
         r
     }

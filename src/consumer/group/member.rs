@@ -103,6 +103,8 @@ pub struct CommittedOffset {
 #[derive(Debug, Default)]
 struct Shared {
     generation: Option<Generation>,
+    /// The latest stable generation, kept while rebalancing.
+    last_generation: Option<Generation>,
     assignment: Vec<TopicPartition>,
     failure: Option<Error>,
     finished: bool,
@@ -178,6 +180,13 @@ impl GroupHandle {
     /// while it is in a stable one.
     pub fn generation(&self) -> Option<Generation> {
         self.shared().generation.clone()
+    }
+
+    /// The latest stable generation this member was in, kept while it
+    /// rebalances: what commits for partitions being revoked (before the
+    /// ack, so before the member rejoins) must carry.
+    pub fn last_generation(&self) -> Option<Generation> {
+        self.shared().last_generation.clone()
     }
 
     /// The partitions this member holds now.
@@ -592,6 +601,9 @@ impl MemberTask {
             Machine::Consumer(m) => (m.generation(), m.assignment().to_vec(), m.failure().cloned()),
         };
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if generation.is_some() {
+            s.last_generation = generation.clone();
+        }
         s.generation = generation;
         s.assignment = assignment;
         s.failure = failure;
