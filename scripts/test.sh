@@ -44,8 +44,8 @@ broker_suite() {
   "$KL" --name "$name" down
 }
 
-broker_suite 4 1 2 single_broker interop_peers producer consumer group
+broker_suite 4 1 2 single_broker interop_peers producer consumer group transactions
 broker_suite 4 3 1 three_brokers producer_failover
-broker_suite 3 1 2 single_broker interop_peers producer consumer group
+broker_suite 3 1 2 single_broker interop_peers producer consumer group transactions
 
 section "all suites passed"

@@ -71,11 +71,14 @@ mod delivery;
 pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
+mod transactional;
 pub mod txn;
 
 pub use crate::record::Compression;
 pub use config::{Acks, ProducerConfig};
 pub use partitioner::Partitioner;
+pub use transactional::TransactionError;
+pub use txn::TxnState;
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
@@ -278,6 +281,15 @@ impl ProducerBuilder {
         partitioner: Partitioner => partitioner);
     setter!(/// `metadata.max.age.ms` (default 5 min).
         metadata_max_age: Duration => client.metadata_max_age);
+    setter!(/// `transaction.timeout.ms` (default 60 s).
+        transaction_timeout: Duration => transaction_timeout);
+
+    /// `transactional.id`: makes the producer transactional (see
+    /// [`Producer::init_transactions`]).
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.cfg.transactional_id = Some(id.into());
+        self
+    }
 
     /// Replaces the shared client settings (connection, metadata, backoff).
     pub fn client_config(mut self, cfg: ClientConfig) -> Self {
@@ -328,6 +340,8 @@ impl ProducerBuilder {
                 }
             }
             "metadata.max.age.ms" => c.client.metadata_max_age = ms()?,
+            "transactional.id" => c.transactional_id = Some(value.to_string()),
+            "transaction.timeout.ms" => c.transaction_timeout = ms()?,
             _ => return Err(Error::config(key, "unknown producer setting")),
         }
         Ok(self)
@@ -358,6 +372,14 @@ pub(crate) struct Shared {
     finished: Notify,
     fatal: Mutex<Option<Error>>,
     force_close: AtomicBool,
+    /// The transaction state (transactional producers only). Locked for
+    /// single method calls only, never together with another lock except
+    /// inside the accumulator lock (`send` registers the partition), so the
+    /// order is always accumulator, then transaction manager.
+    txn: Option<Mutex<txn::TxnManager>>,
+    /// Serialises the transactional calls of the user (init, offsets,
+    /// commit, abort): one coordinator conversation at a time.
+    txn_op: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -451,7 +473,10 @@ impl Producer {
             compression_level: cfg.compression_level,
             delivery_timeout: cfg.delivery_timeout,
         });
+        let txn = cfg.transactional_id.as_ref().map(|id| Mutex::new(txn::TxnManager::new(id.clone())));
         let shared = Arc::new(Shared {
+            txn,
+            txn_op: tokio::sync::Mutex::new(()),
             memory: Semaphore::new(cfg.buffer_memory),
             cfg,
             cluster,
@@ -565,6 +590,14 @@ impl Producer {
                     acc.sticky_partition(&topic, n, version, avail, size)
                 }
             };
+            if let Some(txn) = &shared.txn {
+                // Inside the accumulator lock: a commit or abort that starts
+                // now sees this record in its flush.
+                let tp = accumulator::TopicPartition { topic: topic.clone(), partition };
+                if transactional::lock_txn(txn).on_send(&tp)? {
+                    shared.wake.notify_one();
+                }
+            }
             match acc.try_append(r.topic, partition, timestamp, r.key, r.value, headers.clone()) {
                 Appended::Yes { completion, offset_delta, wake } => {
                     drop(acc);

@@ -59,7 +59,7 @@ mod error;
 mod legacy;
 
 pub use batch::{
-    set_producer_state, with_producer_state, BatchBuilder, BatchOptions, TimestampType, BATCH_HEADER_LEN,
+    set_producer_state, set_transactional_producer_state, with_producer_state, BatchBuilder, BatchOptions, TimestampType, BATCH_HEADER_LEN,
     LOG_OVERHEAD, MAGIC_V2, NO_HEADERS, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
     NO_SEQUENCE, NO_TIMESTAMP,
 };
