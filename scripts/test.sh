@@ -51,8 +51,8 @@ broker_suite() {
   "$KL" --name "$name" down
 }
 
-broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subscribe
-broker_suite 4 3 1 three_brokers producer_failover
-broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe
+broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subscribe transactions
+broker_suite 4 3 1 three_brokers producer_failover transactions_failover
+broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe transactions
 
 section "all suites passed"

@@ -73,6 +73,15 @@ pub struct ProducerConfig {
     pub enable_idempotence: bool,
     /// `partitioner.class` / `partitioner.ignore.keys`.
     pub partitioner: Partitioner,
+    /// `transactional.id` (default none). Makes the producer transactional:
+    /// call `init_transactions()` once, then send only inside
+    /// `begin_transaction()` … `commit_transaction()`/`abort_transaction()`.
+    /// Requires idempotence.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction
+    /// stay open before aborting it (default 60 s; the broker caps it with
+    /// `transaction.max.timeout.ms`).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -92,6 +101,8 @@ impl Default for ProducerConfig {
             max_in_flight_requests_per_connection: 5,
             enable_idempotence: true,
             partitioner: Partitioner::Default,
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -119,6 +130,20 @@ impl ProducerConfig {
                     "must be greater than 0 when `enable.idempotence` is true",
                 ));
             }
+        }
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(Error::config("transactional.id", "must not be empty (leave it unset for no transactions)"));
+            }
+            if !self.enable_idempotence {
+                return Err(Error::config(
+                    "enable.idempotence",
+                    "must be true when `transactional.id` is set (transactions build on idempotence)",
+                ));
+            }
+        }
+        if self.transaction_timeout.is_zero() || self.transaction_timeout > Duration::from_millis(i32::MAX as u64) {
+            return Err(Error::config("transaction.timeout.ms", "must be between 1 and 2147483647"));
         }
         if self.max_in_flight_requests_per_connection == 0 {
             return Err(Error::config("max.in.flight.requests.per.connection", "must be at least 1"));
@@ -198,6 +223,19 @@ mod tests {
         c.retries = 0;
         c.max_in_flight_requests_per_connection = 10;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn transactions_require_idempotence_and_a_name() {
+        let mut c = base();
+        c.transactional_id = Some("tx".into());
+        c.validate().unwrap();
+        c.enable_idempotence = false;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("enable.idempotence") && e.contains("transactional.id"), "{e}");
+        c.enable_idempotence = true;
+        c.transactional_id = Some(String::new());
+        assert!(c.validate().unwrap_err().to_string().contains("transactional.id"));
     }
 
     #[test]

@@ -154,6 +154,11 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Sequencer {
     idempotent: bool,
+    /// A transactional producer: the coordinator owns the epoch, so a
+    /// sequence gap is never repaired by a local bump. The batch fails
+    /// instead, the transaction becomes abortable, and the abort bumps the
+    /// epoch through the coordinator.
+    transactional: bool,
     /// The current producer id and epoch; `None` until InitProducerId
     /// answered (and again while a new id is needed after epoch exhaustion).
     current: Option<ProducerIdEpoch>,
@@ -173,6 +178,7 @@ impl Sequencer {
     pub fn new(idempotent: bool, max_per_partition: usize, retries: u32) -> Self {
         Sequencer {
             idempotent,
+            transactional: false,
             current: if idempotent { None } else { Some(ProducerIdEpoch::NONE) },
             fatal: None,
             max_per_partition: max_per_partition.clamp(1, 5),
@@ -181,9 +187,22 @@ impl Sequencer {
         }
     }
 
+    /// Makes this the sequencer of a transactional producer: the producer
+    /// id and epoch come from the transaction manager, and gaps fail batches
+    /// instead of bumping the epoch locally.
+    pub fn set_transactional(&mut self) {
+        self.transactional = true;
+    }
+
     /// Whether a producer id is needed and missing (send InitProducerId).
+    /// Never for a transactional producer: `init_transactions` gets it.
     pub fn needs_producer_id(&self) -> bool {
-        self.idempotent && self.current.is_none() && self.fatal.is_none()
+        self.idempotent && !self.transactional && self.current.is_none() && self.fatal.is_none()
+    }
+
+    /// The current producer id and epoch, if any.
+    pub fn current(&self) -> Option<ProducerIdEpoch> {
+        self.current
     }
 
     /// The current producer id and epoch, if any.
@@ -392,6 +411,22 @@ impl Sequencer {
                     let e = Error::broker(code, "the producer can no longer send").with_api("Produce");
                     self.set_fatal(e.clone());
                     return self.finish(tp, id, Verdict::Fail(e.with_class(ErrorClass::Fatal)));
+                }
+                let sequence_trouble = matches!(
+                    code,
+                    ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER | ErrorCode::UNKNOWN_PRODUCER_ID | ErrorCode::INVALID_PRODUCER_EPOCH
+                );
+                if self.transactional && sequence_trouble && (is_head || code != ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER) {
+                    // The transaction cannot be repaired: fail the batch; the
+                    // transaction manager makes the error abortable (or
+                    // fatal when fenced).
+                    let what = if code == ErrorCode::INVALID_PRODUCER_EPOCH {
+                        "the producer epoch is stale: a newer producer with the same transactional.id fenced this \
+                         one, or the coordinator aborted the transaction after transaction.timeout.ms"
+                    } else {
+                        "the broker lost track of this producer's sequence"
+                    };
+                    return self.finish(tp, id, Verdict::Fail(Error::broker(code, what).with_api("Produce")));
                 }
                 if idempotent && code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER {
                     // At the head, there is a real gap (the batch before was

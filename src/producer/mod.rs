@@ -71,11 +71,14 @@ mod delivery;
 pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
+mod transactional;
 pub mod txn;
 
 pub use crate::record::Compression;
 pub use config::{Acks, ProducerConfig};
 pub use partitioner::Partitioner;
+pub use transactional::TransactionError;
+pub use txn::TxnState;
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
@@ -278,6 +281,15 @@ impl ProducerBuilder {
         partitioner: Partitioner => partitioner);
     setter!(/// `metadata.max.age.ms` (default 5 min).
         metadata_max_age: Duration => client.metadata_max_age);
+    setter!(/// `transaction.timeout.ms` (default 60 s).
+        transaction_timeout: Duration => transaction_timeout);
+
+    /// `transactional.id`: makes the producer transactional (see
+    /// [`Producer::init_transactions`]).
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.cfg.transactional_id = Some(id.into());
+        self
+    }
 
     /// Replaces the shared client settings (connection, metadata, backoff).
     pub fn client_config(mut self, cfg: ClientConfig) -> Self {
@@ -328,6 +340,8 @@ impl ProducerBuilder {
                 }
             }
             "metadata.max.age.ms" => c.client.metadata_max_age = ms()?,
+            "transactional.id" => c.transactional_id = Some(value.to_string()),
+            "transaction.timeout.ms" => c.transaction_timeout = ms()?,
             _ => return Err(Error::config(key, "unknown producer setting")),
         }
         Ok(self)
@@ -360,6 +374,14 @@ pub(crate) struct Shared {
     /// `fatal` is set (checked per record without locking).
     has_fatal: AtomicBool,
     force_close: AtomicBool,
+    /// The transaction state (transactional producers only). Locked for
+    /// single method calls only, never together with another lock except
+    /// inside the accumulator lock (`send` registers the partition), so the
+    /// order is always accumulator, then transaction manager.
+    txn: Option<Mutex<txn::TxnManager>>,
+    /// Serialises the transactional calls of the user (init, offsets,
+    /// commit, abort): one coordinator conversation at a time.
+    txn_op: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -457,7 +479,10 @@ impl Producer {
             compression_level: cfg.compression_level,
             delivery_timeout: cfg.delivery_timeout,
         });
+        let txn = cfg.transactional_id.as_ref().map(|id| Mutex::new(txn::TxnManager::new(id.clone())));
         let shared = Arc::new(Shared {
+            txn,
+            txn_op: tokio::sync::Mutex::new(()),
             memory: Semaphore::new(cfg.buffer_memory),
             cfg,
             cluster,
@@ -570,8 +595,21 @@ impl Producer {
             if acc.is_closed() {
                 return Err(closed());
             }
+            if let Some(txn) = &shared.txn {
+                // Refuse before anything is appended (outside a transaction,
+                // or after an abortable/fatal error).
+                transactional::lock_txn(txn).check_send()?;
+            }
             let (topic, partition, appended) =
                 acc.choose_and_append(r.topic, choice, available, timestamp, r.key, r.value, headers.clone());
+            if let Some(txn) = &shared.txn {
+                // Still inside the accumulator lock: a commit or abort that
+                // starts now sees this record in its flush.
+                let tp = accumulator::TopicPartition { topic: topic.clone(), partition };
+                if transactional::lock_txn(txn).on_send(&tp)? {
+                    shared.wake.notify_one();
+                }
+            }
             match appended {
                 Appended::Yes { completion, offset_delta, wake } => {
                     drop(acc);

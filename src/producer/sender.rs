@@ -15,6 +15,8 @@
 use super::accumulator::{QueuedBatch, TopicPartition};
 use super::delivery::{BatchAck, Completion};
 use super::idempotence::{Attempt, ProducerIdEpoch, Sequencer, Stamp, Verdict};
+use super::transactional::{add_partitions, lock_txn, V1_MAX_PRODUCE};
+use super::txn::{TxnErrorAction, TxnState};
 use super::Shared;
 use crate::error::{Error, ErrorCode, ErrorKind, Result};
 use crate::net::backoff::JITTER;
@@ -22,7 +24,7 @@ use crate::net::{ConnKind, NodeId};
 use crate::protocol::messages::init_producer_id::InitProducerIdRequest;
 use crate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData};
 use crate::protocol::messages::Uuid;
-use crate::record::{set_producer_state, with_producer_state};
+use crate::record::{set_producer_state, set_transactional_producer_state, with_producer_state};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -60,6 +62,8 @@ type Outcome = (TopicPartition, u64, Attempt, Option<BatchAck>, Option<String>);
 enum Event {
     Produced { req: u64, result: Result<Option<ProduceResponse>> },
     ProducerId(Result<ProducerIdEpoch>),
+    /// An AddPartitionsToTxn request for these partitions finished.
+    PartitionsAdded { tps: Vec<TopicPartition>, result: Result<Vec<(TopicPartition, ErrorCode)>> },
 }
 
 pub(crate) struct Sender {
@@ -73,13 +77,22 @@ pub(crate) struct Sender {
     events_rx: mpsc::UnboundedReceiver<Event>,
     init_in_progress: bool,
     rng: u64,
+    /// An AddPartitionsToTxn request is on its way (one at a time: later
+    /// partitions wait and go together in the next one).
+    add_in_flight: bool,
+    /// Backoff for AddPartitionsToTxn after a retriable failure.
+    add_not_before: Option<Instant>,
+    add_failures: u32,
 }
 
 impl Sender {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let cfg = &shared.cfg;
         let per_partition = if cfg.enable_idempotence { 5 } else { cfg.max_in_flight_requests_per_connection.min(5) };
-        let seq = Sequencer::new(cfg.enable_idempotence, per_partition, cfg.retries);
+        let mut seq = Sequencer::new(cfg.enable_idempotence, per_partition, cfg.retries);
+        if shared.txn.is_some() {
+            seq.set_transactional();
+        }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Sender {
             shared,
@@ -92,6 +105,9 @@ impl Sender {
             events_rx,
             init_in_progress: false,
             rng: 0x2545_F491_4F6C_DD1D,
+            add_in_flight: false,
+            add_not_before: None,
+            add_failures: 0,
         }
     }
 
@@ -116,7 +132,11 @@ impl Sender {
             for (tp, id, stamp) in self.seq.rewrite_pending() {
                 self.restamp(&tp, id, stamp);
             }
+            let add_wake = self.drive_transaction(now);
             let mut next_wake = self.send_ready(now);
+            if let Some(t) = add_wake {
+                next_wake = Some(next_wake.map_or(t, |n: Instant| n.min(t)));
+            }
             let closed_and_empty = {
                 let acc = self.shared.lock_acc();
                 acc.is_closed() && acc.is_empty()
@@ -160,6 +180,91 @@ impl Sender {
                 }
             }
             Event::Produced { req, result } => self.on_response(req, result),
+            Event::PartitionsAdded { tps, result } => self.on_partitions_added(tps, result),
+        }
+    }
+
+    /// The transactional part of one sender round: keeps the sequencer on
+    /// the manager's producer id and epoch, fails queued records once the
+    /// transaction cannot commit, and sends AddPartitionsToTxn (v1) for
+    /// partitions that got their first record. Returns when to come back
+    /// for a delayed AddPartitionsToTxn.
+    fn drive_transaction(&mut self, now: Instant) -> Option<Instant> {
+        let txn = self.shared.txn.as_ref()?;
+        let (state, pid, epoch, error, to_add) = {
+            let mut t = lock_txn(txn);
+            let (pid, epoch) = t.producer_id_and_epoch();
+            let may_add = !self.add_in_flight && self.add_not_before.is_none_or(|at| now >= at) && pid >= 0;
+            let to_add = if may_add { t.take_partitions_to_add() } else { Vec::new() };
+            (t.state(), pid, epoch, t.last_error().cloned(), to_add)
+        };
+        // Epochs change only between transactions (init, EndTxn v5, abort
+        // bump), when no batch is tracked: partitions restart at sequence 0.
+        let p = ProducerIdEpoch { id: pid, epoch };
+        if pid >= 0 && self.seq.current() != Some(p) {
+            self.seq.set_producer(p);
+        }
+        if matches!(state, TxnState::AbortableError | TxnState::FatalError) {
+            let e = error.unwrap_or_else(|| Error::illegal_state("the transaction can no longer commit"));
+            if state == TxnState::FatalError {
+                self.shared.set_fatal(e.clone());
+            }
+            let queued = self.shared.lock_acc().drain_all();
+            for (tp, b) in queued {
+                let e = e.clone().with_partition(&*tp.topic, tp.partition);
+                self.finish_queued(b, Err(e));
+            }
+        }
+        if !to_add.is_empty() {
+            self.add_in_flight = true;
+            let shared = self.shared.clone();
+            let tx = self.events_tx.clone();
+            tokio::spawn(async move {
+                let result = add_partitions(&shared, pid, epoch, &to_add).await;
+                let _ = tx.send(Event::PartitionsAdded { tps: to_add, result });
+            });
+        }
+        self.add_not_before.filter(|at| *at > now)
+    }
+
+    fn on_partitions_added(&mut self, tps: Vec<TopicPartition>, result: Result<Vec<(TopicPartition, ErrorCode)>>) {
+        self.add_in_flight = false;
+        let Some(txn) = self.shared.txn.as_ref() else { return };
+        let retry = match result {
+            Ok(results) => {
+                let worst = lock_txn(txn).on_partitions_added(&results);
+                matches!(worst, Some((TxnErrorAction::Retry | TxnErrorAction::Rediscover, _)))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "AddPartitionsToTxn failed, retrying");
+                let tid = self.shared.cfg.transactional_id.as_deref().unwrap_or_default();
+                self.shared.cluster.invalidate_coordinator(crate::cluster::CoordinatorType::Transaction, tid);
+                lock_txn(txn).on_add_partitions_failed(&tps);
+                true
+            }
+        };
+        if retry {
+            self.add_failures += 1;
+            // CONCURRENT_TRANSACTIONS clears within milliseconds (the last
+            // transaction's markers): start small.
+            let base = Duration::from_millis(20);
+            let delay = (base * 2u32.pow(self.add_failures.min(6))).min(self.shared.cfg.client.retry_backoff_max);
+            self.add_not_before = Some(Instant::now() + delay);
+        } else {
+            self.add_failures = 0;
+            self.add_not_before = None;
+        }
+        self.shared.finished.notify_waiters();
+    }
+
+    /// A batch failed for good inside a transaction: the transaction can
+    /// no longer commit (or the producer is fenced).
+    fn on_txn_batch_failed(&self, e: &Error) {
+        if let Some(txn) = self.shared.txn.as_ref() {
+            let mut t = lock_txn(txn);
+            if t.state() != TxnState::Aborting {
+                t.on_produce_failed(e.clone());
+            }
         }
     }
 
@@ -203,6 +308,7 @@ impl Sender {
                 self.shared.cfg.delivery_timeout.as_millis()
             ))
             .with_partition(&*tp.topic, tp.partition);
+            self.on_txn_batch_failed(&e);
             self.finish_queued(b, Err(e));
         }
         let dt = self.shared.cfg.delivery_timeout;
@@ -221,6 +327,7 @@ impl Sender {
                     dt.as_millis()
                 ))
                 .with_partition(&*tp.topic, tp.partition);
+                self.on_txn_batch_failed(&e);
                 self.finish(id, Err(e));
             }
         }
@@ -280,6 +387,12 @@ impl Sender {
         let mut by_node: BTreeMap<NodeId, Vec<TopicPartition>> = BTreeMap::new();
         let mut missing_leader = false;
         let mut candidates = ready.partitions;
+        if let Some(txn) = self.shared.txn.as_ref() {
+            // New batches of a partition go only once it is part of the
+            // transaction (v1: AddPartitionsToTxn acknowledged).
+            let t = lock_txn(txn);
+            candidates.retain(|tp| t.is_sendable(tp));
+        }
         for tp in self.seq.partitions_with_retries() {
             if !candidates.contains(&tp) {
                 candidates.push(tp);
@@ -363,9 +476,13 @@ impl Sender {
                 };
                 let stamp = self.seq.assign(&tp, id, count);
                 if stamp.producer != ProducerIdEpoch::NONE {
-                    if let Err(e) =
-                        set_producer_state(&mut bytes, stamp.producer.id, stamp.producer.epoch, stamp.base_sequence)
-                    {
+                    let (pid, epoch, seq) = (stamp.producer.id, stamp.producer.epoch, stamp.base_sequence);
+                    let stamped = if self.shared.txn.is_some() {
+                        set_transactional_producer_state(&mut bytes, pid, epoch, seq)
+                    } else {
+                        set_producer_state(&mut bytes, pid, epoch, seq)
+                    };
+                    if let Err(e) = stamped {
                         let e = Error::illegal_state(format!("internal: could not stamp the batch: {e}"));
                         self.seq.remove(&tp, id);
                         completion.complete(Err(e));
@@ -488,6 +605,7 @@ impl Sender {
                         e = Error::new(e.kind().clone(), format!("{}: {m}", e.message())).with_class(e.class());
                     }
                     let e = e.with_api("Produce").with_broker(inflight.node).with_partition(&*tp.topic, tp.partition);
+                    self.on_txn_batch_failed(&e);
                     self.finish(id, Err(e));
                 }
             }
@@ -505,13 +623,20 @@ async fn produce(
 ) -> Result<Option<ProduceResponse>> {
     let conn = shared.cluster.connection(node, ConnKind::Produce).await?;
     let mut version = conn.version_of::<ProduceRequest>()?;
+    let transactional_id = shared.cfg.transactional_id.clone();
+    if let Some(txn) = shared.txn.as_ref() {
+        if !lock_txn(txn).is_v2() {
+            // v12+ would ask the broker to add partitions implicitly.
+            version = version.min(V1_MAX_PRODUCE);
+        }
+    }
     // v13 names topics by id: fall back to v12 if an id is unknown.
     if version >= 13 && ids.values().any(|id| *id == Uuid::ZERO) {
         version = 12;
     }
     let by_id = version >= 13;
     let req = ProduceRequest {
-        transactional_id: None,
+        transactional_id,
         acks: shared.cfg.acks.wire(),
         timeout_ms: shared.cfg.client.request_timeout.as_millis().min(i32::MAX as u128) as i32,
         topic_data: topics

@@ -33,8 +33,9 @@
 use crate::error::{Error, ErrorClass, ErrorCode, ErrorKind, Result};
 use std::collections::BTreeSet;
 
-/// A partition: topic name and partition index.
-pub type TopicPartition = (String, i32);
+/// A partition: topic name (shared with the accumulator, so registering a
+/// record's partition copies no string) and partition index.
+pub type TopicPartition = super::accumulator::TopicPartition;
 
 /// The transaction states (see the module diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,20 +268,37 @@ impl TxnManager {
     }
 
     /// Checks that a record for `tp` may be sent now and registers `tp`
-    /// with the transaction.
-    pub fn on_send(&mut self, tp: &TopicPartition) -> Result<()> {
+    /// with the transaction. Returns true when `tp` is new and needs an
+    /// AddPartitionsToTxn (v1): the sender should be woken to add it.
+    pub fn on_send(&mut self, tp: &TopicPartition) -> Result<bool> {
+        self.check_send()?;
         match self.state {
             TxnState::InTransaction => {
+                let mut needs_add = false;
                 if !self.in_txn.contains(tp) {
                     if self.v2 {
                         self.in_txn.insert(tp.clone());
                     } else if !self.adding.contains(tp) {
-                        self.to_add.insert(tp.clone());
+                        needs_add = self.to_add.insert(tp.clone());
                     }
                 }
                 self.started = true;
-                Ok(())
+                Ok(needs_add)
             }
+            TxnState::AbortableError | TxnState::FatalError => {
+                Err(self.last_error.clone().unwrap_or_else(|| self.illegal("send")))
+            }
+            TxnState::Ready => Err(Error::illegal_state(
+                "send outside a transaction: a transactional producer must call begin_transaction() first",
+            )),
+            _ => Err(self.illegal("send")),
+        }
+    }
+
+    /// Checks, without registering anything, that a record may be sent now.
+    pub fn check_send(&self) -> Result<()> {
+        match self.state {
+            TxnState::InTransaction => Ok(()),
             TxnState::AbortableError | TxnState::FatalError => {
                 Err(self.last_error.clone().unwrap_or_else(|| self.illegal("send")))
             }
@@ -315,6 +333,13 @@ impl TxnManager {
     /// Whether an AddPartitionsToTxn is needed or awaited.
     pub fn has_pending_adds(&self) -> bool {
         !self.to_add.is_empty() || !self.adding.is_empty()
+    }
+
+    /// Whether an AddPartitionsToTxn request awaits its answer. EndTxn must
+    /// not overtake it: an add that reached the coordinator after the
+    /// transaction ended would open a new transaction nobody ends.
+    pub fn has_adds_in_flight(&self) -> bool {
+        !self.adding.is_empty()
     }
 
     /// Applies AddPartitionsToTxn results. Returns the action for the worst
@@ -402,10 +427,13 @@ impl TxnManager {
     }
 
     /// `abort_transaction()`: returns whether an EndTxn must be sent.
+    /// Partitions not yet requested are dropped: their records are failed,
+    /// not sent.
     pub fn begin_abort(&mut self) -> Result<bool> {
         match self.state {
             TxnState::InTransaction | TxnState::AbortableError | TxnState::Aborting => {
                 self.state = TxnState::Aborting;
+                self.to_add.clear();
                 Ok(self.started)
             }
             _ => Err(self.illegal("abort_transaction")),
@@ -482,7 +510,7 @@ mod tests {
     use super::*;
 
     fn tp(t: &str, p: i32) -> TopicPartition {
-        (t.to_string(), p)
+        TopicPartition { topic: t.into(), partition: p }
     }
 
     fn ready(v2: bool) -> TxnManager {
@@ -515,8 +543,8 @@ mod tests {
         let mut m = ready(false);
         m.begin().unwrap();
         let a = tp("t", 0);
-        m.on_send(&a).unwrap();
-        m.on_send(&a).unwrap();
+        assert!(m.on_send(&a).unwrap(), "new partition: wake the sender to add it");
+        assert!(!m.on_send(&a).unwrap(), "already queued for adding");
         assert!(!m.is_sendable(&a));
         assert_eq!(m.take_partitions_to_add(), vec![a.clone()]);
         assert!(m.take_partitions_to_add().is_empty(), "in flight, not re-requested");
@@ -541,7 +569,18 @@ mod tests {
         assert_eq!(m.state(), TxnState::InTransaction);
         assert_eq!(m.take_partitions_to_add().len(), 2);
         m.on_add_partitions_failed(&[a.clone()]);
-        assert_eq!(m.take_partitions_to_add(), vec![a]);
+        assert_eq!(m.take_partitions_to_add(), vec![a.clone()]);
+        assert!(m.has_adds_in_flight());
+        // Aborting forgets partitions not yet requested but still waits for
+        // the request in flight.
+        m.on_send(&b).unwrap();
+        m.take_partitions_to_add();
+        m.on_send(&tp("t", 2)).unwrap();
+        m.begin_abort().unwrap();
+        assert!(m.take_partitions_to_add().is_empty());
+        assert!(m.has_adds_in_flight());
+        m.on_partitions_added(&[(a, ErrorCode::NONE), (b, ErrorCode::NONE)]);
+        assert!(!m.has_adds_in_flight());
     }
 
     #[test]

@@ -495,6 +495,21 @@ pub fn set_producer_state(
     Ok(())
 }
 
+/// As [`set_producer_state`], and marks the batch transactional (the
+/// attributes' transactional bit), for a transactional producer whose
+/// batches were built without knowing it. The CRC covers both changes.
+pub fn set_transactional_producer_state(
+    batch: &mut [u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<(), RecordError> {
+    check_sealed(batch)?;
+    let attributes = i16_at(batch, ATTRIBUTES_AT).unwrap_or_default() | TRANSACTIONAL_BIT;
+    put(batch, ATTRIBUTES_AT, &attributes.to_be_bytes());
+    set_producer_state(batch, producer_id, producer_epoch, base_sequence)
+}
+
 /// Reads a big-endian integer at a fixed position, `None` if out of range.
 macro_rules! be_at {
     ($name:ident, $ty:ty) => {

@@ -67,9 +67,9 @@ mod error;
 mod legacy;
 
 pub use batch::{
-    set_producer_state, with_producer_state, BatchBuilder, BatchOptions, TimestampType,
-    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_HEADERS, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
+    set_producer_state, set_transactional_producer_state, with_producer_state, BatchBuilder,
+    BatchOptions, TimestampType, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_HEADERS,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 pub use compression::Compression;
 pub use control::{ControlKind, ControlRecord};
