@@ -995,13 +995,19 @@ impl Consumer {
     }
 
     fn start_commit(&self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>) -> PendingCommit {
-        self.start_commit_as(offsets, false)
+        self.start_commit_as(offsets, None)
     }
 
-    fn start_commit_as(&self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>, revoking: bool) -> PendingCommit {
+    /// `revoking`: the generation of a revocation being handled; the commit
+    /// carries it instead of whatever generation the member is in now.
+    fn start_commit_as(
+        &self,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+        revoking: Option<GroupMetadata>,
+    ) -> PendingCommit {
         let (tx, rx) = oneshot::channel();
         let route = match (&self.sub, &self.group) {
-            (Some(sub), g) => CommitRoute::Member(sub.handle.clone(), g.clone().filter(|_| revoking)),
+            (Some(sub), _) => CommitRoute::Member(sub.handle.clone(), revoking),
             (None, Some(g)) => CommitRoute::Plain(g.clone()),
             (None, None) => {
                 let _ = tx.send(Err(offsets::no_group("committing offsets")));

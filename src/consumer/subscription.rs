@@ -169,18 +169,14 @@ pub(super) async fn commit_while_revoking(
 ) -> Result<()> {
     let mut delay = Duration::from_millis(50);
     loop {
-        let r = match (handle.generation(), handle.last_generation()) {
-            (Some(_), _) => handle.commit_offsets(&to_member_offsets(offsets)).await,
-            (None, Some(g)) => {
-                let meta = GroupMetadata {
-                    group_id: last.group_id.clone(),
-                    generation_id: g.generation_id,
-                    member_id: g.member_id,
-                    group_instance_id: g.group_instance_id,
-                };
-                offsets::commit(cluster, &meta, offsets, deadline).await
+        // `last` is the generation the revoked partitions were owned in. The
+        // member's own path is used only while it is still in that same
+        // generation (it also retries stale KIP-848 epochs).
+        let r = match handle.generation() {
+            Some(g) if g.generation_id == last.generation_id && g.member_id == last.member_id => {
+                handle.commit_offsets(&to_member_offsets(offsets)).await
             }
-            (None, None) => offsets::commit(cluster, last, offsets, deadline).await,
+            _ => offsets::commit(cluster, last, offsets, deadline).await,
         };
         match r {
             Err(e)
@@ -434,7 +430,18 @@ impl Consumer {
                 if commit.is_empty() {
                     ack.ack();
                 } else {
-                    let commit = self.start_commit_as(commit.into_iter().collect(), true);
+                    // Commit under the generation the partitions were owned
+                    // in, captured when the member emitted the revocation.
+                    let revoking = match (ack.generation(), &self.group) {
+                        (Some(g), Some(meta)) => Some(GroupMetadata {
+                            group_id: meta.group_id.clone(),
+                            generation_id: g.generation_id,
+                            member_id: g.member_id.clone(),
+                            group_instance_id: g.group_instance_id.clone(),
+                        }),
+                        (_, meta) => meta.clone(),
+                    };
+                    let commit = self.start_commit_as(commit.into_iter().collect(), revoking);
                     self.set_pending(PendingRebalance { commit, ack: Some(ack), report });
                 }
             }

@@ -63,7 +63,7 @@ pub enum GroupEvent {
 /// The consumer's acknowledgement of a `Revoked` or `Lost` event. Dropping
 /// it acknowledges too.
 #[derive(Debug)]
-pub struct Ack(Option<oneshot::Sender<()>>);
+pub struct Ack(Option<oneshot::Sender<()>>, Option<Generation>);
 
 impl Ack {
     /// Lets the member go on (rejoin, report the partitions released).
@@ -75,7 +75,14 @@ impl Ack {
 
     /// An `Ack` nobody waits for.
     pub fn detached() -> Ack {
-        Ack(None)
+        Ack(None, None)
+    }
+
+    /// The generation the partitions were owned in when the event was
+    /// emitted: commits made before acknowledging must carry it (the member
+    /// may already have left its stable state by the time they are sent).
+    pub fn generation(&self) -> Option<&Generation> {
+        self.1.as_ref()
     }
 }
 
@@ -623,15 +630,20 @@ impl MemberTask {
     /// for, if any.
     fn emit(&mut self, e: MemberEvent) -> Option<oneshot::Receiver<()>> {
         tracing::debug!(group = %self.cfg.group_id, event = ?e, "rebalance event");
+        let generation = match &self.machine {
+            Machine::Classic(m) => m.generation(),
+            Machine::Consumer(m) => m.generation(),
+        }
+        .or_else(|| self.shared.lock().unwrap_or_else(|p| p.into_inner()).last_generation.clone());
         let (ev, rx) = match e {
             MemberEvent::Assigned(p) => (GroupEvent::Assigned(p), None),
             MemberEvent::Revoked(p) => {
                 let (tx, rx) = oneshot::channel();
-                (GroupEvent::Revoked(p, Ack(Some(tx))), Some(rx))
+                (GroupEvent::Revoked(p, Ack(Some(tx), generation)), Some(rx))
             }
             MemberEvent::Lost(p) => {
                 let (tx, rx) = oneshot::channel();
-                (GroupEvent::Lost(p, Ack(Some(tx))), Some(rx))
+                (GroupEvent::Lost(p, Ack(Some(tx), generation)), Some(rx))
             }
         };
         match self.events.try_send(ev) {
