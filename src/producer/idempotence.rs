@@ -249,6 +249,16 @@ impl Sequencer {
         if p.needs_rewrite || p.batches.len() >= self.max_per_partition {
             return false;
         }
+        // Until the broker acknowledged a first batch of this producer id and
+        // epoch on the partition, it has no sequence state for it and
+        // accepts *any* sequence as a first write. A second batch pipelined
+        // behind a first one that fails retriably (e.g. NOT_ENOUGH_REPLICAS
+        // while followers join the ISR) would then be written first, and the
+        // retried first batch after it: reordering. So one batch at a time
+        // until the first acknowledgement.
+        if self.idempotent && p.last_acked == -1 && p.producer == self.current.unwrap_or(p.producer) && !p.batches.is_empty() {
+            return false;
+        }
         // New batches go after every tracked one: all must be outstanding
         // on the same broker (so they reach it in order).
         p.batches.iter().all(|b| b.outstanding == Some(node))
@@ -588,12 +598,16 @@ mod tests {
     fn sequences_are_contiguous_and_retries_keep_them() {
         let now = Instant::now();
         let mut s = seq();
+        // A first batch acknowledged: from here on the partition pipelines.
+        s.assign(&tp(0), 0, 1);
+        s.on_sent(&tp(0), 0, 1);
+        assert!(matches!(s.on_attempt(&tp(0), 0, Attempt::Written, now, true), Verdict::Done));
         let a = s.assign(&tp(0), 1, 10);
         s.on_sent(&tp(0), 1, 1);
         assert!(s.may_send(&tp(0), 1), "pipelining to the same broker");
         let b = s.assign(&tp(0), 2, 5);
         s.on_sent(&tp(0), 2, 1);
-        assert_eq!((a.base_sequence, b.base_sequence), (0, 10));
+        assert_eq!((a.base_sequence, b.base_sequence), (1, 11));
         assert_eq!(a.producer, ProducerIdEpoch { id: 7, epoch: 0 });
 
         // Batch 1 fails with a retriable error; batch 2 is still out.
@@ -609,11 +623,11 @@ mod tests {
         assert_eq!(s.next_retry(&tp(0), 2, now), Some(2));
         s.on_sent(&tp(0), 2, 2);
         let stamps: Vec<i32> = s.batches(&tp(0)).map(|b| b.stamp.base_sequence).collect();
-        assert_eq!(stamps, vec![0, 10]);
+        assert_eq!(stamps, vec![1, 11]);
         assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::Written, now, true), Verdict::Done));
         assert!(matches!(s.on_attempt(&tp(0), 2, err(ErrorCode::DUPLICATE_SEQUENCE_NUMBER), now, true), Verdict::Done));
         assert!(s.is_empty());
-        assert_eq!(s.assign(&tp(0), 3, 1).base_sequence, 15);
+        assert_eq!(s.assign(&tp(0), 3, 1).base_sequence, 16);
     }
 
     #[test]
@@ -630,8 +644,26 @@ mod tests {
     }
 
     #[test]
+    fn one_batch_at_a_time_until_the_first_ack() {
+        let mut s = seq();
+        let a = tp(0);
+        assert!(s.may_send(&a, 1));
+        s.assign(&a, 1, 10);
+        s.on_sent(&a, 1, 1);
+        assert!(!s.may_send(&a, 1), "the broker has no sequence state yet: no pipelining");
+        s.on_attempt(&a, 1, Attempt::Written, Instant::now(), true);
+        s.assign(&a, 2, 10);
+        s.on_sent(&a, 2, 1);
+        assert!(s.may_send(&a, 1), "after the first ack, batches pipeline");
+    }
+
+    #[test]
     fn at_most_five_per_partition() {
         let mut s = seq();
+        // A first acknowledged batch lets the partition pipeline.
+        s.assign(&tp(0), 100, 1);
+        s.on_sent(&tp(0), 100, 1);
+        s.on_attempt(&tp(0), 100, Attempt::Written, Instant::now(), true);
         for id in 0..5 {
             assert!(s.may_send(&tp(0), 1));
             s.assign(&tp(0), id, 1);
