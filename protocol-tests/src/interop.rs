@@ -172,3 +172,62 @@ pub fn produce(peer: Peer, args: &[&str]) -> Vec<(i32, i64, String)> {
         })
         .collect()
 }
+
+/// A peer consumer running `group-consume` in the background, tracking
+/// which partitions of its topic it holds from the assignment events it
+/// prints. Killed when dropped.
+pub struct GroupPeer {
+    child: tokio::process::Child,
+    holds: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl GroupPeer {
+    /// Starts `peer group-consume` in `group` on `topic` with `assignor`,
+    /// for at most `run_ms`.
+    pub fn spawn(peer: Peer, topic: &str, group: &str, assignor: &str, run_ms: u64) -> GroupPeer {
+        let script = format!("{}/interop/{}", env!("CARGO_MANIFEST_DIR"), peer.name());
+        let mut child = tokio::process::Command::new(&script)
+            .args(["group-consume", "--bootstrap", &crate::bootstrap(), "--topic", topic, "--group", group])
+            .args(["--assignor", assignor, "--run-ms", &run_ms.to_string()])
+            .env("KAFKAWIRE_PEER_KAFKA", crate::kafka_major().to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not run {script}: {e}"));
+        let stdout = child.stdout.take().expect("peer stdout");
+        let holds: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>> = Default::default();
+        let h = holds.clone();
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                let parts: Vec<i32> = v["partitions"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p[1].as_i64()).map(|p| p as i32).collect())
+                    .unwrap_or_default();
+                let mut held = h.lock().unwrap_or_else(|p| p.into_inner());
+                match v["event"].as_str() {
+                    Some("assigned") => held.extend(parts),
+                    Some("revoked") | Some("lost") => parts.iter().for_each(|p| {
+                        held.remove(p);
+                    }),
+                    _ => {}
+                }
+            }
+        });
+        GroupPeer { child, holds, reader }
+    }
+
+    /// The partitions the peer holds now.
+    pub fn holds(&self) -> std::collections::BTreeSet<i32> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops the peer (without a clean leave: like a kill).
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        self.reader.abort();
+    }
+}

@@ -14,6 +14,7 @@ use kafkawire::config::ClientConfig;
 use kafkawire::consumer::group::{
     GroupConfig, GroupEvent, GroupHandle, GroupMember, GroupProtocol, OffsetToCommit, TopicPartition,
 };
+use protocol_tests::interop;
 use protocol_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -298,61 +299,20 @@ async fn librdkafka_member_shares_partitions_without_overlap() {
         let book: Shared = Shared::default();
         let ours = spawn("kafkawire", classic(&group, &[assignor]), &topic, book.clone());
         settled(&[&ours], &topic, &book, "kafkawire alone").await;
-        let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rdkafka-peer");
-        let mut child = tokio::process::Command::new(peer)
-            .args(["group-consume", "--bootstrap", &bootstrap(), "--topic", &topic, "--group", &group])
-            .args(["--assignor", assignor, "--run-ms", "40000"])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run protocol-tests/interop/rdkafka-peer");
-        let stdout = child.stdout.take().unwrap();
-        let peer_holds: Arc<Mutex<BTreeSet<i32>>> = Arc::default();
-        let ph = peer_holds.clone();
-        let reader = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let (kind, parts) = parse_event(&line);
-                let mut h = ph.lock().unwrap();
-                match kind.as_deref() {
-                    Some("assigned") => h.extend(parts),
-                    Some("revoked") | Some("lost") => parts.iter().for_each(|p| {
-                        h.remove(p);
-                    }),
-                    _ => {}
-                }
-            }
-        });
+        let peer = interop::GroupPeer::spawn(interop::Peer::Rdkafka, &topic, &group, assignor, 40000);
         // Shared: both hold some, together all, never the same one.
         eventually(WAIT, "kafkawire and librdkafka share the partitions", || async {
-            let peer: BTreeSet<i32> = peer_holds.lock().unwrap().clone();
+            let peer: BTreeSet<i32> = peer.holds();
             let mine: BTreeSet<i32> = ours.handle.assignment().iter().map(|p| p.1).collect();
             assert!(peer.is_disjoint(&mine), "{assignor}: overlap: librdkafka {peer:?}, kafkawire {mine:?}");
             let union: BTreeSet<i32> = peer.union(&mine).copied().collect();
             (union.len() == PARTITIONS as usize && !peer.is_empty() && !mine.is_empty()).then_some(())
         })
         .await;
-        println!("{assignor}: kafkawire {:?}, librdkafka {:?}", ours.handle.assignment(), peer_holds.lock().unwrap());
+        println!("{assignor}: kafkawire {:?}, librdkafka {:?}", ours.handle.assignment(), peer.holds());
         assert!(book.lock().unwrap().violations.is_empty(), "{:?}", book.lock().unwrap().violations);
-        let _ = child.kill().await;
-        reader.abort();
+        peer.kill().await;
         leave(ours).await;
     }
 }
 
-/// `{"event": "assigned", "partitions": [["t", 0], ...]}` → ("assigned", [0, ...]).
-fn parse_event(line: &str) -> (Option<String>, Vec<i32>) {
-    let Some(rest) = line.split("\"event\":").nth(1) else { return (None, Vec::new()) };
-    let kind = rest.split('"').nth(1).map(str::to_string);
-    let parts = line
-        .split("\"partitions\":")
-        .nth(1)
-        .map(|p| {
-            p.split(']')
-                .filter_map(|chunk| chunk.rsplit(',').next().and_then(|n| n.trim().parse::<i32>().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    (kind, parts)
-}

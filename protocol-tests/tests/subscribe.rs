@@ -377,34 +377,9 @@ async fn librdkafka_consumer_shares_the_group() {
             (seen.holds.lock().unwrap().len() == PARTITIONS as usize).then_some(())
         })
         .await;
-        let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rdkafka-peer");
-        let mut child = tokio::process::Command::new(peer)
-            .args(["group-consume", "--bootstrap", &bootstrap(), "--topic", &topic, "--group", &group])
-            .args(["--assignor", assignor, "--run-ms", "60000"])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run protocol-tests/interop/rdkafka-peer");
-        let stdout = child.stdout.take().unwrap();
-        let peer_holds: Arc<Mutex<BTreeSet<i32>>> = Arc::default();
-        let ph = peer_holds.clone();
-        let reader = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let (kind, parts) = parse_event(&line);
-                let mut h = ph.lock().unwrap();
-                match kind.as_deref() {
-                    Some("assigned") => h.extend(parts),
-                    Some("revoked") | Some("lost") => parts.iter().for_each(|p| {
-                        h.remove(p);
-                    }),
-                    _ => {}
-                }
-            }
-        });
+        let peer = interop::GroupPeer::spawn(interop::Peer::Rdkafka, &topic, &group, assignor, 60000);
         eventually(WAIT, "kafkawire and librdkafka share the partitions", || async {
-            let theirs = peer_holds.lock().unwrap().clone();
+            let theirs = peer.holds();
             let mine = seen.holds.lock().unwrap().clone();
             let union: BTreeSet<i32> = theirs.union(&mine).copied().collect();
             (union.len() == PARTITIONS as usize && theirs.is_disjoint(&mine) && !theirs.is_empty() && !mine.is_empty())
@@ -413,29 +388,13 @@ async fn librdkafka_consumer_shares_the_group() {
         .await;
         // Settled: hold for a moment and check again that nobody overlaps.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let theirs = peer_holds.lock().unwrap().clone();
+        let theirs = peer.holds();
         let mine = seen.holds.lock().unwrap().clone();
         assert!(theirs.is_disjoint(&mine), "{assignor}: overlap: librdkafka {theirs:?}, kafkawire {mine:?}");
         println!("{assignor}: kafkawire {mine:?}, librdkafka {theirs:?}");
-        let _ = child.kill().await;
-        reader.abort();
+        peer.kill().await;
         stop.store(true, Ordering::SeqCst);
         tokio::time::timeout(WAIT, ours).await.unwrap().unwrap();
     }
 }
 
-/// `{"event": "assigned", "partitions": [["t", 0], ...]}` → ("assigned", [0, ...]).
-fn parse_event(line: &str) -> (Option<String>, Vec<i32>) {
-    let Some(rest) = line.split("\"event\":").nth(1) else { return (None, Vec::new()) };
-    let kind = rest.split('"').nth(1).map(str::to_string);
-    let parts = line
-        .split("\"partitions\":")
-        .nth(1)
-        .map(|p| {
-            p.split(']')
-                .filter_map(|chunk| chunk.rsplit(',').next().and_then(|n| n.trim().parse::<i32>().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    (kind, parts)
-}
