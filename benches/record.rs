@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use indexmap::IndexMap;
 use kafka_protocol::records as kp;
 use kafkawire::record::{BatchBuilder, BatchOptions, Batches, Compression, NO_HEADERS};
@@ -212,4 +212,121 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = benches
 }
-criterion_main!(record);
+
+/// Interleaved A/B ratios, robust to the load swings of a shared machine:
+/// each round times ours and the baseline back to back (alternating which
+/// goes first) and the table reports the median of the per-round ratios.
+/// Run with `KAFKAWIRE_AB=1 cargo bench --bench record`.
+fn ab_table() {
+    use std::time::Instant;
+    const ROUNDS: usize = 41;
+    fn per_iter(f: &mut dyn FnMut() -> usize, iters: u32) -> f64 {
+        let t = Instant::now();
+        for _ in 0..iters {
+            black_box(f());
+        }
+        t.elapsed().as_secs_f64() / iters as f64
+    }
+    fn ab(ours: &mut dyn FnMut() -> usize, theirs: &mut dyn FnMut() -> usize) -> (f64, f64, f64) {
+        // Size each half of a round to about 10 ms.
+        let probe = per_iter(ours, 3).max(per_iter(theirs, 3)).max(1e-7);
+        let iters = ((0.01 / probe) as u32).clamp(1, 10_000);
+        let (mut ratios, mut ts_ours, mut ts_theirs) = (vec![], vec![], vec![]);
+        for round in 0..ROUNDS {
+            let (a, b) = if round % 2 == 0 {
+                let a = per_iter(ours, iters);
+                (a, per_iter(theirs, iters))
+            } else {
+                let b = per_iter(theirs, iters);
+                (per_iter(ours, iters), b)
+            };
+            ratios.push(b / a);
+            ts_ours.push(a);
+            ts_theirs.push(b);
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        (med(&mut ratios), med(&mut ts_ours), med(&mut ts_theirs))
+    }
+    println!("| op | codec | record size | records/batch | kafkawire | kafka-protocol | ratio (median of {ROUNDS} interleaved rounds) |");
+    println!("|---|---|---|---|---|---|---|");
+    for value_len in [100usize, 1024] {
+        let inp = input(value_len);
+        let size = if value_len == 100 { "100 B" } else { "1 KiB" };
+        let n = inp.keys.len() as f64;
+        let bytes = inp.uncompressed_len as f64;
+        let rate = |t: f64| {
+            format!(
+                "{:.0} MiB/s, {:.2} M rec/s",
+                bytes / t / (1 << 20) as f64,
+                n / t / 1e6
+            )
+        };
+        for codec in Compression::ALL {
+            let encoded = theirs_encode(&inp, codec);
+            let rows: [(&str, (f64, f64, f64)); 3] = [
+                (
+                    "encode",
+                    ab(&mut || ours_encode(&inp, codec).len(), &mut || {
+                        theirs_encode(&inp, codec).len()
+                    }),
+                ),
+                (
+                    "decode",
+                    ab(&mut || ours_decode(&encoded), &mut || {
+                        theirs_decode(&encoded)
+                    }),
+                ),
+                (
+                    "decode, owned `Bytes`",
+                    ab(&mut || ours_decode_owned(&encoded), &mut || {
+                        theirs_decode(&encoded)
+                    }),
+                ),
+            ];
+            for (op, (ratio, a, b)) in rows {
+                println!(
+                    "| {op} | {codec} | {size} | {n} | {} | {} | **{ratio:.2}x** |",
+                    rate(a),
+                    rate(b)
+                );
+            }
+        }
+    }
+    // The floor of any uncompressed encoder that copies records into the
+    // batch: copying the key and value bytes plus the CRC-32C of the batch.
+    println!();
+    println!("| uncompressed encode floor (copy key+value bytes, CRC-32C of the batch) | per batch | rate |");
+    println!("|---|---|---|");
+    for value_len in [100usize, 1024] {
+        let inp = input(value_len);
+        let floor = || {
+            let mut v = Vec::with_capacity(inp.uncompressed_len);
+            for (k, val) in inp.keys.iter().zip(&inp.values) {
+                v.extend_from_slice(k);
+                v.extend_from_slice(val);
+            }
+            v.resize(inp.uncompressed_len, 0);
+            crc32c::crc32c(&v) as usize
+        };
+        let mut f = floor;
+        let (_, t, _) = ab(&mut f, &mut || 0);
+        println!(
+            "| {} records of {value_len} B | {:.1} us | {:.0} MiB/s |",
+            inp.keys.len(),
+            t * 1e6,
+            inp.uncompressed_len as f64 / t / (1 << 20) as f64
+        );
+    }
+}
+
+fn main() {
+    if std::env::var_os("KAFKAWIRE_AB").is_some() {
+        ab_table();
+        return;
+    }
+    record();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -689,3 +689,44 @@ fn put_varint_helper_matches_crate_encoding() {
         assert_eq!(a, b.to_vec());
     }
 }
+
+#[test]
+fn impossible_size_claims_are_refused_before_allocating() {
+    // Raw snappy whose preamble claims 4 MiB from a dozen bytes: within the
+    // limit, but no snappy stream expands that much.
+    let mut raw = vec![0x80, 0x80, 0x80, 0x02];
+    raw.extend([0; 10]);
+    assert!(matches!(
+        decompress(Compression::Snappy, &raw, 64 << 20),
+        Err(RecordError::Decompression {
+            codec: Compression::Snappy,
+            ..
+        })
+    ));
+    // gzip whose trailer claims 4 GiB: the claim only sizes a first guess
+    // (capped by what deflate could produce) and then fails verification.
+    let mut c = BytesMut::new();
+    compress(Compression::Gzip, None, b"hello hello hello", &mut c).unwrap();
+    let n = c.len();
+    c[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        decompress(Compression::Gzip, &c, 64 << 20),
+        Err(RecordError::Decompression {
+            codec: Compression::Gzip,
+            ..
+        })
+    ));
+    // Bytes after the last gzip member that do not start another member are
+    // ignored, like java.util.zip.GZIPInputStream.
+    let mut c = BytesMut::new();
+    compress(Compression::Gzip, None, b"payload", &mut c).unwrap();
+    c.extend_from_slice(&[0, 0, 0]);
+    assert_eq!(
+        &decompress(Compression::Gzip, &c, 1024).unwrap()[..],
+        b"payload"
+    );
+    // ... but a second member that is broken is an error.
+    c.truncate(c.len() - 3);
+    c.extend_from_slice(&[0x1f, 0x8b, 8, 0]);
+    assert!(decompress(Compression::Gzip, &c, 1024).is_err());
+}

@@ -177,12 +177,15 @@ fn frame(
             out.extend_from_slice(data)?;
             continue;
         }
-        let limited = out.room() < block_max;
+        // LZ4 expands at most about 255:1; do not set aside more scratch
+        // than this block could fill.
+        let fill = block_max.min(len.saturating_mul(256).saturating_add(1024));
+        let limited = out.room() < fill;
         let result = if independent {
-            lz4_flex::block::decompress_into(data, out.spare(block_max))
+            lz4_flex::block::decompress_into(data, out.spare(fill))
         } else {
             let history = (out.len() - out_start).min(WINDOW);
-            let (dict, dst) = out.spare_with_history(block_max, history);
+            let (dict, dst) = out.spare_with_history(fill, history);
             lz4_flex::block::decompress_into_with_dict(data, dst, dict)
         };
         match result {

@@ -248,6 +248,35 @@ impl BoundedOut {
         (&head[start..], &mut tail[..n])
     }
 
+    /// The output written since position `start` plus all scratch after it,
+    /// the scratch grown first so that the slice holds at least `len` bytes
+    /// (fewer only if the limit is nearer). For decoders that need their
+    /// whole output contiguous (back-references into it); they report what
+    /// they wrote with [`set_len`](Self::set_len).
+    pub(crate) fn from(&mut self, start: usize, len: usize) -> &mut [u8] {
+        let start = start.min(self.filled);
+        let need = start.saturating_add(len).min(self.max);
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        &mut self.buf[start..]
+    }
+
+    /// Sets the output length (clamped to the buffer).
+    pub(crate) fn set_len(&mut self, n: usize) {
+        self.filled = n.min(self.buf.len());
+    }
+
+    /// Total bytes allocated (output plus scratch).
+    pub(crate) fn allocated(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The limit.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
     /// Marks `n` scratch bytes as output. `n` must not exceed the length of
     /// the last scratch slice; larger values are clamped.
     pub(crate) fn commit(&mut self, n: usize) {
@@ -267,6 +296,7 @@ impl BoundedOut {
 
     /// Reads `r` to its end into the buffer, failing as soon as more than
     /// the limit would be produced.
+    #[cfg_attr(not(feature = "zstd-c"), allow(dead_code))]
     pub(crate) fn read_to_end(&mut self, mut r: impl std::io::Read) -> Result<(), RecordError> {
         loop {
             if self.room() == 0 {

@@ -77,6 +77,14 @@ fn raw_block(
     if n > out.room() {
         return Err(out.too_large());
     }
+    // A snappy element expands at most 64 bytes from 3 (ratio < 22): refuse
+    // an impossible claim before allocating for it.
+    if n > block.len().saturating_mul(22).saturating_add(16) {
+        return Err(err(format!(
+            "block of {} bytes cannot hold {n} bytes",
+            block.len()
+        )));
+    }
     let dst = out.spare(n);
     let written = dec.decompress(block, dst).map_err(err)?;
     out.commit(written);
