@@ -1149,7 +1149,7 @@ const MOD_DOC: &str = r#"//! Kafka protocol message types and their codecs.
 //!
 //! # Decoding untrusted bytes
 //!
-//! Decoders read through [`Reader`], which checks every read against the
+//! Decoders read through [`Reader`](crate::protocol::wire::Reader), which checks every read against the
 //! bytes actually received. Before a collection of `n` elements is
 //! allocated, `n` is checked against the remaining bytes using the smallest
 //! possible encoding of one element (`Reader::check_count`), and at most
@@ -1170,11 +1170,11 @@ const MOD_DOC: &str = r#"//! Kafka protocol message types and their codecs.
 //! null.
 "#;
 
-pub fn emit_mod_rs(modules: &[Module], api_keys: &[(i16, String)], runtime: &str) -> String {
+pub fn emit_mod_rs(modules: &[Module], api_keys: &[(i16, String)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{HEADER_LINE}\n\n{MOD_DOC}");
-    out.push_str(runtime);
-    out.push('\n');
+    // The support code is hand-written in runtime.rs (one copy, not pasted).
+    out.push_str("mod runtime;\npub use runtime::*;\nuse runtime::codec;\nuse std::fmt;\n\n");
     for m in modules {
         let _ = writeln!(out, "pub mod {};", m.name);
     }

@@ -64,8 +64,8 @@ const OTHER: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Names the runtime part of `messages/mod.rs` defines; generated types must
-/// not take them.
+/// Names `src/protocol/messages/runtime.rs` (hand-written, re-exported by
+/// the generated `messages/mod.rs`) defines; generated types must not take them.
 const RESERVED: &[&str] = &[
     "Uuid",
     "RawTaggedField",
@@ -79,8 +79,6 @@ const RESERVED: &[&str] = &[
     "Bytes",
     "BytesMut",
 ];
-
-const RUNTIME: &str = include_str!("../templates/runtime.rs");
 
 fn run(schema_dir: &Path, out_dir: &Path) -> Result<(), String> {
     let mut groups: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
@@ -158,7 +156,7 @@ fn run(schema_dir: &Path, out_dir: &Path) -> Result<(), String> {
     }
     write(
         &out_dir.join("mod.rs"),
-        &emit::emit_mod_rs(&modules, &api_keys, RUNTIME),
+        &emit::emit_mod_rs(&modules, &api_keys),
     )?;
     Ok(())
 }

@@ -1,5 +1,9 @@
-// ---- Runtime support (from tools/protocol-gen/templates/runtime.rs) ----
+//! Support code for the generated codecs: the `Message`/`Request` traits,
+//! `Uuid`, `EncodeError`, and the primitive encoders/decoders (`codec`) the
+//! generated files call. Hand-written (not generated); `tools/protocol-gen`
+//! emits `mod runtime;` into `messages/mod.rs` and reserves these names.
 
+use super::ApiKey;
 use crate::protocol::wire::{DecodeError, Reader};
 use bytes::{Bytes, BytesMut};
 use std::fmt;
@@ -84,7 +88,11 @@ impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             EncodeErrorKind::UnsupportedVersion => {
-                write!(f, "{} does not support version {}", self.message, self.version)
+                write!(
+                    f,
+                    "{} does not support version {}",
+                    self.message, self.version
+                )
             }
             EncodeErrorKind::NotInVersion => write!(
                 f,
@@ -136,7 +144,7 @@ pub trait Request: Message {
 
 /// Primitive readers and writers the generated code is made of. None of
 /// them panics on any input; readers bound every length by the bytes left.
-mod codec {
+pub(super) mod codec {
     use super::{EncodeError, EncodeErrorKind, RawTaggedField};
     use crate::protocol::wire::{uvarint_len, BufMutExt, DecodeError, DecodeErrorKind, Reader};
     use bytes::{BufMut, Bytes, BytesMut};
@@ -148,8 +156,18 @@ mod codec {
 
     #[cold]
     #[inline(never)]
-    fn encode_error(m: &'static str, f: &'static str, v: i16, kind: EncodeErrorKind) -> EncodeError {
-        EncodeError { message: m, field: f, version: v, kind }
+    fn encode_error(
+        m: &'static str,
+        f: &'static str,
+        v: i16,
+        kind: EncodeErrorKind,
+    ) -> EncodeError {
+        EncodeError {
+            message: m,
+            field: f,
+            version: v,
+            kind,
+        }
     }
 
     #[cold]
@@ -442,10 +460,17 @@ mod codec {
             let n = r.uvarint(what)?;
             Ok(n.checked_sub(1).map(|n| n as usize))
         } else {
-            let n: i32 = if wide { r.i32(what)? } else { r.i16(what)?.into() };
+            let n: i32 = if wide {
+                r.i32(what)?
+            } else {
+                r.i16(what)?.into()
+            };
             match n {
                 -1 => Ok(None),
-                n if n < 0 => Err(DecodeError::new(what, DecodeErrorKind::NegativeLength(n.into()))),
+                n if n < 0 => Err(DecodeError::new(
+                    what,
+                    DecodeErrorKind::NegativeLength(n.into()),
+                )),
                 n => Ok(Some(n as usize)),
             }
         }
@@ -455,7 +480,10 @@ mod codec {
         if len > MAX_STRING {
             return Err(DecodeError::new(
                 what,
-                DecodeErrorKind::TooLarge { declared: len as u64, limit: MAX_STRING as u64 },
+                DecodeErrorKind::TooLarge {
+                    declared: len as u64,
+                    limit: MAX_STRING as u64,
+                },
             ));
         }
         let raw = r.slice(len, what)?;
@@ -466,7 +494,11 @@ mod codec {
     }
 
     #[inline]
-    pub fn get_str(r: &mut Reader, flexible: bool, what: &'static str) -> Result<String, DecodeError> {
+    pub fn get_str(
+        r: &mut Reader,
+        flexible: bool,
+        what: &'static str,
+    ) -> Result<String, DecodeError> {
         match get_len(r, flexible, false, what)? {
             Some(n) => get_str_body(r, n, what),
             None => Err(unexpected_null(what)),
@@ -486,7 +518,11 @@ mod codec {
     }
 
     #[inline]
-    pub fn get_bytes(r: &mut Reader, flexible: bool, what: &'static str) -> Result<Bytes, DecodeError> {
+    pub fn get_bytes(
+        r: &mut Reader,
+        flexible: bool,
+        what: &'static str,
+    ) -> Result<Bytes, DecodeError> {
         match get_len(r, flexible, true, what)? {
             Some(n) => r.bytes(n, what),
             None => Err(unexpected_null(what)),
@@ -567,6 +603,9 @@ mod codec {
     }
 
     pub fn raw_tag(tag: u32, value: &Reader) -> RawTaggedField {
-        RawTaggedField { tag, data: value.rest() }
+        RawTaggedField {
+            tag,
+            data: value.rest(),
+        }
     }
 }
