@@ -238,9 +238,12 @@ async fn a_newer_producer_fences_the_zombie() {
     let new = txn_producer(&id);
     new.init_transactions().await.unwrap();
 
-    // Whatever the old one does now fails with the fatal fenced error:
-    // a send to a partition already in the transaction, one to a new
-    // partition, and the commit.
+    // Whatever the old one does now fails: a send to a partition already
+    // in the transaction, one to a new partition, and the commit. A stale
+    // epoch on Produce alone cannot tell fencing from a transaction
+    // timeout, so (as in Java) the commit may first report it as
+    // abortable; the abort then asks the coordinator and fails with the
+    // fatal fenced error.
     let mut errors = Vec::new();
     for part in [0, 1] {
         match old.send(ProducerRecord::new(&t).partition(part).value("zombie-after")).await {
@@ -252,8 +255,9 @@ async fn a_newer_producer_fences_the_zombie() {
             Err(e) => errors.push(e),
         }
     }
-    let e = old.commit_transaction().await.unwrap_err();
-    assert!(e.is_fatal(), "commit by the zombie: {e}");
+    let commit = old.commit_transaction().await.expect_err("commit by the zombie must fail");
+    let e = if commit.is_fatal() { commit } else { old.abort_transaction().await.expect_err("abort by the zombie") };
+    assert!(e.is_fatal(), "the zombie ends with a fatal error: {e}");
     assert!(e.to_string().to_lowercase().contains("fenced"), "{e}");
     assert_eq!(old.transaction_state(), Some(TxnState::FatalError));
     assert!(!errors.is_empty());
@@ -397,4 +401,105 @@ async fn peer_transactions_interleaved_are_filtered_by_read_committed() {
     assert_eq!(got.len(), committed.len(), "{got:?}");
     assert_eq!(got.iter().collect::<HashSet<_>>(), committed.iter().collect::<HashSet<_>>());
     assert!(aborted.iter().all(|a| !got.contains(a)));
+}
+
+/// The coordinator aborts a transaction that outlives transaction.timeout.ms
+/// (and bumps the epoch). The producer learns it on its next call: the error
+/// says the transaction timed out and is abortable, not fatal; after
+/// abort_transaction() the same producer runs new transactions, and nothing
+/// of the timed-out one is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_broker_timed_out_is_abortable() {
+    let t = topic("txn-timeout", 2).await;
+    let id = unique("txn-timeout");
+    let p = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .client_id("txn-tests")
+        .transactional_id(&id)
+        .transaction_timeout(Duration::from_millis(2000))
+        .linger(Duration::from_millis(2))
+        .build()
+        .expect("producer");
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().unwrap();
+    p.send(ProducerRecord::new(&t).partition(0).value("timed-out-0")).await.unwrap().await.unwrap();
+    // The broker checks for expired transactions every second (compose
+    // config); leave it ample time to abort this one.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let mut errors = Vec::new();
+    for part in [0, 1] {
+        match p.send(ProducerRecord::new(&t).partition(part).value("timed-out-1")).await {
+            Ok(f) => {
+                if let Err(e) = f.await {
+                    errors.push(e)
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let commit = p.commit_transaction().await;
+    eprintln!("sends after timeout: {errors:?}\ncommit: {commit:?}\nstate: {:?}", p.transaction_state());
+    let e = commit.expect_err("committing a transaction the broker aborted must fail");
+    assert!(!e.is_fatal(), "a stale epoch on Produce is abortable, not fatal: {e}");
+    assert!(e.to_string().contains("transaction.timeout.ms"), "the error names the timeout: {e}");
+    let p = if kafka_major() >= 4 {
+        // Transactions v2: the coordinator accepts the abort and the
+        // producer goes on under a new epoch.
+        p.abort_transaction().await.expect("abort after the timeout");
+        p
+    } else {
+        // Transactions v1 (as with the Java client): the coordinator refuses
+        // the abort as fenced, and the fatal error names the timeout as a
+        // possible cause. A new producer with the same id carries on.
+        let e = p.abort_transaction().await.expect_err("v1 refuses the stale epoch");
+        assert!(e.is_fatal(), "{e}");
+        assert!(e.to_string().contains("transaction.timeout.ms"), "the error names the timeout: {e}");
+        let p = txn_producer(&id);
+        p.init_transactions().await.unwrap();
+        p
+    };
+
+    p.begin_transaction().unwrap();
+    p.send_and_forget(ProducerRecord::new(&t).partition(0).value("after-0")).await.unwrap();
+    p.send_and_forget(ProducerRecord::new(&t).partition(1).value("after-1")).await.unwrap();
+    p.commit_transaction().await.expect("a new transaction after the timed-out one commits");
+
+    let mut rc = consumer(IsolationLevel::ReadCommitted, None);
+    rc.assign(&all_partitions(std::slice::from_ref(&t), 2)).unwrap();
+    let got: HashSet<String> = read(&mut rc, 2, Duration::from_secs(3)).await.iter().map(value).collect();
+    assert_eq!(got, HashSet::from(["after-0".to_string(), "after-1".to_string()]));
+}
+
+/// close() aborts a transaction left open, like the Java client, so a
+/// read_committed consumer is not held at the last stable offset until
+/// transaction.timeout.ms (set to 15 minutes here: the read below gives up
+/// long before that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_aborts_an_open_transaction() {
+    let t = topic("txn-close", 1).await;
+    let id = unique("txn-close");
+    let p = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .client_id("txn-tests")
+        .transactional_id(&id)
+        .transaction_timeout(Duration::from_secs(900))
+        .build()
+        .expect("producer");
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().unwrap();
+    p.send(ProducerRecord::new(&t).partition(0).value("open")).await.unwrap().await.unwrap();
+    let queued = p.send(ProducerRecord::new(&t).partition(0).value("queued")).await.unwrap();
+    p.close(Duration::from_secs(30)).await.expect("close");
+    // The record still pending either made it into the aborted transaction
+    // or failed; it is never visible.
+    let _ = queued.await;
+    assert!(p.send(ProducerRecord::new(&t).value("x")).await.is_err(), "a closed producer refuses records");
+
+    let plain = Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    plain.send(ProducerRecord::new(&t).partition(0).value("after")).await.unwrap().await.unwrap();
+    let mut rc = consumer(IsolationLevel::ReadCommitted, None);
+    rc.assign(&[TopicPartition::new(&t, 0)]).unwrap();
+    let got: Vec<String> = read(&mut rc, 1, Duration::from_secs(2)).await.iter().map(value).collect();
+    assert_eq!(got, vec!["after".to_string()], "only the record after the aborted transaction is visible");
 }

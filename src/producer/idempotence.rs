@@ -431,8 +431,9 @@ impl Sequencer {
                     // transaction manager makes the error abortable (or
                     // fatal when fenced).
                     let what = if code == ErrorCode::INVALID_PRODUCER_EPOCH {
-                        "the producer epoch is stale: a newer producer with the same transactional.id fenced this \
-                         one, or the coordinator aborted the transaction after transaction.timeout.ms"
+                        "the producer epoch is stale: the coordinator aborted the transaction because it outlived \
+                         transaction.timeout.ms, or a newer producer with the same transactional.id fenced this one; \
+                         abort the transaction (the abort fails with a fatal fenced error in the second case)"
                     } else {
                         "the broker lost track of this producer's sequence"
                     };

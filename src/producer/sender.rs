@@ -258,14 +258,17 @@ impl Sender {
     }
 
     /// A batch failed for good inside a transaction: the transaction can
-    /// no longer commit (or the producer is fenced).
-    fn on_txn_batch_failed(&self, e: &Error) {
+    /// no longer commit (or the producer is fenced). Returns the error its
+    /// records fail with, classed as the transaction manager judged it
+    /// (abortable or fatal) when a transaction is involved.
+    fn on_txn_batch_failed(&self, e: Error) -> Error {
         if let Some(txn) = self.shared.txn.as_ref() {
             let mut t = lock_txn(txn);
             if t.state() != TxnState::Aborting {
-                t.on_produce_failed(e.clone());
+                return t.on_produce_failed(e);
             }
         }
+        e
     }
 
     fn next_batch_expiry(&self) -> Option<Instant> {
@@ -308,7 +311,7 @@ impl Sender {
                 self.shared.cfg.delivery_timeout.as_millis()
             ))
             .with_partition(&*tp.topic, tp.partition);
-            self.on_txn_batch_failed(&e);
+            let e = self.on_txn_batch_failed(e);
             self.finish_queued(b, Err(e));
         }
         let dt = self.shared.cfg.delivery_timeout;
@@ -327,7 +330,7 @@ impl Sender {
                     dt.as_millis()
                 ))
                 .with_partition(&*tp.topic, tp.partition);
-                self.on_txn_batch_failed(&e);
+                let e = self.on_txn_batch_failed(e);
                 self.finish(id, Err(e));
             }
         }
@@ -605,7 +608,7 @@ impl Sender {
                         e = Error::new(e.kind().clone(), format!("{}: {m}", e.message())).with_class(e.class());
                     }
                     let e = e.with_api("Produce").with_broker(inflight.node).with_partition(&*tp.topic, tp.partition);
-                    self.on_txn_batch_failed(&e);
+                    let e = self.on_txn_batch_failed(e);
                     self.finish(id, Err(e));
                 }
             }

@@ -131,6 +131,11 @@ pub struct TxnManager {
     /// A produce failure left sequence state uncertain: the abort must bump
     /// the epoch (InitProducerId with the current id and epoch, KIP-360).
     epoch_bump_required: bool,
+    /// Produce answered INVALID_PRODUCER_EPOCH in this transaction: the
+    /// coordinator timed it out, or a newer instance fenced us. Transactions
+    /// v1 cannot tell the two apart (the abort is refused as fenced), so a
+    /// fencing error then names both causes.
+    stale_epoch_seen: bool,
 }
 
 impl TxnManager {
@@ -147,6 +152,7 @@ impl TxnManager {
             adding: BTreeSet::new(),
             started: false,
             epoch_bump_required: false,
+            stale_epoch_seen: false,
         }
     }
 
@@ -214,13 +220,26 @@ impl TxnManager {
 
     /// A produce of `tp` failed inside the transaction. Sequence-related
     /// failures also require an epoch bump when the transaction is aborted.
+    ///
+    /// INVALID_PRODUCER_EPOCH from Produce is abortable, not fatal (as in
+    /// Java since KIP-588): the coordinator bumps the epoch when it aborts a
+    /// transaction that outlived `transaction.timeout.ms`, and the abort
+    /// that follows tells the two causes apart: it recovers the producer
+    /// after a timeout and fails with the fatal fenced error when a newer
+    /// instance took over.
     pub fn on_produce_failed(&mut self, err: Error) -> Error {
         if matches!(
             err.code(),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER) | Some(ErrorCode::UNKNOWN_PRODUCER_ID)
+            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                | Some(ErrorCode::UNKNOWN_PRODUCER_ID)
+                | Some(ErrorCode::INVALID_PRODUCER_EPOCH)
         ) || err.is_timeout()
         {
             self.epoch_bump_required = true;
+        }
+        if err.code() == Some(ErrorCode::INVALID_PRODUCER_EPOCH) {
+            self.stale_epoch_seen = true;
+            return self.abortable(err);
         }
         match err.code().map(classify) {
             Some(TxnErrorAction::Fatal) => self.fatal(err),
@@ -475,6 +494,16 @@ impl TxnManager {
         let action = classify(code);
         let committing = self.state == TxnState::Committing;
         match action {
+            TxnErrorAction::Fatal if self.stale_epoch_seen && is_fencing_code(code) => {
+                self.fatal(txn_error(
+                    "EndTxn",
+                    code,
+                    "ending the transaction failed after Produce reported a stale epoch: the coordinator aborted \
+                     the transaction because it outlived transaction.timeout.ms, or a newer producer with the same \
+                     transactional.id took over (with transactions v1, i.e. Kafka before 4.0, the broker reports \
+                     both as fencing)",
+                ));
+            }
             TxnErrorAction::Fatal => {
                 self.fatal(txn_error("EndTxn", code, "ending the transaction failed"));
             }
@@ -496,12 +525,17 @@ impl TxnManager {
         self.adding.clear();
         self.started = false;
         self.last_error = None;
+        self.stale_epoch_seen = false;
     }
+}
+
+fn is_fencing_code(code: ErrorCode) -> bool {
+    code == ErrorCode::PRODUCER_FENCED || code == ErrorCode::INVALID_PRODUCER_EPOCH
 }
 
 /// Is `err` (from a transactional call) the "fenced by a newer instance" case?
 pub fn is_fenced(err: &Error) -> bool {
-    matches!(err.code(), Some(ErrorCode::PRODUCER_FENCED) | Some(ErrorCode::INVALID_PRODUCER_EPOCH))
+    err.code().is_some_and(is_fencing_code)
         || matches!(err.kind(), ErrorKind::Broker(c) if *c == ErrorCode::TRANSACTION_COORDINATOR_FENCED)
 }
 
@@ -639,6 +673,27 @@ mod tests {
         m.on_epoch_bumped(42, 1);
         assert!(!m.epoch_bump_required());
         assert_eq!(m.producer_id_and_epoch(), (42, 1));
+    }
+
+    #[test]
+    fn a_stale_epoch_from_produce_is_abortable_and_bumps_the_epoch_on_abort() {
+        // The coordinator timed the transaction out (or a newer instance
+        // fenced us): only the abort can tell which, so the send is abortable.
+        let mut m = ready(false);
+        m.begin().unwrap();
+        m.on_send(&tp("t", 0)).unwrap();
+        let e = m.on_produce_failed(Error::broker(ErrorCode::INVALID_PRODUCER_EPOCH, "stale"));
+        assert!(!e.is_fatal(), "{e}");
+        assert_eq!(e.class(), ErrorClass::Abortable);
+        assert_eq!(m.state(), TxnState::AbortableError);
+        assert_eq!(m.begin_commit().unwrap_err().class(), ErrorClass::Abortable);
+        m.begin_abort().unwrap();
+        assert!(m.epoch_bump_required());
+        // Transactions v1: the coordinator refuses the abort as fenced; the
+        // fatal error names the timeout as a possible cause.
+        assert_eq!(m.on_end_txn_error(ErrorCode::PRODUCER_FENCED), TxnErrorAction::Fatal);
+        let e = m.last_error().unwrap();
+        assert!(e.is_fatal() && e.to_string().contains("transaction.timeout.ms"), "{e}");
     }
 
     #[test]
