@@ -5,10 +5,13 @@
 // Modes (all take --bootstrap except partition):
 //   partition --partitions N KEY...        default partitioner's choice per key
 //   produce --topic T --count N [--partition P] [--compression C]
-//           [--key-prefix S] [--value-prefix S] [--headers]
+//           [--key-prefix S] [--value-prefix S] [--headers] [--timestamp MS]
 //   txn-produce --topic T --transactional-id X --transactions N
 //           --per-transaction M [--abort-every K] [--partition P]
 //           [--value-prefix S] [--hold-open-ms MS] [--compression C]
+//           [--timestamp MS]
+// --timestamp MS gives the records explicit create times MS, MS+1, ... in
+// send order (otherwise the client's clock is used).
 //   consume --topic T [--isolation read_committed|read_uncommitted]
 //           [--expect N] [--idle-ms MS] [--group G]
 //   group-consume --topic T --group G [--assignor A] [--run-ms MS]
@@ -75,10 +78,12 @@ public class JavaPeer {
         String kp = opts.get("key-prefix");
         String vp = opt("value-prefix", "java-");
         boolean headers = opts.containsKey("headers");
+        Long ts = timestamp();
         try (KafkaProducer<String, String> p = new KafkaProducer<>(producerProps())) {
             List<Future<RecordMetadata>> fs = new ArrayList<>();
             for (int i = 0; i < count; i++) {
-                ProducerRecord<String, String> r = new ProducerRecord<>(topic, partition, kp == null ? null : kp + i, vp + i);
+                ProducerRecord<String, String> r = new ProducerRecord<>(topic, partition, ts == null ? null : ts + i,
+                    kp == null ? null : kp + i, vp + i);
                 if (headers) r.headers().add("h" + i, ("hv" + i).getBytes());
                 fs.add(p.send(r));
             }
@@ -91,6 +96,9 @@ public class JavaPeer {
         }
     }
 
+    /** The --timestamp base, or null for the client's clock. */
+    static Long timestamp() { return opts.containsKey("timestamp") ? Long.valueOf(opt("timestamp")) : null; }
+
     static void txnProduce() throws Exception {
         String topic = opt("topic");
         int txns = Integer.parseInt(opt("transactions"));
@@ -99,6 +107,8 @@ public class JavaPeer {
         long holdOpen = Long.parseLong(opt("hold-open-ms", "0"));
         Integer partition = opts.containsKey("partition") ? Integer.valueOf(opt("partition")) : null;
         String vp = opt("value-prefix", "java-txn-");
+        Long ts = timestamp();
+        long sent = 0;
         Properties props = producerProps();
         props.put("transactional.id", opt("transactional-id"));
         List<String> committed = new ArrayList<>(), aborted = new ArrayList<>();
@@ -110,7 +120,8 @@ public class JavaPeer {
                 for (int i = 0; i < per; i++) {
                     String v = vp + t + "-" + i;
                     vals.add(v);
-                    p.send(new ProducerRecord<>(topic, partition, null, v));
+                    p.send(new ProducerRecord<>(topic, partition, ts == null ? null : ts + sent, null, v));
+                    sent++;
                 }
                 p.flush();
                 boolean abort = abortEvery > 0 && (t + 1) % abortEvery == 0;

@@ -6,10 +6,13 @@ Modes (all take --bootstrap):
   partition --topic T KEY...        partition librdkafka's murmur2_random picks
                                     (produces one record per key to T)
   produce --topic T --count N [--partition P] [--compression C]
-          [--key-prefix S] [--value-prefix S] [--headers]
+          [--key-prefix S] [--value-prefix S] [--headers] [--timestamp MS]
   txn-produce --topic T --transactional-id X --transactions N
           --per-transaction M [--abort-every K] [--partition P]
           [--value-prefix S] [--hold-open-ms MS] [--compression C]
+          [--timestamp MS]
+--timestamp MS gives the records explicit create times MS, MS+1, ... in send
+order (otherwise the client's clock is used).
   consume --topic T [--isolation read_committed|read_uncommitted]
           [--expect N] [--idle-ms MS] [--group G]
   group-consume --topic T --group G [--assignor A] [--run-ms MS]
@@ -101,6 +104,8 @@ def mode_produce(opts, rest):
             kw["partition"] = part
         if "headers" in opts:
             kw["headers"] = [(f"h{i}", f"hv{i}".encode())]
+        if "timestamp" in opts:
+            kw["timestamp"] = int(opts["timestamp"]) + i
         while True:
             try:
                 p.produce(topic, **kw)
@@ -137,6 +142,8 @@ def mode_txn_produce(opts, rest):
             kw = {"value": v.encode(), "on_delivery": check_delivery(errors)}
             if part is not None:
                 kw["partition"] = part
+            if "timestamp" in opts:
+                kw["timestamp"] = int(opts["timestamp"]) + t * per + i
             p.produce(topic, **kw)
         p.flush(60)
         if hold:

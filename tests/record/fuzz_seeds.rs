@@ -171,3 +171,162 @@ fn write_fuzz_seeds() {
         .concat(),
     );
 }
+
+/// Appends the seed `[api key, version, header tail, body]` of `resp` for
+/// the `decode_responses` target.
+fn response_seed<R: kafkawire::protocol::messages::Request>(
+    name: &str,
+    version: i16,
+    resp: &R::Response,
+) {
+    use kafkawire::protocol::messages::Message;
+    let mut body = BytesMut::new();
+    if R::response_header_version(version) >= 1 {
+        body.extend_from_slice(&[0]); // no tagged fields in the header
+    }
+    resp.encode(&mut body, version).unwrap();
+    let key = R::API_KEY as i16;
+    let seed = [&[key as u8, version as u8][..], &body].concat();
+    write(
+        "decode_responses",
+        &format!("{key:02}_{name}_v{version}"),
+        &seed,
+    );
+}
+
+/// Default (empty) responses of every API at its lowest, first flexible and
+/// highest version.
+macro_rules! default_response_seeds {
+    ($($req:ty),* $(,)?) => {
+        $({
+            use kafkawire::protocol::messages::{Message, Request};
+            type R = <$req as Request>::Response;
+            let (lo, hi) = <R as Message>::VERSIONS;
+            let mut vs = vec![lo, hi];
+            vs.extend(<R as Message>::FLEXIBLE_FROM);
+            vs.sort();
+            vs.dedup();
+            for v in vs {
+                response_seed::<$req>("default", v, &R::default());
+            }
+        })*
+    };
+}
+
+#[test]
+#[ignore = "writes files; run by hand to refresh the fuzz seeds"]
+fn write_response_fuzz_seeds() {
+    use kafkawire::protocol::messages::*;
+    default_response_seeds!(
+        ProduceRequest,
+        FetchRequest,
+        ListOffsetsRequest,
+        MetadataRequest,
+        OffsetCommitRequest,
+        OffsetFetchRequest,
+        FindCoordinatorRequest,
+        JoinGroupRequest,
+        HeartbeatRequest,
+        LeaveGroupRequest,
+        SyncGroupRequest,
+        DescribeGroupsRequest,
+        ListGroupsRequest,
+        SaslHandshakeRequest,
+        ApiVersionsRequest,
+        CreateTopicsRequest,
+        DeleteTopicsRequest,
+        DeleteRecordsRequest,
+        InitProducerIdRequest,
+        OffsetForLeaderEpochRequest,
+        AddPartitionsToTxnRequest,
+        AddOffsetsToTxnRequest,
+        EndTxnRequest,
+        TxnOffsetCommitRequest,
+        DescribeConfigsRequest,
+        AlterConfigsRequest,
+        CreatePartitionsRequest,
+        DeleteGroupsRequest,
+        SaslAuthenticateRequest,
+        IncrementalAlterConfigsRequest,
+        OffsetDeleteRequest,
+        DescribeClusterRequest,
+        DescribeProducersRequest,
+        DescribeTransactionsRequest,
+        ListTransactionsRequest,
+        ConsumerGroupHeartbeatRequest,
+        ConsumerGroupDescribeRequest,
+    );
+
+    // A Fetch response carrying a real transactional batch sequence (the
+    // Java client's zstd golden vector: data, COMMIT, data, ABORT).
+    let records = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol-tests/vectors/java-zstd-txn.bin"),
+    )
+    .unwrap();
+    let fetch = FetchResponse {
+        responses: vec![FetchableTopicResponse {
+            topic: "orders".into(),
+            topic_id: Uuid::from_bytes([7; 16]),
+            partitions: vec![PartitionData {
+                partition_index: 0,
+                high_watermark: 8,
+                last_stable_offset: 8,
+                aborted_transactions: Some(vec![AbortedTransaction {
+                    producer_id: 15,
+                    first_offset: 4,
+                    ..Default::default()
+                }]),
+                records: Some(records.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    for v in [4, 12, 17] {
+        response_seed::<FetchRequest>("records", v, &fetch);
+    }
+
+    let metadata = MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: 1,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            ..Default::default()
+        }],
+        cluster_id: Some("cluster".into()),
+        controller_id: 1,
+        topics: vec![MetadataResponseTopic {
+            name: Some("orders".into()),
+            topic_id: Uuid::from_bytes([7; 16]),
+            partitions: vec![MetadataResponsePartition {
+                partition_index: 0,
+                leader_id: 1,
+                leader_epoch: 3,
+                replica_nodes: vec![1],
+                isr_nodes: vec![1],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    for v in [1, 9, 12] {
+        response_seed::<MetadataRequest>("one_topic", v, &metadata);
+    }
+
+    let versions = ApiVersionsResponse {
+        api_keys: [(0, 3, 11), (1, 4, 17), (3, 0, 12), (18, 0, 4)]
+            .map(|(api_key, min_version, max_version)| ApiVersion {
+                api_key,
+                min_version,
+                max_version,
+                ..Default::default()
+            })
+            .to_vec(),
+        ..Default::default()
+    };
+    for v in [0, 3] {
+        response_seed::<ApiVersionsRequest>("four_apis", v, &versions);
+    }
+}

@@ -8,3 +8,4 @@ mod fuzz_seeds;
 mod legacy;
 mod props;
 mod roundtrip;
+mod vectors;
