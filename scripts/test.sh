@@ -54,7 +54,7 @@ broker_suite() {
 }
 
 broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subscribe transactions
-broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover
+broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover copier
 broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe transactions
 
 section "all suites passed"
