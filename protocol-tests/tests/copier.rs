@@ -3,8 +3,11 @@
 //! `subscribe`, `group_metadata`, `send_offsets_to_transaction`, one stable
 //! `transactional.id` each) from an input topic to an output topic while
 //! instances are killed mid-transaction (their task dropped, no close) and
-//! restarted with the same transactional id, and brokers are killed and
-//! restarted. The output, read back by kafkawire's and librdkafka's
+//! restarted with the same transactional id, instances stall mid-transaction
+//! past `max.poll.interval.ms` (so the group moves their partitions while
+//! they still hold an open transaction: KIP-447 fencing of zombie members
+//! by generation, and of pending offsets by `require_stable`), and brokers
+//! are killed and restarted. The output, read back by kafkawire's and librdkafka's
 //! read_committed consumers, must hold every input record exactly once,
 //! with no aborted or partly visible transaction and the input order kept
 //! per partition (`protocol_tests::checker`).
@@ -19,6 +22,7 @@
 //! | `KAFKAWIRE_COPIER_ABORT_EVERY` | 0 | abort every Nth transaction of an instance (0: never) |
 //! | `KAFKAWIRE_COPIER_KILLS` | 6 | instance kills |
 //! | `KAFKAWIRE_COPIER_BOUNCES` | 1 | broker kill + restart |
+//! | `KAFKAWIRE_COPIER_STALLS` | 2 | instance stalls past `max.poll.interval.ms` mid-transaction |
 //! | `KAFKAWIRE_COPIER_GROUP_PROTOCOL` | classic | `classic` or `consumer` (KIP-848) |
 //!
 //! The test `copier_aborting_every_third_transaction` runs the
@@ -34,7 +38,7 @@ use kafkawire::producer::{Producer, ProducerRecord};
 use protocol_tests::checker::{self, Ledger, Send};
 use protocol_tests::*;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +63,7 @@ struct Plan {
     abort_every: u64,
     kills: usize,
     bounces: usize,
+    stalls: usize,
     group_protocol: String,
 }
 
@@ -71,6 +76,7 @@ impl Plan {
             abort_every: env_or("KAFKAWIRE_COPIER_ABORT_EVERY", abort_every),
             kills: env_or("KAFKAWIRE_COPIER_KILLS", 6),
             bounces: env_or("KAFKAWIRE_COPIER_BOUNCES", 1),
+            stalls: env_or("KAFKAWIRE_COPIER_STALLS", 2),
             group_protocol: env_or("KAFKAWIRE_COPIER_GROUP_PROTOCOL", "classic".to_string()),
         }
     }
@@ -91,7 +97,18 @@ struct Shared {
     committed_txns: AtomicU64,
     aborted_txns: AtomicU64,
     discarded_batches: AtomicU64,
+    /// Per instance: stall at the next transaction, before sending the
+    /// offsets (`STALL_BEFORE_OFFSETS`) or before committing
+    /// (`STALL_BEFORE_COMMIT`); 0: no stall.
+    stall: Vec<AtomicU8>,
+    stalls_done: AtomicU64,
 }
+
+const STALL_BEFORE_OFFSETS: u8 = 1;
+const STALL_BEFORE_COMMIT: u8 = 2;
+/// `max.poll.interval.ms` of the copiers; a stall lasts longer.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(8);
+const STALL: Duration = Duration::from_secs(14);
 
 impl Shared {
     fn error(&self, e: String) {
@@ -141,7 +158,8 @@ fn copier_consumer(sh: &Shared, instance: usize) -> Consumer {
         .auto_offset_reset(OffsetReset::Earliest)
         .enable_auto_commit(false)
         .set("max.poll.records", &sh.plan.per_txn.min(1000).to_string())
-        .set("fetch.max.wait.ms", "100");
+        .set("fetch.max.wait.ms", "100")
+        .max_poll_interval(MAX_POLL_INTERVAL);
     let b = match sh.plan.group_protocol.as_str() {
         "consumer" => b.set("group.protocol", "consumer"),
         "classic" => b
@@ -244,7 +262,23 @@ async fn copier(sh: Arc<Shared>, instance: usize, life: u32) -> Exit {
                 break;
             }
         }
+        // A stall: the member leaves the group (poll timeout), others take
+        // its partitions, then it carries on with its transaction.
+        let (tag, sh_ref) = (&tag, &*sh);
+        let stall_here = |when: u8| async move {
+            let sh = sh_ref;
+            if sh.stall[instance]
+                .compare_exchange(when, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                sh.stalls_done.fetch_add(1, Ordering::SeqCst);
+                eprintln!("instance {instance}.{life} stalls in {tag} for {STALL:?}");
+                tokio::time::sleep(STALL).await;
+                eprintln!("instance {instance}.{life} resumes {tag}");
+            }
+        };
         if failed.is_none() {
+            stall_here(STALL_BEFORE_OFFSETS).await;
             let mine: Vec<_> = c
                 .positions()
                 .into_iter()
@@ -267,7 +301,10 @@ async fn copier(sh: Arc<Shared>, instance: usize, life: u32) -> Exit {
             }
             Some(e) => Err(e),
             None if deliberate_abort => Err(kafkawire::Error::illegal_state("deliberate abort")),
-            None => p.commit_transaction().await,
+            None => {
+                stall_here(STALL_BEFORE_COMMIT).await;
+                p.commit_transaction().await
+            }
         };
         match outcome {
             Ok(()) => {
@@ -391,6 +428,8 @@ async fn run_copier(plan: Plan) {
         committed_txns: AtomicU64::new(0),
         aborted_txns: AtomicU64::new(0),
         discarded_batches: AtomicU64::new(0),
+        stall: (0..plan.instances).map(|_| AtomicU8::new(0)).collect(),
+        stalls_done: AtomicU64::new(0),
     });
     eprintln!("copier plan: {plan:?}");
     create_topic(&sh.input).await;
@@ -418,6 +457,8 @@ async fn run_copier(plan: Plan) {
     let mut input_task = Some(input_task);
     let mut kills_done = 0usize;
     let mut bounces_done = 0usize;
+    let mut stalls_asked = 0usize;
+    let mut stall_target: Option<(usize, Instant)> = None;
     let mut bouncing: Option<tokio::task::JoinHandle<()>> = None;
     let mut last_progress = 0i64;
     let mut failures = 0usize;
@@ -446,7 +487,9 @@ async fn run_copier(plan: Plan) {
             );
         }
         if let Some(e) = &ends {
-            let faults_done = kills_done == plan.kills && bounces_done == plan.bounces;
+            let faults_done = kills_done == plan.kills
+                && bounces_done == plan.bounces
+                && sh.stalls_done.load(Ordering::SeqCst) as usize == plan.stalls;
             if progress >= e.values().sum::<i64>() && faults_done {
                 break;
             }
@@ -485,7 +528,13 @@ async fn run_copier(plan: Plan) {
         };
         if kills_done < plan.kills && frac >= (kills_done as f64 + 0.5) / (plan.kills as f64 + 1.0)
         {
-            let i = kills_done % plan.instances;
+            // Not an instance asked to stall lately: the stall would be lost.
+            let mut i = kills_done % plan.instances;
+            if let Some((s, at)) = stall_target {
+                if s == i && at.elapsed() < STALL + Duration::from_secs(20) && plan.instances > 1 {
+                    i = (i + 1) % plan.instances;
+                }
+            }
             tasks[i].abort();
             let _ = (&mut tasks[i]).await;
             eprintln!(
@@ -496,6 +545,25 @@ async fn run_copier(plan: Plan) {
             tokio::time::sleep(Duration::from_millis(200 * (kills_done as u64 % 5))).await;
             lives[i] += 1;
             tasks[i] = tokio::spawn(copier(sh.clone(), i, lives[i]));
+        }
+        // Stalls: the next transaction of an instance stops for longer
+        // than max.poll.interval.ms, alternately before its offsets are
+        // sent and before its commit.
+        let stalls_done = sh.stalls_done.load(Ordering::SeqCst) as usize;
+        if stalls_asked < plan.stalls
+            && stalls_done == stalls_asked
+            && frac >= (stalls_asked as f64 + 0.7) / (plan.stalls as f64 + 1.0)
+        {
+            let i = (stalls_asked + 1) % plan.instances;
+            let when = if stalls_asked % 2 == 0 {
+                STALL_BEFORE_OFFSETS
+            } else {
+                STALL_BEFORE_COMMIT
+            };
+            sh.stall[i].store(when, Ordering::SeqCst);
+            stall_target = Some((i, Instant::now()));
+            eprintln!("asked instance {i} to stall ({when}) at {progress}/{total}");
+            stalls_asked += 1;
         }
         // Broker bounces, in the background: kill -9 a broker, keep
         // copying, start it again.
