@@ -487,9 +487,9 @@ async fn run_copier(plan: Plan) {
             );
         }
         if let Some(e) = &ends {
-            let faults_done = kills_done == plan.kills
-                && bounces_done == plan.bounces
-                && sh.stalls_done.load(Ordering::SeqCst) as usize == plan.stalls;
+            // Stalls are not waited for: one asked of an instance that
+            // gets no more records never happens (the summary counts them).
+            let faults_done = kills_done == plan.kills && bounces_done == plan.bounces;
             if progress >= e.values().sum::<i64>() && faults_done {
                 break;
             }
@@ -603,6 +603,9 @@ async fn run_copier(plan: Plan) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let copy_time = started.elapsed();
+    for s in &sh.stall {
+        s.store(0, Ordering::SeqCst);
+    }
     sh.stop.store(true, Ordering::SeqCst);
     for (i, t) in tasks.into_iter().enumerate() {
         match tokio::time::timeout(Duration::from_secs(90), t).await {
@@ -611,6 +614,16 @@ async fn run_copier(plan: Plan) {
             Ok(Err(e)) => panic!("instance {i} panicked: {e}"),
             Err(_) => panic!("instance {i} did not stop within 90 s"),
         }
+    }
+    // An instance that gave up just before the end may have left a
+    // transaction open (holding back the LSO): fence every transactional
+    // id once more, which aborts it.
+    for i in 0..plan.instances {
+        let p = txn_producer(&format!("{}-{i}", sh.txn_prefix));
+        p.init_transactions()
+            .await
+            .unwrap_or_else(|e| panic!("fencing instance {i} at the end: {e}"));
+        p.close(Duration::from_secs(30)).await.unwrap();
     }
     assert_eq!(kills_done, plan.kills, "not every kill happened");
     assert_eq!(
@@ -623,10 +636,12 @@ async fn run_copier(plan: Plan) {
     eprintln!(
         "copied {total} records in {copy_time:?}: {committed} transactions committed, {aborted} aborted, \
          {unknown} of unknown outcome (killed), {} batches discarded after rebalances, {} instance kills, \
-         {} broker bounces, {} errors met",
+         {} broker bounces, {} of {} stalls, {} errors met",
         sh.discarded_batches.load(Ordering::Relaxed),
         kills_done,
         bounces_done,
+        sh.stalls_done.load(Ordering::SeqCst),
+        plan.stalls,
         sh.errors.lock().unwrap().len()
     );
     assert!(committed > 0);
