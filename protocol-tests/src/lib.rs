@@ -89,4 +89,5 @@ where
     }
 }
 
+pub mod checker;
 pub mod interop;

@@ -503,3 +503,35 @@ async fn close_aborts_an_open_transaction() {
     let got: Vec<String> = read(&mut rc, 1, Duration::from_secs(2)).await.iter().map(value).collect();
     assert_eq!(got, vec!["after".to_string()], "only the record after the aborted transaction is visible");
 }
+
+/// Many small batches of one partition pipelined to one broker inside
+/// transactions: every request must reach the broker in the order its
+/// batches were sequenced, or the broker answers OUT_OF_ORDER_SEQUENCE_NUMBER
+/// for a batch whose predecessor then lands, and the transaction fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_batches_of_one_partition_commit() {
+    let t = topic("txn-pipelined", 2).await;
+    let p = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .client_id("txn-tests")
+        .transactional_id(unique("txn-pipelined"))
+        .linger(Duration::from_millis(0))
+        .batch_size(512)
+        .build()
+        .expect("producer");
+    p.init_transactions().await.unwrap();
+    let mut sent = 0usize;
+    for round in 0..10 {
+        p.begin_transaction().unwrap();
+        for i in 0..3000 {
+            let v = format!("r{round}-{i:05}-padding-padding-padding");
+            p.send_and_forget(ProducerRecord::new(&t).partition(i % 2).value(&v)).await.unwrap();
+            sent += 1;
+        }
+        p.commit_transaction().await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    let mut rc = consumer(IsolationLevel::ReadCommitted, None);
+    rc.assign(&all_partitions(std::slice::from_ref(&t), 2)).unwrap();
+    let got = read(&mut rc, sent, Duration::from_secs(1)).await;
+    assert_eq!(got.len(), sent);
+}

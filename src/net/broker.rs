@@ -112,9 +112,16 @@ impl BrokerConnection {
 
     /// Sends `req` at an explicit `version`.
     pub async fn send_at<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+        self.enqueue_at(req, version, timeout).await?.wait().await
+    }
+
+    /// [`send_at`](Self::send_at) in two steps: queues `req` for writing
+    /// (requests are written in the order their `enqueue_at` calls
+    /// complete) and returns the wait for its response.
+    pub async fn enqueue_at<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<InFlight<R>> {
         let frame = encode::<R>(req, version, self.client_id.as_deref()).map_err(|e| e.with_broker(self.label()))?;
-        let body = self.conn.round_trip(R::API_KEY.name(), frame, timeout).await?;
-        decode_response::<R>(body, version).map_err(|e| e.with_broker(self.label()))
+        let pending = self.conn.enqueue(R::API_KEY.name(), frame, timeout).await?;
+        Ok(InFlight { pending, version, request: std::marker::PhantomData })
     }
 
     /// Sends a request that the broker does not answer (Produce, acks=0).
@@ -122,6 +129,28 @@ impl BrokerConnection {
         let v = self.version_of::<R>()?;
         let frame = encode::<R>(req, v, self.client_id.as_deref())?;
         self.conn.send_only(frame).await
+    }
+}
+
+/// A typed request queued by [`BrokerConnection::enqueue_at`].
+pub struct InFlight<R: Request> {
+    pending: super::conn::PendingResponse,
+    version: i16,
+    request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> fmt::Debug for InFlight<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight").field("api", &R::API_KEY.name()).field("version", &self.version).finish()
+    }
+}
+
+impl<R: Request> InFlight<R> {
+    /// Waits for and decodes the response.
+    pub async fn wait(self) -> Result<R::Response> {
+        let conn = self.pending.connection().clone();
+        let body = self.pending.wait().await?;
+        decode_response::<R>(body, self.version).map_err(|e| e.with_broker(conn.label()))
     }
 }
 

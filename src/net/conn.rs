@@ -173,6 +173,16 @@ impl Connection {
     /// A timeout closes the connection, as the Java client does: after it,
     /// the order of responses on the connection can no longer be trusted.
     pub async fn round_trip(&self, api: &'static str, frame: BytesMut, timeout: Duration) -> Result<Bytes> {
+        self.enqueue(api, frame, timeout).await?.wait().await
+    }
+
+    /// [`round_trip`](Self::round_trip) in two steps: queues the frame for
+    /// writing and returns the wait for its response. Frames are written in
+    /// the order their `enqueue` calls complete, so a caller that must have
+    /// requests reach the broker in a given order (pipelined Produce
+    /// requests of one partition) enqueues them one after the other and
+    /// awaits the responses concurrently. `timeout` covers both steps.
+    pub async fn enqueue(&self, api: &'static str, frame: BytesMut, timeout: Duration) -> Result<PendingResponse> {
         if let Some(e) = self.shared.poison.get() {
             return Err(e.clone());
         }
@@ -184,11 +194,7 @@ impl Connection {
             Ok(Err(_)) => return Err(self.closed_error()),
             Err(_) => return Err(self.timed_out(api, timeout)),
         }
-        match tokio::time::timeout_at(deadline, reply_rx).await {
-            Ok(Ok(result)) => result.map_err(|e| e.with_api(api)),
-            Ok(Err(_)) => Err(self.closed_error().with_api(api)),
-            Err(_) => Err(self.timed_out(api, timeout)),
-        }
+        Ok(PendingResponse { conn: self.clone(), api, timeout, deadline, reply: reply_rx })
     }
 
     /// Sends a request the broker will not answer (Produce with acks=0). The
@@ -215,6 +221,41 @@ impl Connection {
         self.shared.poison.get().cloned().unwrap_or_else(|| {
             Error::new(ErrorKind::Io, "connection closed").with_broker(&self.shared.label)
         })
+    }
+}
+
+/// A request queued by [`Connection::enqueue`]; [`wait`](Self::wait) for
+/// its response. Dropping it before the frame is written cancels the
+/// request; after, its outcome on the broker is unknown.
+pub struct PendingResponse {
+    conn: Connection,
+    api: &'static str,
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+    reply: oneshot::Receiver<Result<Bytes>>,
+}
+
+impl fmt::Debug for PendingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingResponse").field("broker", &self.conn.label()).field("api", &self.api).finish()
+    }
+}
+
+impl PendingResponse {
+    /// The connection the request was queued on.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Waits for the response frame (within the timeout given to
+    /// `enqueue`, which closes the connection when it passes).
+    pub async fn wait(self) -> Result<Bytes> {
+        let PendingResponse { conn, api, timeout, deadline, reply } = self;
+        match tokio::time::timeout_at(deadline, reply).await {
+            Ok(Ok(result)) => result.map_err(|e| e.with_api(api)),
+            Ok(Err(_)) => Err(conn.closed_error().with_api(api)),
+            Err(_) => Err(conn.timed_out(api, timeout)),
+        }
     }
 }
 

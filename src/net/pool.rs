@@ -14,7 +14,7 @@ use super::backoff::BackoffTimer;
 use super::broker::{BrokerConnection, NodeId};
 use super::conn::ConnectionConfig;
 use crate::config::ClientConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -149,7 +149,13 @@ impl Pool {
         match ep {
             Endpoint::Node(id) => match self.address(*id) {
                 Some(a) => Ok((a.clone(), format!("{id} ({a})"))),
-                None => Err(Error::new(ErrorKind::NotFound, format!("broker {id} is not in the cluster metadata"))),
+                // Retriable: a broker that was just killed drops out of
+                // metadata while FindCoordinator may still name it, and a
+                // refresh may race an address learnt from FindCoordinator.
+                // Callers retry within their deadlines (as Java treats an
+                // unknown coordinator node).
+                None => Err(Error::new(ErrorKind::NotFound, format!("broker {id} is not in the cluster metadata"))
+                    .with_class(ErrorClass::Retriable)),
             },
             Endpoint::Bootstrap(i) => match self.inner.bootstrap.get(*i) {
                 Some(a) => Ok((a.clone(), format!("bootstrap {a}"))),
@@ -251,4 +257,18 @@ impl Pool {
 /// consistent because no code path panics while holding them).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_missing_from_metadata_is_a_retriable_error() {
+        let pool = Pool::new(&ClientConfig::default());
+        pool.set_addresses([(1, "127.0.0.1:1".to_string())]);
+        let e = pool.get(3, ConnKind::Control).await.unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.is_retriable(), "{e}");
+    }
 }

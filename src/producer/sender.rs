@@ -11,6 +11,13 @@
 //! Per broker at most `max.in.flight.requests.per.connection` requests await
 //! an answer; each request carries at most one batch per partition and at
 //! most `max.request.size` bytes.
+//!
+//! Requests to one broker are written in the order the sender built them:
+//! each request future queues its frame only after the previous one to
+//! that broker has queued (or given up). The sequencer pipelines a
+//! partition's batches on that order; were a later batch written first,
+//! the broker would refuse it as out of sequence, and a transaction could
+//! not commit.
 
 use super::accumulator::{QueuedBatch, TopicPartition};
 use super::delivery::{BatchAck, Completion};
@@ -29,7 +36,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes of a Produce request besides the batches, bounded generously:
 /// header, client id, transactional id, and per topic/partition framing.
@@ -72,6 +79,10 @@ pub(crate) struct Sender {
     batches: HashMap<u64, SenderBatch>,
     requests: HashMap<u64, InFlight>,
     per_node: HashMap<NodeId, usize>,
+    /// Per broker: resolves once the last request built for it has been
+    /// queued on its connection (or failed before): the next one waits for
+    /// it, so requests are written in the order they were built.
+    queued: HashMap<NodeId, oneshot::Receiver<()>>,
     next_req: u64,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
@@ -100,6 +111,7 @@ impl Sender {
             batches: HashMap::new(),
             requests: HashMap::new(),
             per_node: HashMap::new(),
+            queued: HashMap::new(),
             next_req: 0,
             events_tx,
             events_rx,
@@ -519,10 +531,12 @@ impl Sender {
         self.next_req += 1;
         *self.per_node.entry(node).or_insert(0) += 1;
         self.requests.insert(req_id, InFlight { node, batches: chosen });
+        let (queued_tx, queued_rx) = oneshot::channel();
+        let after = self.queued.insert(node, queued_rx);
         let shared = self.shared.clone();
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
-            let result = produce(&shared, node, topics, ids).await;
+            let result = produce(&shared, node, topics, ids, after, queued_tx).await;
             let _ = tx.send(Event::Produced { req: req_id, result });
         });
     }
@@ -617,13 +631,20 @@ impl Sender {
 }
 
 /// Sends one Produce request to `node` and returns the answer (`None` for
-/// acks=0).
+/// acks=0). Queues it on the connection only once `after` (the previous
+/// request to `node`) resolved, and resolves `queued` then (dropping it on
+/// failure also releases the next request).
 async fn produce(
     shared: &Shared,
     node: NodeId,
     topics: BTreeMap<Arc<str>, Vec<(i32, Bytes)>>,
     ids: HashMap<Arc<str>, Uuid>,
+    after: Option<oneshot::Receiver<()>>,
+    queued: oneshot::Sender<()>,
 ) -> Result<Option<ProduceResponse>> {
+    if let Some(after) = after {
+        let _ = after.await;
+    }
     let conn = shared.cluster.connection(node, ConnKind::Produce).await?;
     let mut version = conn.version_of::<ProduceRequest>()?;
     let transactional_id = shared.cfg.transactional_id.clone();
@@ -658,13 +679,15 @@ async fn produce(
     };
     if shared.cfg.acks.wire() == 0 {
         conn.send_no_response(&req).await?;
+        let _ = queued.send(());
         return Ok(None);
     }
     // The request timeout plus a margin: the broker answers within
     // `timeout_ms` itself.
     let timeout = shared.cfg.client.request_timeout + Duration::from_secs(1);
-    let resp = conn.send_at(&req, version, timeout).await?;
-    Ok(Some(resp))
+    let in_flight = conn.enqueue_at(&req, version, timeout).await?;
+    let _ = queued.send(());
+    Ok(Some(in_flight.wait().await?))
 }
 
 /// Gets a producer id (InitProducerId without transactional id), retrying
