@@ -437,3 +437,109 @@ fn check_error_or_fatal(e: &kafkawire::Error, ctx: &dyn fmt::Display) {
         check_error(e, ctx);
     }
 }
+
+/// The APIs around the data path, with a smaller share of the mutations
+/// (5%): ApiVersions (the handshake), FindCoordinator with OffsetFetch
+/// (`committed`), ListOffsets (`end_offsets`) and InitProducerId (a new
+/// producer's first send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_mutations_of_the_other_apis() {
+    use kafkawire::net::conn::ConnectionConfig;
+    use kafkawire::net::BrokerConnection;
+    let n = total() / 20;
+    let seed = base_seed() ^ 0x5;
+    let broker = Broker::start(2).await;
+    Originals::fill(&broker, 2, 3);
+    let end0 = broker.state().log_end(0);
+    broker.state().committed.insert(0, 5);
+    let c = kafkawire::consumer::Consumer::builder()
+        .bootstrap_servers(&broker.addr)
+        .group_id("hostile-group")
+        .enable_auto_commit(false)
+        .set("retry.backoff.ms", "1")
+        .set("retry.backoff.max.ms", "5")
+        .set("reconnect.backoff.ms", "1")
+        .set("reconnect.backoff.max.ms", "5")
+        .set("request.timeout.ms", "5000")
+        .set("default.api.timeout.ms", "10000")
+        .build()
+        .unwrap();
+    let mut rng = Rng(seed);
+    let mut tally = Tally::default();
+    for i in 0..n {
+        let desc = std::sync::Arc::new(std::sync::Mutex::new(String::from("not applied yet")));
+        let api = [
+            ApiKey::ApiVersions,
+            ApiKey::FindCoordinator,
+            ApiKey::OffsetFetch,
+            ApiKey::ListOffsets,
+            ApiKey::InitProducerId,
+        ][rng.below(5)];
+        broker.mutate(api, mutator(api, Rng(rng.next()), desc.clone()));
+        let outcome: kafkawire::Result<()> = tokio::time::timeout(Duration::from_secs(60), async {
+            match api {
+                ApiKey::ApiVersions => BrokerConnection::connect(
+                    &broker.addr,
+                    "hostile".into(),
+                    &ConnectionConfig::default(),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map(|_| ()),
+                ApiKey::FindCoordinator | ApiKey::OffsetFetch => {
+                    c.committed(&[tp(0)]).await.map(|_| ())
+                }
+                ApiKey::ListOffsets => c.end_offsets(&[tp(0)]).await.map(|_| ()),
+                _ => {
+                    let p = crate::common::producer(&broker);
+                    let r = send(&p, &format!("i{i}"), 1).await.expect("delivery hung");
+                    let _ = p.close(Duration::from_secs(5)).await;
+                    r
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{api:?} mutation #{i} (seed {seed:#x}): call hung"));
+        let d = desc.lock().unwrap().clone();
+        let ctx = Ctx {
+            driver: api.name(),
+            i,
+            seed,
+            desc: &d,
+        };
+        match outcome {
+            Ok(()) => tally.add(format!("{} accepted", api.name())),
+            Err(e) => {
+                check_error_or_fatal(&e, &ctx);
+                tally.err(&e);
+            }
+        }
+        // A request of that API may not have been needed (cached
+        // coordinator): drop the mutation, then check valid answers work.
+        broker.state().mutations.clear();
+        let committed = c
+            .committed(&[tp(0)])
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: committed() after: {e}"));
+        assert_eq!(
+            committed[&tp(0)].as_ref().map(|o| o.offset),
+            Some(5),
+            "{ctx}"
+        );
+        let ends = c
+            .end_offsets(&[tp(0)])
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: end_offsets() after: {e}"));
+        assert_eq!(ends[&tp(0)], end0, "{ctx}");
+    }
+    let st = broker.state();
+    assert!(
+        st.unexpected.is_empty(),
+        "unexpected requests {:?}",
+        st.unexpected
+    );
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    drop(st);
+    assert_heap_bounded("random mutations of the other APIs");
+    eprintln!("{n} mutations of the other APIs:\n{tally}");
+}
