@@ -24,6 +24,9 @@ section "build"
 cargo build --workspace --all-targets --locked
 
 section "unit tests"
+# Includes tests/hostile: the clients against a scripted hostile broker,
+# 10,000 seeded response mutations (about 3 minutes; KAFKAWIRE_MUTATIONS
+# scales it, KAFKAWIRE_MUTATION_SEED replays another seed).
 cargo test --workspace --exclude protocol-tests --locked
 
 # broker_suite KAFKA BROKERS THREADS TEST-BINARY...

@@ -280,8 +280,11 @@ async fn random_fetch_mutations() {
         "unexpected requests {:?}",
         broker.state().unexpected
     );
-    assert_heap_bounded("random fetch mutations");
-    eprintln!("{n} Fetch mutations:\n{tally}");
+    let peak = assert_heap_bounded("random fetch mutations");
+    eprintln!(
+        "{n} Fetch mutations (peak live heap of the process {} MiB):\n{tally}",
+        peak >> 20
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

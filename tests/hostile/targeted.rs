@@ -306,6 +306,8 @@ async fn decompression_bombs_are_cut_at_the_bound() {
             (after - before) >> 20
         );
     }
+    let peak = assert_heap_bounded("decompression bombs");
+    eprintln!("peak live heap of this process so far: {} MiB", peak >> 20);
 }
 
 // ---- wire-level faults in encoded responses ---------------------------------
