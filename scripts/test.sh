@@ -25,6 +25,9 @@ section "build"
 cargo build --workspace --all-targets --locked
 
 section "unit tests"
+# Includes tests/hostile: the clients against a scripted hostile broker,
+# 10,000 seeded response mutations (about 3 minutes; KAFKAWIRE_MUTATIONS
+# scales it, KAFKAWIRE_MUTATION_SEED replays another seed).
 cargo test --workspace --exclude protocol-tests --locked
 # protocol-tests' own library: the exactly-once checker's tests need no broker.
 cargo test -p protocol-tests --lib --locked

@@ -810,6 +810,122 @@ mod tests {
         assert_eq!(increment_sequence(5, 3), 8);
     }
 
+    /// Puts partition `tp` where 2^31 - 1 - `left` records were already
+    /// acknowledged (sending that many for real takes hours).
+    fn near_the_end(s: &mut Sequencer, tp: &TopicPartition, left: i32) {
+        let now = Instant::now();
+        s.assign(tp, 0, 1);
+        s.on_sent(tp, 0, 1);
+        assert!(matches!(s.on_attempt(tp, 0, Attempt::Written, now, true), Verdict::Done));
+        let p = s.partitions.get_mut(tp).unwrap();
+        p.next_sequence = i32::MAX - left;
+        p.last_acked = i32::MAX - left - 1;
+    }
+
+    #[test]
+    fn sequences_wrap_to_zero_after_i32_max_across_batches() {
+        // Java's producer and the broker wrap a sequence from
+        // Integer.MAX_VALUE to 0; a batch may straddle the wrap.
+        let now = Instant::now();
+        let mut s = seq();
+        near_the_end(&mut s, &tp(0), 2);
+        let a = s.assign(&tp(0), 1, 2); // MAX-2, MAX-1
+        s.on_sent(&tp(0), 1, 1);
+        let b = s.assign(&tp(0), 2, 4); // MAX, 0, 1, 2
+        s.on_sent(&tp(0), 2, 1);
+        let c = s.assign(&tp(0), 3, 1); // 3
+        s.on_sent(&tp(0), 3, 1);
+        assert_eq!(
+            [a.base_sequence, b.base_sequence, c.base_sequence],
+            [i32::MAX - 2, i32::MAX, 3]
+        );
+        assert!(s.may_send(&tp(0), 1), "pipelining continues across the wrap");
+        assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::Written, now, true), Verdict::Done));
+        assert_eq!(s.partitions[&tp(0)].last_acked, i32::MAX - 1);
+        assert!(matches!(s.on_attempt(&tp(0), 2, Attempt::Written, now, true), Verdict::Done));
+        assert_eq!(s.partitions[&tp(0)].last_acked, 2, "the last sequence of a straddling batch wraps");
+        assert!(matches!(s.on_attempt(&tp(0), 3, Attempt::Written, now, true), Verdict::Done));
+        assert_eq!(s.partitions[&tp(0)].last_acked, 3);
+        assert_eq!(s.assign(&tp(0), 4, 1).base_sequence, 4);
+    }
+
+    #[test]
+    fn a_batch_ending_exactly_at_i32_max_is_followed_by_zero() {
+        let now = Instant::now();
+        let mut s = seq();
+        near_the_end(&mut s, &tp(0), 4);
+        let a = s.assign(&tp(0), 1, 5); // MAX-4 ..= MAX
+        s.on_sent(&tp(0), 1, 1);
+        assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::Written, now, true), Verdict::Done));
+        assert_eq!(a.base_sequence, i32::MAX - 4);
+        assert_eq!(s.partitions[&tp(0)].last_acked, i32::MAX);
+        assert_eq!(s.assign(&tp(0), 2, 1).base_sequence, 0);
+    }
+
+    #[test]
+    fn retries_and_rewrites_across_the_wrap_keep_order() {
+        let now = Instant::now();
+        let mut s = seq();
+        near_the_end(&mut s, &tp(0), 1);
+        s.assign(&tp(0), 1, 3); // MAX-1, MAX, 0
+        s.on_sent(&tp(0), 1, 1);
+        s.assign(&tp(0), 2, 2); // 1, 2
+        s.on_sent(&tp(0), 2, 1);
+        // A retriable error keeps the wrapped stamps unchanged.
+        s.on_attempt(&tp(0), 1, err(ErrorCode::NOT_ENOUGH_REPLICAS), now, true);
+        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        let stamps: Vec<i32> = s.batches(&tp(0)).map(|b| b.stamp.base_sequence).collect();
+        assert_eq!(stamps, vec![i32::MAX - 1, 1]);
+        // A gap at the head: a new epoch renumbers from 0, in order.
+        s.on_sent(&tp(0), 1, 1);
+        s.on_sent(&tp(0), 2, 1);
+        s.on_attempt(&tp(0), 1, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        let rw = s.rewrite_pending();
+        let e1 = ProducerIdEpoch { id: 7, epoch: 1 };
+        assert_eq!(
+            rw.iter().map(|(_, id, st)| (*id, *st)).collect::<Vec<_>>(),
+            vec![(1, Stamp { producer: e1, base_sequence: 0 }), (2, Stamp { producer: e1, base_sequence: 3 })]
+        );
+    }
+
+    #[test]
+    fn every_epoch_up_to_the_last_is_used_then_a_new_id_is_needed() {
+        // Bumps go 0 -> 1 -> ... until the epoch reaches i16::MAX - 1; the
+        // next one asks InitProducerId for a new id (Kafka's coordinator
+        // treats epochs from i16::MAX - 1 on as exhausted). The epoch is
+        // never negative or wrapped.
+        let now = Instant::now();
+        let mut s = Sequencer::new(true, 5, u32::MAX);
+        s.set_producer(ProducerIdEpoch { id: 1, epoch: i16::MAX - 3 });
+        let mut seen = vec![];
+        for id in 1..=3u64 {
+            s.assign(&tp(0), id, 1);
+            s.on_sent(&tp(0), id, 1);
+            s.on_attempt(&tp(0), id, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+            match s.rewrite_pending().first() {
+                Some((_, _, st)) => seen.push(st.producer),
+                None => {
+                    assert!(s.needs_producer_id(), "exhausted without asking for a new id");
+                    s.set_producer(ProducerIdEpoch { id: 2, epoch: 0 });
+                    let rw = s.rewrite_pending();
+                    seen.push(rw[0].2.producer);
+                    assert_eq!(rw[0].2.base_sequence, 0);
+                }
+            }
+            s.on_sent(&tp(0), id, 1);
+            assert!(matches!(s.on_attempt(&tp(0), id, Attempt::Written, now, true), Verdict::Done));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ProducerIdEpoch { id: 1, epoch: i16::MAX - 2 },
+                ProducerIdEpoch { id: 1, epoch: i16::MAX - 1 },
+                ProducerIdEpoch { id: 2, epoch: 0 },
+            ]
+        );
+    }
+
     #[test]
     fn without_idempotence_no_sequences_but_same_ordering() {
         let now = Instant::now();

@@ -633,6 +633,24 @@ mod tests {
     }
 
     #[test]
+    fn v2_epoch_exhaustion_moves_to_the_new_producer_id() {
+        // At the last epoch the coordinator ends the transaction with a new
+        // producer id at epoch 0 (transactions v2); the next transaction
+        // uses it.
+        let mut m = TxnManager::new("tx");
+        m.start_init().unwrap();
+        m.on_initialized(42, i16::MAX - 1, true);
+        m.begin().unwrap();
+        m.on_send(&tp("t", 0)).unwrap();
+        assert!(m.begin_commit().unwrap());
+        assert!(m.on_end_txn_done(Some((43, 0))));
+        assert_eq!(m.producer_id_and_epoch(), (43, 0));
+        m.begin().unwrap();
+        m.on_send(&tp("t", 0)).unwrap();
+        assert!(m.is_sendable(&tp("t", 0)));
+    }
+
+    #[test]
     fn empty_transactions_need_no_end_txn() {
         let mut m = ready(false);
         m.begin().unwrap();

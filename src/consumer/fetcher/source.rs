@@ -221,6 +221,8 @@ pub(crate) fn decode_partition(
     let mut next_offset = fetch_offset;
     let mut last_epoch = None;
     let mut error = None;
+    let had_bytes = !records.is_empty();
+    let mut progressed = false;
     for b in Batches::with_options(records, decode) {
         let b = match b {
             Ok(b) => b,
@@ -244,6 +246,7 @@ pub(crate) fn decode_partition(
         if b.next_offset() <= fetch_offset {
             continue;
         }
+        progressed = true;
         next_offset = next_offset.max(b.next_offset());
         if b.magic() >= 2 && b.header().partition_leader_epoch >= 0 {
             last_epoch = Some(b.header().partition_leader_epoch);
@@ -251,6 +254,13 @@ pub(crate) fn decode_partition(
         if verdict == Verdict::Deliver {
             batches.push_back(b);
         }
+    }
+    if had_bytes && !progressed && error.is_none() {
+        // Since KIP-74 (Fetch v3) a broker returns at least one whole batch
+        // at or after the fetch offset. Without one, fetching again from the
+        // same offset would get the same answer forever: report it, as the
+        // Java consumer does, instead of spinning silently.
+        error = Some(no_progress(tp, fetch_offset));
     }
     PartResult::Data {
         chunk: Chunk {
@@ -263,6 +273,16 @@ pub(crate) fn decode_partition(
         },
         last_epoch,
     }
+}
+
+fn no_progress(tp: &TopicPartition, offset: i64) -> Error {
+    Error::protocol(format!(
+        "the broker returned record data but no complete batch at or after offset {offset} (a truncated \
+         or misnumbered batch); seek past it to continue"
+    ))
+    .with_api("Fetch")
+    .with_partition(tp.topic(), tp.partition())
+    .with_class(crate::error::ErrorClass::Permanent)
 }
 
 fn corrupt(tp: &TopicPartition, offset: i64, e: crate::record::RecordError) -> Error {
