@@ -90,3 +90,4 @@ where
 }
 
 pub mod interop;
+pub mod proxy;
