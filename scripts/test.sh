@@ -25,6 +25,8 @@ cargo build --workspace --all-targets --locked
 
 section "unit tests"
 cargo test --workspace --exclude protocol-tests --locked
+# protocol-tests' own library: the exactly-once checker's tests need no broker.
+cargo test -p protocol-tests --lib --locked
 
 # broker_suite KAFKA BROKERS THREADS TEST-BINARY...
 # Suites that kill brokers run one test at a time (THREADS=1): two faults at

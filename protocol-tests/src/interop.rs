@@ -84,12 +84,22 @@ pub fn run_raw(peer: Peer, mode: &str, args: &[&str]) -> String {
 
 /// Runs a peer's `consume` mode on `topic` and returns the records.
 pub fn consume(peer: Peer, topic: &str, isolation: &str, expect: usize) -> Vec<PeerRecord> {
+    consume_args(peer, topic, isolation, &expect.to_string(), 8000)
+}
+
+/// Runs a peer's `consume` mode on `topic` until no record came for
+/// `idle_ms` (however many records that is) and returns the records.
+pub fn consume_until_idle(peer: Peer, topic: &str, isolation: &str, idle_ms: u64) -> Vec<PeerRecord> {
+    consume_args(peer, topic, isolation, "-1", idle_ms)
+}
+
+fn consume_args(peer: Peer, topic: &str, isolation: &str, expect: &str, idle_ms: u64) -> Vec<PeerRecord> {
     let bootstrap = crate::bootstrap();
-    let expect = expect.to_string();
+    let idle = idle_ms.to_string();
     run(
         peer,
         "consume",
-        &["--bootstrap", &bootstrap, "--topic", topic, "--isolation", isolation, "--expect", &expect, "--idle-ms", "8000"],
+        &["--bootstrap", &bootstrap, "--topic", topic, "--isolation", isolation, "--expect", expect, "--idle-ms", &idle],
     )
     .into_iter()
     .filter(|v| v.get("offset").is_some())

@@ -89,5 +89,6 @@ where
     }
 }
 
+pub mod checker;
 pub mod interop;
 pub mod proxy;
