@@ -216,6 +216,9 @@ async fn accept_loop(
 }
 
 /// Closes with RST instead of FIN: the abrupt loss a test wants.
+// tokio deprecates set_linger because a non-zero linger blocks the thread
+// in close; a zero linger does not block (the kernel sends RST at once).
+#[allow(deprecated)]
 fn reset(s: TcpStream) {
     let _ = s.set_linger(Some(Duration::ZERO));
     drop(s);
