@@ -3,7 +3,7 @@
 #   1. the default build compiles no C;
 #   2. unit tests (sans-IO cores, codecs, scripted hostile peers);
 #   3. tests against real Apache Kafka: 4.x with 1 broker, 4.x with 3 brokers
-#      (broker kills), and 3.x with 1 broker.
+#      (broker kills, the reliability suite's CI short form), and 3.x with 1 broker.
 # Clusters are started with compose/kafka-local (Java + Maven fetch the broker
 # jars on first use) and stopped on exit, pass or fail.
 set -euo pipefail
@@ -54,7 +54,7 @@ broker_suite() {
 }
 
 broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subscribe transactions
-broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover
+broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover reliability
 broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe transactions
 
 section "all suites passed"

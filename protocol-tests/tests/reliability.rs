@@ -15,6 +15,8 @@
 //! | `KAFKAWIRE_SOAK_SECS` | 0 | keep injecting faults for this many seconds per scenario |
 //! | `KAFKAWIRE_FAULT_ROUNDS` | 2 | at least this many fault rounds per scenario |
 //! | `KAFKAWIRE_KILL_EVERY_SECS` | 30 | period of the leader kills |
+//! | `KAFKAWIRE_FAULT_RATE` | 5000 | records/s (at most) of the idempotent streams |
+//! | `KAFKAWIRE_FAULT_SEED` | fixed | seed of the proxy scenario's fault sequence |
 //!
 //! The tests kill brokers: run them one at a time (`--test-threads 1`) on
 //! a three-broker `compose/kafka-local` cluster.
@@ -122,6 +124,25 @@ impl Drop for HealOnDrop {
     }
 }
 
+/// SIGSTOPs node `n` directly (a few milliseconds, where `kafka-local
+/// freeze` takes a bash start-up), so the freeze lands at the intended
+/// moment of a commit. `kafka-local thaw`/`up` undo it.
+fn freeze_now(n: i32) {
+    let cache = std::env::var("KAFKAWIRE_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/kafkawire", std::env::var("HOME").expect("HOME")));
+    let pidfile = format!("{cache}/clusters/{}/node-{n}/pid", cluster_name());
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| panic!("{pidfile}: {e}"));
+    let ok = std::process::Command::new("kill")
+        .args(["-STOP", pid.trim()])
+        .status()
+        .map(|s| s.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "kill -STOP {} (node {n}) failed",
+        pid.trim()
+    );
+}
+
 /// The broker leading `topic`-`partition` now, from fresh metadata.
 async fn leader_of(admin: &Admin, topic: &str, partition: i32) -> i32 {
     eventually(Duration::from_secs(60), "a leader", || async {
@@ -190,6 +211,8 @@ impl Stream {
                 prefix.to_string(),
                 ledger.clone(),
             );
+            let pause =
+                Duration::from_micros(100_000_000 / env_u64("KAFKAWIRE_FAULT_RATE", 5_000).max(1));
             tokio::spawn(async move {
                 let mut seq: u64 = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -215,8 +238,9 @@ impl Stream {
                     }
                     seq += 1;
                     if seq % 100 == 0 {
-                        // About 5,000 records/s at most: the kills land mid-stream.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        // Paced (`KAFKAWIRE_FAULT_RATE`, records/s at most),
+                        // so faults land mid-stream.
+                        tokio::time::sleep(pause).await;
                     }
                 }
             })
@@ -316,6 +340,14 @@ impl Tally {
     }
 }
 
+/// Prints a summary line straight to the process's stdout, past libtest's
+/// output capture, so the figures show in CI logs for passing tests too.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// Acknowledged offsets must be where the record is: (value, acked at, seen at).
 fn ack_offset_mismatches(ledger: &Ledger, seen: &Observed) -> Vec<(String, i64, i64)> {
     let acked: HashMap<&str, i64> = ledger
@@ -345,7 +377,9 @@ async fn judge(
     extra: Vec<Observed>,
 ) -> Tally {
     let mut observed = extra;
-    observed.push(checker::read_kafkawire(topic, txn_header, Duration::from_secs(180)).await);
+    // Reading back takes longer the more was written (soaks write millions).
+    let read_bound = Duration::from_secs(180 + ledger.sends().len() as u64 / 2_000);
+    observed.push(checker::read_kafkawire(topic, txn_header, read_bound).await);
     let (t, h) = (topic.to_string(), txn_header.map(str::to_string));
     observed.push(
         tokio::task::spawn_blocking(move || checker::read_rdkafka(&t, h.as_deref(), 5_000))
@@ -435,15 +469,12 @@ async fn idempotent_produce_while_the_leader_is_killed() {
     assert_eq!(failed, 0, "{failed} sends failed; first: {failures:?}");
     let ledger = ledger.lock().unwrap().clone();
     let tally = judge(&topic, &ledger, None, Vec::new()).await;
-    println!(
-        "{}",
-        tally.summary(
-            "leader-kill",
-            log.count(),
-            &format!("{acked} acked, 0 failed"),
-            t0
-        )
-    );
+    announce(&tally.summary(
+        "leader-kill",
+        log.count(),
+        &format!("{acked} acked, 0 failed"),
+        t0,
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -514,7 +545,7 @@ async fn coordinator_frozen_around_end_txn() {
     let mut ledger = Ledger::new();
     let log = FaultLog::default();
     let bound = Duration::from_secs(120);
-    let mut rounds = Rounds::new(2);
+    let mut rounds = Rounds::new(3);
     while let Some(r) = rounds.next() {
         let name = format!("freeze-{r}");
         let freeze_for = Duration::from_secs(5 + (r * 7) % 11);
@@ -543,7 +574,7 @@ async fn coordinator_frozen_around_end_txn() {
                 log.note(format!(
                     "{name}: SIGSTOP coordinator {node} for {freeze_for:?} mid-transaction"
                 ));
-                kafka_local_async(&["freeze", &node.to_string()]).await;
+                freeze_now(node);
                 thawer = Some(thaw(node, freeze_for));
             }
             let v = format!("{name}-{n}");
@@ -562,7 +593,7 @@ async fn coordinator_frozen_around_end_txn() {
             log.note(format!(
                 "{name}: SIGSTOP coordinator {node} for {freeze_for:?} before commit"
             ));
-            kafka_local_async(&["freeze", &node.to_string()]).await;
+            freeze_now(node);
             thawer = Some(thaw(node, freeze_for));
         }
         let committer = {
@@ -571,10 +602,10 @@ async fn coordinator_frozen_around_end_txn() {
         };
         if mode == 1 {
             tokio::time::sleep(Duration::from_millis(r * 13 % 60)).await;
+            freeze_now(node);
             log.note(format!(
                 "{name}: SIGSTOP coordinator {node} for {freeze_for:?} during commit"
             ));
-            kafka_local_async(&["freeze", &node.to_string()]).await;
             thawer = Some(thaw(node, freeze_for));
         }
         let first = bounded(&format!("{name} commit"), bound, committer)
@@ -616,17 +647,14 @@ async fn coordinator_frozen_around_end_txn() {
     ledger.committed("final");
     let (committed, aborted, unknown) = ledger.txn_counts();
     let tally = judge(&topic, &ledger, Some("txn"), Vec::new()).await;
-    println!(
-        "{}",
-        tally.summary(
-            "coordinator-freeze",
-            log.count(),
-            &format!(
-                "transactions: {committed} committed, {aborted} aborted, {unknown} unknown outcome"
-            ),
-            t0
-        )
-    );
+    announce(&tally.summary(
+        "coordinator-freeze",
+        log.count(),
+        &format!(
+            "transactions: {committed} committed, {aborted} aborted, {unknown} unknown outcome"
+        ),
+        t0,
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -890,18 +918,15 @@ async fn all_brokers_unreachable_calls_fail_cleanly_and_clients_recover() {
     let mut tally = judge(&topic, &ledger, Some("txn"), Vec::new()).await;
     tally.add(&live_report);
     let stats = proxy.stats();
-    println!(
-        "{}",
-        tally.summary(
-            "all-brokers-unreachable",
-            log.count(),
-            &format!(
-                "{calls} calls made while unreachable, all returned; {} proxy connections, {} reset",
-                stats.accepted, stats.severed
-            ),
-            t0
-        )
-    );
+    announce(&tally.summary(
+        "all-brokers-unreachable",
+        log.count(),
+        &format!(
+            "{calls} calls made while unreachable, all returned; {} proxy connections, {} reset",
+            stats.accepted, stats.severed
+        ),
+        t0,
+    ));
 }
 
 /// Ends a transaction whose commit failed while the brokers were away:
@@ -1160,15 +1185,12 @@ async fn producer_killed_mid_transaction_lso_advances() {
         );
     }
     let tally = judge(&topic, &ledger, Some("txn"), vec![live]).await;
-    println!(
-        "{}",
-        tally.summary(
-            "producer-crash",
-            log.count(),
-            &format!("LSO moved on after the kill in {waits:.1?}"),
-            t0
-        )
-    );
+    announce(&tally.summary(
+        "producer-crash",
+        log.count(),
+        &format!("LSO moved on after the kill in {waits:.1?}"),
+        t0,
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -1303,18 +1325,15 @@ async fn connection_faults_during_produce_and_consume() {
     }
     let stats = proxy.stats();
     let tally = judge(&topic, &ledger, None, vec![live]).await;
-    println!(
-        "{}",
-        tally.summary(
-            "proxy-connection-faults",
-            log.count(),
-            &format!(
-                "{acked} acked, 0 failed; {} proxy connections, {} reset",
-                stats.accepted, stats.severed
-            ),
-            t0
-        )
-    );
+    announce(&tally.summary(
+        "proxy-connection-faults",
+        log.count(),
+        &format!(
+            "{acked} acked, 0 failed; {} proxy connections, {} reset",
+            stats.accepted, stats.severed
+        ),
+        t0,
+    ));
 }
 
 async fn finish_reader(
