@@ -405,6 +405,18 @@ async fn judge(
         }
         tally.add(&r);
     }
+    if tally.duplicates > 0 {
+        // For whoever debugs it: the batches that hold the first duplicates
+        // (producer id, epoch and sequence tell a resend from a re-sequence).
+        if let Some(o) = observed.first() {
+            let r = checker::check(ledger, o);
+            for (value, _) in r.duplicates.iter().take(2) {
+                for seen in o.records.iter().filter(|x| &x.value == value) {
+                    dump_batch(topic, seen.partition, seen.offset).await;
+                }
+            }
+        }
+    }
     assert!(
         failures.is_empty(),
         "the checker found violations:\n{}",
@@ -412,6 +424,64 @@ async fn judge(
     );
     assert!(tally.is_clean());
     tally
+}
+
+/// Prints the header of the batch holding `offset` (a diagnostic).
+async fn dump_batch(topic: &str, partition: i32, offset: i64) {
+    use kafkawire::net::ConnKind;
+    use kafkawire::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+    let admin = admin();
+    let cluster = admin.cluster();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let attempt = async {
+        let snap = cluster.metadata_for(&[topic.to_string()], deadline).await?;
+        let id = snap.topic(topic).map(|t| t.id).unwrap_or_default();
+        let leader = cluster.leader_for(topic, partition, deadline).await?;
+        let conn = cluster.connection(leader, ConnKind::Fetch).await?;
+        let req = FetchRequest {
+            max_wait_ms: 100,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                topic: topic.to_string(),
+                topic_id: id,
+                partitions: vec![FetchPartition {
+                    partition,
+                    fetch_offset: offset,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        conn.send(&req).await
+    };
+    let resp = match attempt.await {
+        Ok(r) => r,
+        Err(e) => return println!("  (batch dump of {partition}@{offset} failed: {e})"),
+    };
+    let Some(bytes) = resp
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .and_then(|p| p.records.clone())
+    else {
+        return println!("  (no data at {partition}@{offset})");
+    };
+    for b in kafkawire::record::Batches::new(bytes).flatten() {
+        if b.base_offset() <= offset && offset <= b.last_offset() {
+            println!(
+                "  batch {partition}@{}..={}: producer id {} epoch {} base sequence {} ({} records)",
+                b.base_offset(),
+                b.last_offset(),
+                b.producer_id(),
+                b.producer_epoch(),
+                b.base_sequence(),
+                b.last_offset() - b.base_offset() + 1
+            );
+        }
+    }
 }
 
 fn idempotent_producer(bootstrap: &str, id: &str) -> Producer {
@@ -859,7 +929,7 @@ async fn all_brokers_unreachable_calls_fail_cleanly_and_clients_recover() {
             calls += 5 + 5 + 1 + 1 + 1 + 1 + 1;
 
             proxy.heal();
-            log.note(format!("round {r}: proxy healed"));
+            println!("round {r}: proxy healed");
             // Recovery: the interrupted transaction ends the documented way
             // (a timed-out commit is called again; an abortable one aborts),
             // then the same clients work again.
