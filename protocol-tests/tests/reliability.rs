@@ -380,6 +380,7 @@ async fn judge(
     txn_header: Option<&str>,
     extra: Vec<Observed>,
 ) -> Tally {
+    await_decided(topic).await;
     let mut observed = extra;
     // Reading back takes longer the more was written (soaks write millions).
     let read_bound = Duration::from_secs(180 + ledger.sends().len() as u64 / 2_000);
@@ -428,6 +429,41 @@ async fn judge(
     );
     assert!(tally.is_clean());
     tally
+}
+
+/// Waits (bounded) until no transaction on `topic` is undecided: the last
+/// stable offset equals the high watermark on every partition. A commit
+/// returns once the coordinator logged it; its markers reach the partitions
+/// a little later, and a reader that stops at the LSO must not stop before.
+async fn await_decided(topic: &str) {
+    let consumer = |level| {
+        Consumer::builder()
+            .bootstrap_servers(&bootstrap())
+            .client_id("reliability-settle")
+            .isolation_level(level)
+            .build()
+            .unwrap()
+    };
+    let (committed, uncommitted) = (
+        consumer(IsolationLevel::ReadCommitted),
+        consumer(IsolationLevel::ReadUncommitted),
+    );
+    let snap = admin().describe_topics(&[topic]).await.expect("describe");
+    let parts: Vec<TopicPartition> = snap[0]
+        .partitions
+        .iter()
+        .map(|p| TopicPartition::new(topic, p.partition))
+        .collect();
+    eventually(
+        Duration::from_secs(120),
+        "LSO = high watermark (no undecided transaction)",
+        || async {
+            let lso = committed.end_offsets(&parts).await.ok()?;
+            let hw = uncommitted.end_offsets(&parts).await.ok()?;
+            (lso == hw).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Prints the header of the batch holding `offset` (a diagnostic).
