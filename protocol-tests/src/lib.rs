@@ -91,3 +91,4 @@ where
 
 pub mod checker;
 pub mod interop;
+pub mod proxy;

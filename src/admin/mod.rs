@@ -149,9 +149,18 @@ impl Admin {
         let deadline = self.deadline();
         let mut backoff = crate::net::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
         loop {
-            let r = match self.cluster.any_connection().await {
-                Ok(conn) => op(conn).await,
-                Err(e) => Err(e),
+            let attempt = async {
+                match self.cluster.any_connection().await {
+                    Ok(conn) => op(conn).await,
+                    Err(e) => Err(e),
+                }
+            };
+            // Bounded by the deadline: finding a connection may try every
+            // broker in turn, each up to the connection setup timeout, which
+            // brokers that accept but never answer stretch far past it.
+            let r = match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::timeout(format!("{api}: no answer before the deadline"))),
             };
             match r {
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {

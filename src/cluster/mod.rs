@@ -184,7 +184,14 @@ impl Cluster {
                     (None, None) => Error::timeout(msg),
                 });
             }
-            match self.refresh(Some(&missing)).await {
+            // One refresh may try every known and bootstrap broker, each up
+            // to the connection setup timeout: bound it by the caller's
+            // deadline, or silent brokers stretch a call far past it.
+            let refreshed = match tokio::time::timeout_at(deadline.into(), self.refresh(Some(&missing))).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::timeout("metadata refresh did not finish before the deadline")),
+            };
+            match refreshed {
                 Ok(_) => {
                     // Present now? Loop re-checks; otherwise back off.
                     let s = self.snapshot();
@@ -229,8 +236,13 @@ impl Cluster {
                 self.pool.add_address(found.node_id, found.address.clone());
                 let c = self.pool.get(found.node_id, ConnKind::Control).await?;
                 Ok::<_, Error>((found.node_id, c))
-            }
-            .await;
+            };
+            // Bounded by the deadline: trying every broker in turn can take
+            // far longer when they accept connections but never answer.
+            let attempt = match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::timeout(format!("{ty:?} coordinator lookup did not finish before the deadline"))),
+            };
             match attempt {
                 Ok((node, c)) => {
                     lock(&self.coordinators).insert((ty, key.to_string()), node);

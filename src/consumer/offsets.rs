@@ -95,7 +95,15 @@ pub async fn list_offsets(
         let mut calls = Vec::new();
         for (leader, parts) in by_leader {
             calls.push(async move {
-                let r = list_from(cluster, leader, isolation, &parts, deadline).await;
+                let r = match tokio::time::timeout_at(
+                    deadline.into(),
+                    list_from(cluster, leader, isolation, &parts, deadline),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::timeout(format!("ListOffsets to broker {leader}: no answer before the deadline"))),
+                };
                 (parts, r)
             });
         }
@@ -132,7 +140,7 @@ pub async fn list_offsets(
             cluster.request_update();
             sleep_backoff(&mut backoff, deadline).await;
             // Force a refresh so a moved leader is seen.
-            let _ = cluster.refresh(Some(&topics)).await;
+            let _ = tokio::time::timeout_at(deadline.into(), cluster.refresh(Some(&topics))).await;
         }
         todo = retry;
     }

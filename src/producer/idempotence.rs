@@ -439,6 +439,22 @@ impl Sequencer {
                     };
                     return self.finish(tp, id, Verdict::Fail(Error::broker(code, what).with_api("Produce")));
                 }
+                if idempotent
+                    && code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                    && is_head
+                    && b.stamp.producer == p.producer
+                    && sequence_after(p.last_acked, b.stamp.base_sequence)
+                {
+                    // A later batch of the same producer id and epoch was
+                    // acknowledged. The broker appends only in sequence, so
+                    // this batch is in the log: an earlier attempt was written
+                    // although its answer was an error or lost, and it has
+                    // since left the broker's window of five remembered
+                    // batches, hence OUT_OF_ORDER instead of a duplicate.
+                    // Rewriting it under a new epoch would write it twice.
+                    // Its offset is unknown.
+                    return self.finish(tp, id, Verdict::Done);
+                }
                 if idempotent && code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER {
                     // At the head, there is a real gap (the batch before was
                     // failed and not written, or the broker lost state):
@@ -568,6 +584,16 @@ impl Sequencer {
         tracing::debug!(producer_id = current.id, epoch = current.epoch + 1, "bumped the producer epoch");
         true
     }
+}
+
+/// Whether sequence `a` comes after `b` (sequences wrap at `i32::MAX`;
+/// -1, "none acknowledged", is after nothing).
+fn sequence_after(a: i32, b: i32) -> bool {
+    if a < 0 || b < 0 {
+        return false;
+    }
+    let d = (a as i64 - b as i64).rem_euclid(1 << 31);
+    d > 0 && d < (1 << 30)
 }
 
 fn gone() -> Error {
@@ -714,6 +740,32 @@ mod tests {
         s.on_attempt(&tp(1), 101, Attempt::Written, now, true);
         // ...and starts over at 0 on the new epoch once idle.
         assert_eq!(s.assign(&tp(1), 102, 1), Stamp { producer: e1, base_sequence: 0 });
+    }
+
+    #[test]
+    fn out_of_order_at_the_head_after_a_later_ack_means_written() {
+        // Found by the fault suite: the head's attempt was written but
+        // answered with an error; the batches behind it were acknowledged
+        // (so the broker appended them after it), pushing it out of the
+        // broker's five-batch duplicate window. Its retry then gets
+        // OUT_OF_ORDER_SEQUENCE_NUMBER, which here proves it *is* in the log:
+        // rewriting it under a new epoch would write it twice.
+        let now = Instant::now();
+        let mut s = seq();
+        for (id, n) in [(1, 3), (2, 2)] {
+            s.assign(&tp(0), id, n);
+            s.on_sent(&tp(0), id, 1);
+        }
+        let v = s.on_attempt(&tp(0), 1, err(ErrorCode::REQUEST_TIMED_OUT), now, true);
+        assert!(matches!(v, Verdict::Retry));
+        assert!(matches!(s.on_attempt(&tp(0), 2, Attempt::Written, now, true), Verdict::Done));
+        assert_eq!(s.next_retry(&tp(0), 1, now), Some(1));
+        s.on_sent(&tp(0), 1, 1);
+        let v = s.on_attempt(&tp(0), 1, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        assert!(matches!(v, Verdict::Done), "{v:?}");
+        assert!(s.rewrite_pending().is_empty());
+        assert_eq!(s.producer(), Some(ProducerIdEpoch { id: 7, epoch: 0 }), "no epoch bump");
+        assert_eq!(s.assign(&tp(0), 3, 1).base_sequence, 5);
     }
 
     #[test]

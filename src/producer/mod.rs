@@ -178,7 +178,9 @@ impl RecordMetadata {
     pub fn partition(&self) -> i32 {
         self.partition
     }
-    /// The record's offset, or -1 when unknown (`acks=0`).
+    /// The record's offset, or -1 when unknown (`acks=0`, or an idempotent
+    /// batch proved written by a later acknowledgement after its own answer
+    /// was lost).
     pub fn offset(&self) -> i64 {
         self.offset
     }

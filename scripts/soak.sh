@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The reliability suite (protocol-tests/tests/reliability.rs) in its long
+# form: each fault scenario keeps injecting faults for its share of MINUTES
+# (default 40) against a fresh 3-broker Kafka 4.x cluster, then the checker
+# judges everything produced. Bounded: the run is killed after MINUTES + 15.
+#
+#   scripts/soak.sh [MINUTES]
+#
+# Prints the RELIABILITY summary lines at the end; the full log is kept in
+# target/soak-<timestamp>.log. KAFKAWIRE_FAULT_SEED replays the proxy
+# scenario's fault sequence; KAFKAWIRE_KILL_EVERY_SECS (default 30) sets the
+# leader-kill period.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=${1:-40}
+[[ $minutes =~ ^[0-9]+$ && $minutes -ge 1 ]] || { echo "usage: scripts/soak.sh [MINUTES]" >&2; exit 2; }
+KL=compose/kafka-local
+name=${KAFKAWIRE_SOAK_CLUSTER:-soak-3}
+scenarios=5
+# Four fifths of the time injecting faults, the rest for setup and checking.
+per=$((minutes * 60 * 4 / 5 / scenarios))
+log=target/soak-$(date +%Y%m%d-%H%M%S).log
+mkdir -p target
+
+cleanup() { "$KL" --name "$name" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+cargo build -p protocol-tests --tests --locked
+"$KL" --kafka 4 --brokers 3 --name "$name" up
+echo "soak: ${minutes} min, ${per} s of faults per scenario, cluster $name, log $log"
+set +e
+KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KAFKAWIRE_KAFKA=4 \
+  KAFKAWIRE_SOAK_SECS=$per KAFKAWIRE_FAULT_RATE=${KAFKAWIRE_FAULT_RATE:-1000} \
+  timeout $((minutes * 60 + 900)) \
+  cargo test -p protocol-tests --locked --test reliability -- --test-threads 1 --nocapture 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+echo
+echo "==== soak summary ($log) ===="
+grep '^RELIABILITY' "$log" || echo "(no summary lines)"
+exit "$rc"
