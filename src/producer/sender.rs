@@ -49,6 +49,10 @@ struct SenderBatch {
     /// Offset delta of the first record within the origin batch (0 unless
     /// this is a piece of a split batch).
     first: i32,
+    /// The records already failed with a delivery timeout while the batch
+    /// was in flight; the sequencer keeps tracking it until its attempt
+    /// ends (its outcome, hence its sequence, is unresolved until then).
+    expired: bool,
 }
 
 /// A request on its way, as the sender remembers it.
@@ -284,7 +288,7 @@ impl Sender {
     fn next_batch_expiry(&self) -> Option<Instant> {
         let dt = self.shared.cfg.delivery_timeout;
         let acc_next = self.shared.lock_acc().next_expiry();
-        let mine = self.batches.values().map(|b| b.created + dt).min();
+        let mine = self.batches.values().filter(|b| !b.expired).map(|b| b.created + dt).min();
         match (acc_next, mine) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -309,10 +313,14 @@ impl Sender {
         Duration::from_secs_f64(base * factor)
     }
 
-    /// Fails batches that reached `delivery.timeout.ms` without an answer
-    /// pending: those still in the accumulator and those waiting to be
-    /// retried. A batch awaiting an answer is judged when the answer (or
-    /// the request timeout) comes.
+    /// Fails batches that reached `delivery.timeout.ms`: those still in the
+    /// accumulator, those waiting to be retried, and (as the Java client
+    /// does) those awaiting an answer. `delivery.timeout.ms` so bounds a
+    /// record's whole life. A batch in flight stays tracked by the
+    /// sequencer until its attempt ends: it may yet be written, so its
+    /// sequence is unresolved; if it was not, the next batch of the
+    /// partition meets the gap (OUT_OF_ORDER_SEQUENCE_NUMBER at the head)
+    /// and the epoch bump renumbers what follows.
     fn expire(&mut self, now: Instant) {
         let expired = self.shared.lock_acc().expire(now);
         for (tp, b) in expired {
@@ -343,6 +351,25 @@ impl Sender {
                 self.on_txn_batch_failed(&e);
                 self.finish(id, Err(e));
             }
+        }
+        let in_flight: Vec<u64> = self
+            .batches
+            .iter()
+            .filter(|(id, b)| !b.expired && now >= b.created + dt && self.seq.is_outstanding(&b.tp, **id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in in_flight {
+            let Some(b) = self.batches.get_mut(&id) else { continue };
+            b.expired = true;
+            let e = Error::timeout(format!(
+                "record expired: delivery.timeout.ms ({} ms) passed while its batch was in flight; \
+                 the broker may still have written it",
+                dt.as_millis()
+            ))
+            .with_partition(&*b.tp.topic, b.tp.partition);
+            tracing::debug!(error = %e, "in-flight batch expired");
+            b.completion.complete_piece(b.first, Err(e.clone()));
+            self.on_txn_batch_failed(&e);
         }
     }
 
@@ -408,6 +435,7 @@ impl Sender {
                 reserved: 0,
                 origin: b.origin,
                 first: b.first + piece.first,
+                expired: false,
             };
             self.batches.insert(piece_id, batch);
             if let Err(e) = result {
@@ -568,7 +596,7 @@ impl Sender {
                     self.shared.release(id, reserved);
                     continue;
                 }
-                let batch = SenderBatch { tp: tp.clone(), payload: bytes.freeze(), created, completion, reserved, origin: id, first: 0 };
+                let batch = SenderBatch { tp: tp.clone(), payload: bytes.freeze(), created, completion, reserved, origin: id, first: 0, expired: false };
                 self.batches.insert(id, batch);
                 chosen.push((tp, id));
             }
