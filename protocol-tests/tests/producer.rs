@@ -369,3 +369,45 @@ async fn too_large_batches_are_split_and_delivered_in_order() {
         assert!(got == want, "{codec} idempotent={idempotent}: log differs from the acknowledged records");
     }
 }
+
+/// KIP-360 on a real broker: DeleteRecords past the idempotent producer's
+/// last write (the way its state used to be lost) does not disturb it. On
+/// Kafka 3.x/4.x the broker keeps the producer's state (a probe saw the next
+/// in-sequence batch accepted and a gapped one refused with
+/// OUT_OF_ORDER_SEQUENCE_NUMBER, never UNKNOWN_PRODUCER_ID), so records
+/// sent afterwards are acknowledged once, in order, and nothing is lost.
+#[tokio::test]
+async fn idempotent_producer_continues_after_delete_records_past_its_writes() {
+    let topic = topic(1).await;
+    let p = producer().linger(Duration::from_millis(5)).build().unwrap();
+    let mut offsets = Vec::new();
+    for round in 0..3 {
+        let mut fs = Vec::new();
+        for i in 0..200 {
+            fs.push(p.send(ProducerRecord::new(&topic).value(&format!("{round}-{i}"))).await.unwrap());
+        }
+        for f in fs {
+            offsets.push(f.await.unwrap_or_else(|e| panic!("round {round}: {e}")).offset());
+        }
+        if round < 2 {
+            let low = admin().delete_records(&topic, 0, -1).await.expect("delete records");
+            assert_eq!(low, offsets.last().unwrap() + 1, "everything written so far deleted");
+        }
+    }
+    p.close(Duration::from_secs(10)).await.unwrap();
+    assert!(offsets.windows(2).all(|w| w[0] + 1 == w[1]), "contiguous offsets in send order");
+    // Read from the log start (the reader helper starts at 0).
+    let mut c = kafkawire::consumer::Consumer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    let tp = kafkawire::consumer::TopicPartition::new(&topic, 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.seek_to_beginning(std::slice::from_ref(&tp)).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 200 && Instant::now() < deadline {
+        for r in c.poll(Duration::from_millis(500)).await.unwrap() {
+            got.push((r.offset, String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()));
+        }
+    }
+    let want: Vec<(i64, String)> = (0..200).map(|i| (offsets[400 + i], format!("2-{i}"))).collect();
+    assert_eq!(got, want);
+}
