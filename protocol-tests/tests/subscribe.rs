@@ -398,3 +398,110 @@ async fn librdkafka_consumer_shares_the_group() {
     }
 }
 
+
+/// `max.poll.interval.ms` on a real broker, as in the Java client: a member
+/// that stops polling leaves the group once the interval passes (its
+/// heartbeats go on meanwhile, so only the poll interval can end its
+/// membership), the other member gets every partition and consumes them,
+/// and the idle member rejoins on its next poll and gets partitions back.
+async fn poll_interval_expiry(flavour: Flavour) {
+    let partitions = 4;
+    let topic = topic_with_partitions(partitions).await;
+    let group = unique("g");
+    let mk = || {
+        let b = Consumer::builder()
+            .bootstrap_servers(&bootstrap())
+            .group_id(&group)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .enable_auto_commit(false)
+            .set("max.poll.interval.ms", "4000");
+        let b = match flavour {
+            Flavour::Eager => b.set("partition.assignment.strategy", "range"),
+            Flavour::Cooperative => b.set("partition.assignment.strategy", "cooperative-sticky"),
+            Flavour::Kip848 => b.set("group.protocol", "consumer"),
+        };
+        let b = match flavour {
+            Flavour::Kip848 => b,
+            _ => b.set("session.timeout.ms", "30000").set("heartbeat.interval.ms", "500"),
+        };
+        b.build().unwrap()
+    };
+    // The other member polls all along and publishes its assignment and
+    // the partitions it read records from.
+    let others: Arc<Mutex<(Vec<i32>, BTreeSet<i32>)>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut other = mk();
+    other.subscribe(&[&topic]).unwrap();
+    let task = {
+        let (others, stop) = (others.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let records = other.poll(Duration::from_millis(200)).await.expect("the polling member's poll");
+                let mut g = others.lock().unwrap();
+                g.0 = other.assignment().iter().map(|tp| tp.partition()).collect();
+                g.1.extend(records.iter().map(|r| r.partition));
+            }
+            other.close().await.unwrap();
+        })
+    };
+    let mut idle = mk();
+    idle.subscribe(&[&topic]).unwrap();
+    let held = |c: &Consumer| c.assignment().len();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while held(&idle) == 0 || others.lock().unwrap().0.len() + held(&idle) != partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the two members never shared the partitions");
+        idle.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    println!("{flavour:?}: idle member holds {:?}", idle.assignment());
+
+    // Stop polling: after max.poll.interval.ms the member leaves and the
+    // other one takes (and consumes) every partition.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while others.lock().unwrap().0.len() != partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the idle member's partitions never moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let p = kafkawire::producer::Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    for partition in 0..partitions {
+        p.send(kafkawire::producer::ProducerRecord::new(&topic).partition(partition).value("x"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while others.lock().unwrap().1.len() != partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the remaining member did not consume every partition");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The next poll rejoins.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while held(&idle) == 0 || others.lock().unwrap().0.len() == partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the idle member did not rejoin on poll");
+        idle.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    println!("{flavour:?}: rejoined with {:?}", idle.assignment());
+    stop.store(true, Ordering::SeqCst);
+    task.await.unwrap();
+    idle.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_poll_interval_classic_eager() {
+    poll_interval_expiry(Flavour::Eager).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_poll_interval_classic_cooperative() {
+    poll_interval_expiry(Flavour::Cooperative).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_poll_interval_kip848() {
+    if kafka_major() < 4 {
+        println!("KIP-848 needs Kafka 4.x; skipped on {}", kafka_major());
+        return;
+    }
+    poll_interval_expiry(Flavour::Kip848).await;
+}
