@@ -195,4 +195,17 @@ async fn consumer_detects_log_truncation_after_an_unclean_election() {
     }
     let want: Vec<(i64, String)> = (0..10).map(|i| (10 + i as i64, format!("c{i}"))).collect();
     assert_eq!(got, want, "resumed at the diverging offset, on the new leader's records");
+
+    // Both replicas were down at once (with them two of the three
+    // controllers): leave the cluster whole for the next test, every
+    // replica back in sync.
+    drop(_restart_leader);
+    eventually(Duration::from_secs(180), "the cluster fully in sync again", || async {
+        let all = admin.list_topics().await.ok()?;
+        let mut names: Vec<&str> = vec![&topic];
+        names.extend(["__consumer_offsets", "__transaction_state"].into_iter().filter(|t| all.iter().any(|a| a == t)));
+        let topics = admin.describe_topics(&names).await.ok()?;
+        topics.iter().all(|t| t.partitions.iter().all(|p| p.leader.is_some() && p.isr.len() == p.replicas.len())).then_some(())
+    })
+    .await;
 }
