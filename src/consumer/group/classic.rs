@@ -143,6 +143,8 @@ pub struct ClassicMember {
     /// reassigned, as the Java client's assignment snapshot does. `None`
     /// for followers.
     leader_counts: Option<BTreeMap<String, i32>>,
+    /// The topics the last JoinGroup carried.
+    joined_topics: Vec<String>,
     /// Empty until the broker gives one (KIP-394).
     member_id: String,
     /// `NO_GENERATION` when not a member of a generation.
@@ -205,6 +207,7 @@ impl ClassicMember {
             state: State::Unjoined,
             topics: sorted(topics.into_iter().map(|t| (t, 0))).into_iter().map(|(t, _)| t).collect(),
             leader_counts: None,
+            joined_topics: Vec::new(),
             member_id: String::new(),
             generation: NO_GENERATION,
             chosen_protocol: None,
@@ -498,6 +501,7 @@ impl ClassicMember {
     fn join(&mut self) -> Action {
         self.state = State::Joining;
         self.in_flight = Some(InFlight::Join);
+        self.joined_topics.clone_from(&self.topics);
         let protocols = self
             .assignors
             .iter()
@@ -682,6 +686,12 @@ impl ClassicMember {
         self.chosen_protocol = Some(protocol.clone());
         self.leader_id = resp.leader;
         self.rejoin_needed = false;
+        if self.joined_topics != self.topics {
+            // The subscription changed while JoinGroup was in flight: this
+            // generation was formed with the old topics (Java compares its
+            // joined subscription the same way).
+            self.request_rejoin("the subscription changed during the join");
+        }
         self.rejoin_reason = None;
         if self.is_leader() {
             let members = resp
@@ -1096,6 +1106,24 @@ mod tests {
         m.on_partition_counts(&[(T.to_string(), 6)].into());
         assert!(m.rejoin_needed, "partitions added: rejoin");
         assert!(m.watched_topics().is_empty(), "checked again after the next assignment");
+    }
+
+    #[test]
+    fn a_subscription_change_during_join_rejoins_after_it() {
+        let t0 = Instant::now();
+        let mut m = new_member(&["range"], None, t0);
+        m.poll(t0);
+        m.on_coordinator(t0, Ok(()));
+        let _ = expect_join(&mut m, t0);
+        m.update_subscription(vec![T.to_string(), "other".to_string()]);
+        m.on_join(t0, join_ok("m-1", "leader-x", 1, "range", vec![]));
+        assert!(m.rejoin_needed, "the generation was formed with the old topics");
+        let mut m = new_member(&["range"], None, t0);
+        m.poll(t0);
+        m.on_coordinator(t0, Ok(()));
+        let _ = expect_join(&mut m, t0);
+        m.on_join(t0, join_ok("m-1", "leader-x", 1, "range", vec![]));
+        assert!(!m.rejoin_needed);
     }
 
     #[test]
