@@ -528,7 +528,7 @@ impl Sequencer {
         if total != p.batches[i].count {
             return None;
         }
-        let Some(old) = p.batches.remove(i) else { return None };
+        let old = p.batches.remove(i)?;
         let mut seq = old.stamp.base_sequence;
         let mut stamps = Vec::with_capacity(pieces.len());
         for (k, (piece, count)) in pieces.iter().enumerate() {
