@@ -398,3 +398,282 @@ async fn librdkafka_consumer_shares_the_group() {
     }
 }
 
+
+/// `max.poll.interval.ms` on a real broker, as in the Java client: a member
+/// that stops polling leaves the group once the interval passes (its
+/// heartbeats go on meanwhile, so only the poll interval can end its
+/// membership), the other member gets every partition and consumes them,
+/// and the idle member rejoins on its next poll and gets partitions back.
+async fn poll_interval_expiry(flavour: Flavour) {
+    let partitions = 4;
+    let topic = topic_with_partitions(partitions).await;
+    let group = unique("g");
+    let mk = || {
+        let b = Consumer::builder()
+            .bootstrap_servers(&bootstrap())
+            .group_id(&group)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .enable_auto_commit(false)
+            .set("max.poll.interval.ms", "4000");
+        let b = match flavour {
+            Flavour::Eager => b.set("partition.assignment.strategy", "range"),
+            Flavour::Cooperative => b.set("partition.assignment.strategy", "cooperative-sticky"),
+            Flavour::Kip848 => b.set("group.protocol", "consumer"),
+        };
+        let b = match flavour {
+            Flavour::Kip848 => b,
+            _ => b.set("session.timeout.ms", "30000").set("heartbeat.interval.ms", "500"),
+        };
+        b.build().unwrap()
+    };
+    // The other member polls all along and publishes its assignment and
+    // the partitions it read records from.
+    let others: Arc<Mutex<(Vec<i32>, BTreeSet<i32>)>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut other = mk();
+    other.subscribe(&[&topic]).unwrap();
+    let task = {
+        let (others, stop) = (others.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let records = other.poll(Duration::from_millis(200)).await.expect("the polling member's poll");
+                let mut g = others.lock().unwrap();
+                g.0 = other.assignment().iter().map(|tp| tp.partition()).collect();
+                g.1.extend(records.iter().map(|r| r.partition));
+            }
+            other.close().await.unwrap();
+        })
+    };
+    let mut idle = mk();
+    idle.subscribe(&[&topic]).unwrap();
+    let held = |c: &Consumer| c.assignment().len();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while held(&idle) == 0 || others.lock().unwrap().0.len() + held(&idle) != partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the two members never shared the partitions");
+        idle.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    println!("{flavour:?}: idle member holds {:?}", idle.assignment());
+
+    // Stop polling: after max.poll.interval.ms the member leaves and the
+    // other one takes (and consumes) every partition.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while others.lock().unwrap().0.len() != partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the idle member's partitions never moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let p = kafkawire::producer::Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    for partition in 0..partitions {
+        p.send(kafkawire::producer::ProducerRecord::new(&topic).partition(partition).value("x"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while others.lock().unwrap().1.len() != partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the remaining member did not consume every partition");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The next poll rejoins.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while held(&idle) == 0 || others.lock().unwrap().0.len() == partitions as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the idle member did not rejoin on poll");
+        idle.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    println!("{flavour:?}: rejoined with {:?}", idle.assignment());
+    stop.store(true, Ordering::SeqCst);
+    task.await.unwrap();
+    idle.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_poll_interval_classic_eager() {
+    poll_interval_expiry(Flavour::Eager).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_poll_interval_classic_cooperative() {
+    poll_interval_expiry(Flavour::Cooperative).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_poll_interval_kip848() {
+    if kafka_major() < 4 {
+        println!("KIP-848 needs Kafka 4.x; skipped on {}", kafka_major());
+        return;
+    }
+    poll_interval_expiry(Flavour::Kip848).await;
+}
+
+fn fast_metadata_consumer(group: &str, flavour: Flavour) -> Consumer {
+    let b = Consumer::builder()
+        .bootstrap_servers(&bootstrap())
+        .group_id(group)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .set("metadata.max.age.ms", "1000");
+    let b = match flavour {
+        Flavour::Eager => b.set("partition.assignment.strategy", "range"),
+        Flavour::Cooperative => b.set("partition.assignment.strategy", "cooperative-sticky"),
+        Flavour::Kip848 => b.set("group.protocol", "consumer"),
+    };
+    let b = match flavour {
+        Flavour::Kip848 => b,
+        _ => b.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "500"),
+    };
+    b.build().unwrap()
+}
+
+/// Sends `per_partition` records to each of `partitions` with values
+/// `{topic}/{partition}/{i}`.
+async fn produce_to(topic: &str, partitions: std::ops::Range<i32>, per_partition: usize) {
+    let p = kafkawire::producer::Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    let mut fs = Vec::new();
+    for partition in partitions {
+        for i in 0..per_partition {
+            let v = format!("{topic}/{partition}/{i}");
+            fs.push(p.send(kafkawire::producer::ProducerRecord::new(topic).partition(partition).value(&v)).await.unwrap());
+        }
+    }
+    for f in fs {
+        f.await.unwrap();
+    }
+    p.close(Duration::from_secs(10)).await.unwrap();
+}
+
+/// Polls until `want` (topic, partition) pairs each delivered `per_partition`
+/// records, and returns how many records each pair delivered.
+async fn consume_until(c: &mut Consumer, want: &BTreeSet<(String, i32)>, per_partition: usize, what: &str) -> BTreeMap<(String, i32), usize> {
+    let mut got: BTreeMap<(String, i32), usize> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !want.iter().all(|k| got.get(k).copied().unwrap_or(0) >= per_partition) {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: got {got:?}");
+        for r in c.poll(Duration::from_millis(300)).await.unwrap() {
+            let v = String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap();
+            assert!(v.starts_with(&format!("{}/{}/", r.topic, r.partition)), "{what}: {v} at {}-{}", r.topic, r.partition);
+            *got.entry((r.topic.to_string(), r.partition)).or_default() += 1;
+        }
+    }
+    got
+}
+
+/// A pattern subscription (Java's `subscribe(Pattern)`) consumes the
+/// matching topics, then a matching topic created afterwards, found by the
+/// periodic metadata refresh; a topic whose name only contains a match is
+/// not subscribed.
+async fn pattern_subscription(flavour: Flavour) {
+    let prefix = unique("pat");
+    let admin = admin();
+    let first = format!("{prefix}-a");
+    admin.create_topics(&[NewTopic::new(&first, 2, 1)]).await.unwrap().into_result().unwrap();
+    admin.wait_for_topics(&[&first], Duration::from_secs(30)).await.unwrap();
+    produce_to(&first, 0..2, 5).await;
+    let mut c = fast_metadata_consumer(&unique("g"), flavour);
+    c.subscribe_pattern(&format!("{prefix}-[a-z]+")).unwrap();
+    let want: BTreeSet<(String, i32)> = (0..2).map(|p| (first.clone(), p)).collect();
+    consume_until(&mut c, &want, 5, &format!("{flavour:?}: the first matching topic")).await;
+
+    let second = format!("{prefix}-b");
+    let not_matching = format!("x{prefix}-c");
+    admin
+        .create_topics(&[NewTopic::new(&second, 3, 1), NewTopic::new(&not_matching, 1, 1)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin.wait_for_topics(&[&second, &not_matching], Duration::from_secs(30)).await.unwrap();
+    produce_to(&second, 0..3, 5).await;
+    produce_to(&not_matching, 0..1, 5).await;
+    let want: BTreeSet<(String, i32)> = (0..3).map(|p| (second.clone(), p)).collect();
+    let got = consume_until(&mut c, &want, 5, &format!("{flavour:?}: a matching topic created after subscribing")).await;
+    assert!(!got.keys().any(|(t, _)| *t == not_matching), "{flavour:?}: read a topic the pattern does not match");
+    assert_eq!(c.subscription(), vec![first.clone(), second.clone()], "{flavour:?}");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pattern_subscription_classic() {
+    pattern_subscription(Flavour::Cooperative).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pattern_subscription_kip848() {
+    if kafka_major() < 4 {
+        println!("KIP-848 needs Kafka 4.x; skipped on {}", kafka_major());
+        return;
+    }
+    pattern_subscription(Flavour::Kip848).await;
+}
+
+/// Partitions added to a subscribed topic (CreatePartitions) are assigned
+/// and consumed: the classic leader notices the new count on a metadata
+/// refresh and rejoins, as the Java client does; with KIP-848 the broker
+/// reassigns. Two members share the group, so the new partitions are
+/// spread over both.
+async fn partitions_added(flavour: Flavour) {
+    let topic = topic_with_partitions(2).await;
+    let group = unique("g");
+    let mut a = fast_metadata_consumer(&group, flavour);
+    let mut b = fast_metadata_consumer(&group, flavour);
+    a.subscribe(&[&topic]).unwrap();
+    b.subscribe(&[&topic]).unwrap();
+    produce_to(&topic, 0..2, 5).await;
+    // Both members poll in turns until the two partitions were read.
+    let mut got: BTreeMap<i32, usize> = BTreeMap::new();
+    let read = |records: Vec<kafkawire::consumer::ConsumerRecord>, got: &mut BTreeMap<i32, usize>| {
+        for r in records {
+            *got.entry(r.partition).or_default() += 1;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while (0..2).any(|p| got.get(&p).copied().unwrap_or(0) < 5) {
+        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: before growth got {got:?}");
+        read(a.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
+        read(b.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
+    }
+    admin().create_partitions(&[(&topic, 4)]).await.unwrap().into_result().unwrap();
+    admin()
+        .wait_for_topics(&[&topic], Duration::from_secs(30))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(60), "4 partitions in metadata", || async {
+        let t = admin().describe_topics(&[&topic]).await.ok()?;
+        (t.first()?.partitions.len() == 4).then_some(())
+    })
+    .await;
+    produce_to(&topic, 2..4, 5).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while (0..4).any(|p| got.get(&p).copied().unwrap_or(0) < 5) || a.assignment().len() + b.assignment().len() != 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{flavour:?}: after growth got {got:?}, assignments {:?} / {:?}",
+            a.assignment(),
+            b.assignment()
+        );
+        read(a.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
+        read(b.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
+    }
+    assert!((0..4).all(|p| got[&p] == 5), "{flavour:?}: each record once: {got:?}");
+    assert!(!a.assignment().is_empty() && !b.assignment().is_empty(), "{flavour:?}: both members hold partitions");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_added_classic_eager() {
+    partitions_added(Flavour::Eager).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_added_classic_cooperative() {
+    partitions_added(Flavour::Cooperative).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_added_kip848() {
+    if kafka_major() < 4 {
+        println!("KIP-848 needs Kafka 4.x; skipped on {}", kafka_major());
+        return;
+    }
+    partitions_added(Flavour::Kip848).await;
+}

@@ -1,4 +1,5 @@
-//! The admin client: topics and cluster description.
+//! The admin client: topics (create, delete, add partitions, delete
+//! records) and cluster description.
 //!
 //! ```no_run
 //! # async fn demo() -> kafkawire::Result<()> {
@@ -15,7 +16,10 @@ use crate::cluster::{BrokerInfo, Cluster, TopicInfo};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::net::NodeId;
+use crate::net::ConnKind;
+use crate::protocol::messages::create_partitions::{CreatePartitionsRequest, CreatePartitionsTopic};
 use crate::protocol::messages::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
+use crate::protocol::messages::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use crate::protocol::messages::delete_topics::{DeleteTopicState, DeleteTopicsRequest};
 use crate::protocol::messages::describe_cluster::DescribeClusterRequest;
 use std::sync::Arc;
@@ -275,6 +279,97 @@ impl Admin {
             })
             .collect();
         Ok(TopicOutcomes(outcomes))
+    }
+
+    /// Raises topics' partition counts (CreatePartitions): each pair is a
+    /// topic and its new total number of partitions, which must be larger
+    /// than the current one (INVALID_PARTITIONS otherwise). Per-topic
+    /// results as for [`create_topics`](Self::create_topics).
+    pub async fn create_partitions(&self, topics: &[(&str, i32)]) -> Result<TopicOutcomes> {
+        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let req = CreatePartitionsRequest {
+            topics: topics
+                .iter()
+                .map(|(name, count)| CreatePartitionsTopic {
+                    name: name.to_string(),
+                    count: *count,
+                    assignments: None,
+                    ..Default::default()
+                })
+                .collect(),
+            timeout_ms,
+            validate_only: false,
+            ..Default::default()
+        };
+        let resp = self
+            .with_retries("CreatePartitions", |conn| {
+                let req = req.clone();
+                async move {
+                    let resp = conn.send(&req).await?;
+                    if let Some(t) = resp.results.iter().find(|t| ErrorCode(t.error_code) == ErrorCode::NOT_CONTROLLER) {
+                        return Err(Error::broker(ErrorCode(t.error_code), "controller moved").with_api("CreatePartitions"));
+                    }
+                    Ok(resp)
+                }
+            })
+            .await?;
+        let outcomes = resp
+            .results
+            .into_iter()
+            .map(|t| {
+                let code = ErrorCode(t.error_code);
+                let r = if code.is_ok() {
+                    Ok(())
+                } else {
+                    Err(Error::broker(code, t.error_message.unwrap_or_else(|| "partitions not created".into()))
+                        .with_api("CreatePartitions")
+                        .with_topic(t.name.clone()))
+                };
+                (t.name, r)
+            })
+            .collect();
+        Ok(TopicOutcomes(outcomes))
+    }
+
+    /// Deletes the records of `topic`-`partition` before `offset` (-1: the
+    /// high watermark) by advancing the log start offset (DeleteRecords, sent
+    /// to the partition leader). Returns the new low watermark.
+    pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let names = vec![topic.to_string()];
+        let req = DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: topic.to_string(),
+                partitions: vec![DeleteRecordsPartition { partition_index: partition, offset, ..Default::default() }],
+                ..Default::default()
+            }],
+            timeout_ms,
+            ..Default::default()
+        };
+        self.with_retries("DeleteRecords", |_| {
+            let req = req.clone();
+            let names = names.clone();
+            async move {
+                let snap = self.cluster.refresh(Some(&names)).await?;
+                let leader = snap.leader_of(topic, partition).ok_or_else(|| {
+                    Error::broker(ErrorCode::LEADER_NOT_AVAILABLE, "no leader").with_api("DeleteRecords").with_partition(topic, partition)
+                })?;
+                let conn = self.cluster.connection(leader, ConnKind::Control).await?;
+                let resp = conn.send(&req).await?;
+                let p = resp
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|p| p.partition_index == partition)
+                    .ok_or_else(|| Error::protocol("DeleteRecords response without the partition").with_api("DeleteRecords"))?;
+                let code = ErrorCode(p.error_code);
+                if !code.is_ok() {
+                    return Err(Error::broker(code, "records not deleted").with_api("DeleteRecords").with_partition(topic, partition));
+                }
+                Ok(p.low_watermark)
+            }
+        })
+        .await
     }
 
     /// Describes the cluster: id, controller and live brokers.

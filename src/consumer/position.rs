@@ -6,7 +6,8 @@
 //!        │                 ▼                                               ▼
 //!        └── offset ──►  Fetching ◄───────────────────────────────── (offset found)
 //!                          │  OFFSET_OUT_OF_RANGE ──► NeedsReset (auto.offset.reset)
-//!                          │  truncation (diverging epoch) ──► Fetching at the end offset
+//!                          │  truncation (diverging epoch, KIP-320) ──► Fetching at the end offset,
+//!                          │      or Stopped with a LogTruncation error when auto.offset.reset is none
 //!                          ▼  error the application must resolve
 //!                       Stopped ──(seek)──► ...
 //! ```

@@ -130,7 +130,11 @@ struct PendingRebalance {
 pub(super) struct Subscription {
     pub(super) handle: GroupHandle,
     events: mpsc::Receiver<GroupEvent>,
+    /// The topics given to `subscribe` (empty for a pattern).
     topics: Vec<String>,
+    /// The pattern given to `subscribe_pattern`, if that is the
+    /// subscription.
+    pattern: Option<String>,
     listener: Option<Mutex<Box<dyn RebalanceListener>>>,
     pending: Option<PendingRebalance>,
     last_tick: Option<Instant>,
@@ -226,6 +230,68 @@ impl Consumer {
         self.subscribe_inner(topics, Some(Box::new(listener)))
     }
 
+    /// Joins the consumer group subscribed to every topic whose whole name
+    /// matches the regular expression `pattern` (as Java's
+    /// `subscribe(Pattern)`: `orders-.*` matches `orders-eu`, not
+    /// `old-orders-eu`; internal topics never match). The matching set is
+    /// re-evaluated on every metadata refresh, every `metadata.max.age.ms`:
+    /// topics created later join the subscription (a rebalance follows).
+    /// [`subscription`](Self::subscription) lists the current matches.
+    /// Otherwise as [`subscribe`](Self::subscribe); a bad pattern is a
+    /// config error naming it.
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
+        self.subscribe_pattern_inner(pattern, None)
+    }
+
+    /// As [`subscribe_pattern`](Self::subscribe_pattern), with a listener
+    /// called on every assignment change (replacing any previous listener).
+    pub fn subscribe_pattern_with_listener(
+        &mut self,
+        pattern: &str,
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<()> {
+        self.subscribe_pattern_inner(pattern, Some(Box::new(listener)))
+    }
+
+    fn subscribe_pattern_inner(&mut self, pattern: &str, listener: Option<Box<dyn RebalanceListener>>) -> Result<()> {
+        let Some(gcfg) = self.cfg.group_config() else {
+            return Err(Error::config("group.id", "subscribe_pattern() needs a group.id"));
+        };
+        let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            Error::config("subscribe_pattern", format!("`{pattern}` is not a valid regular expression: {e}"))
+        })?;
+        if self.sub.is_none() && !self.parts.is_empty() {
+            return Err(Error::illegal_state(
+                "subscribe_pattern() with manually assigned partitions: subscription and manual assignment are \
+                 mutually exclusive (call unsubscribe() or assign(&[]) first)",
+            ));
+        }
+        let listener = listener.map(Mutex::new);
+        if let Some(sub) = &mut self.sub {
+            if listener.is_some() {
+                sub.listener = listener;
+            }
+            if sub.pattern.as_deref() != Some(pattern) {
+                sub.pattern = Some(pattern.to_string());
+                sub.topics.clear();
+                sub.handle.update_pattern(re);
+            }
+            return Ok(());
+        }
+        let (handle, events) = GroupMember::start(self.cluster.clone(), gcfg, Vec::new())?;
+        handle.update_pattern(re);
+        self.sub = Some(Subscription {
+            handle,
+            events,
+            topics: Vec::new(),
+            pattern: Some(pattern.to_string()),
+            listener,
+            pending: None,
+            last_tick: None,
+        });
+        Ok(())
+    }
+
     fn subscribe_inner(&mut self, topics: &[&str], listener: Option<Box<dyn RebalanceListener>>) -> Result<()> {
         let Some(gcfg) = self.cfg.group_config() else {
             return Err(Error::config("group.id", "subscribe() needs a group.id (use assign() without one)"));
@@ -250,20 +316,27 @@ impl Consumer {
             if listener.is_some() {
                 sub.listener = listener;
             }
-            if sub.topics != names {
+            if sub.topics != names || sub.pattern.is_some() {
                 sub.topics = names.clone();
+                sub.pattern = None;
                 sub.handle.update_subscription(names);
             }
             return Ok(());
         }
         let (handle, events) = GroupMember::start(self.cluster.clone(), gcfg, names.clone())?;
-        self.sub = Some(Subscription { handle, events, topics: names, listener, pending: None, last_tick: None });
+        self.sub =
+            Some(Subscription { handle, events, topics: names, pattern: None, listener, pending: None, last_tick: None });
         Ok(())
     }
 
-    /// The topics subscribed to (empty when not subscribed).
+    /// The topics subscribed to (empty when not subscribed); for a pattern
+    /// subscription, the topics it matches now.
     pub fn subscription(&self) -> Vec<String> {
-        self.sub.as_ref().map(|s| s.topics.clone()).unwrap_or_default()
+        match &self.sub {
+            Some(s) if s.pattern.is_some() => s.handle.topics(),
+            Some(s) => s.topics.clone(),
+            None => Vec::new(),
+        }
     }
 
     /// Leaves the group (after the listener's `on_partitions_revoked` for
@@ -534,5 +607,19 @@ mod tests {
         let e = c.assign(&[TopicPartition::new("t", 0)]).unwrap_err();
         assert_eq!(*e.kind(), ErrorKind::IllegalState, "{e}");
         assert!(c.subscribe(&[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn subscribe_pattern_checks_the_pattern_and_switches_with_subscribe() {
+        let mut c = Consumer::builder().bootstrap_servers("localhost:1").build().unwrap();
+        assert!(c.subscribe_pattern("t.*").unwrap_err().to_string().contains("group.id"));
+        let mut c = Consumer::builder().bootstrap_servers("localhost:1").group_id("g").build().unwrap();
+        let e = c.subscribe_pattern("orders-(").unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("orders-("), "{e}");
+        c.subscribe_pattern("orders-.*").unwrap();
+        assert!(c.subscription().is_empty(), "nothing matched yet (no broker)");
+        c.subscribe(&["t"]).unwrap();
+        assert_eq!(c.subscription(), vec!["t"]);
     }
 }

@@ -54,6 +54,18 @@ pub enum ErrorKind {
     BufferExhausted,
     /// Something the caller asked for does not exist (topic, partition, group).
     NotFound,
+    /// The consumer's position is past the end of its last fetched leader
+    /// epoch on the current leader: records it had fetched are no longer in
+    /// the log (an unclean leader election). Raised when
+    /// `auto.offset.reset` is `none` (Java's `LogTruncationException`);
+    /// otherwise the consumer resumes at `offset`. Seek to continue.
+    LogTruncation {
+        /// First offset known to diverge: the end of the consumer's last
+        /// fetched epoch on the current leader.
+        offset: i64,
+        /// The leader epoch that ends at `offset`.
+        leader_epoch: i32,
+    },
 }
 
 /// How a caller should react to an error. Set by the component that knows

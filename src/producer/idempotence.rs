@@ -44,6 +44,10 @@
 //!   leaves a gap; the next batch of the partition then gets
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER if (and only if) the failed batch was not
 //!   written, which triggers the rewrite above.
+//! - A batch the broker refused as too large (MESSAGE_TOO_LARGE, more than
+//!   one record) was not written: it is replaced in place by its pieces,
+//!   which take contiguous sequences from its own base sequence under its
+//!   producer id and epoch. The batches behind it keep their sequences.
 //! - The epoch bump is local for an idempotent producer (as in the Java
 //!   client). Other partitions keep their old epoch while they have tracked
 //!   batches and switch to the current one, at sequence 0, when empty.
@@ -148,6 +152,10 @@ pub enum Verdict {
     Retry,
     /// Fail the batch's records with this error.
     Fail(Error),
+    /// The broker refused the batch as too large (MESSAGE_TOO_LARGE) and it
+    /// holds more than one record: split it ([`Sequencer::split`]) and send
+    /// the pieces. The batch stays tracked, not outstanding, until then.
+    Split,
 }
 
 /// The producer id/epoch owner and the per-partition sequence state machine.
@@ -320,6 +328,12 @@ impl Sequencer {
         if p.batches.iter().skip(i + 1).any(|b| b.outstanding.is_some()) {
             return None;
         }
+        // As in `may_send`: until the broker acknowledged a batch of this
+        // producer id and epoch it accepts any sequence, so a batch (a
+        // retry, a rewritten or split one) goes only alone.
+        if self.idempotent && i > 0 && p.last_acked == -1 && Some(p.producer) == self.current {
+            return None;
+        }
         let b = &p.batches[i];
         if b.not_before.is_some_and(|t| t > now) {
             return None;
@@ -476,6 +490,17 @@ impl Sequencer {
                         p.needs_rewrite = true;
                     }
                     Verdict::Retry
+                } else if code == ErrorCode::MESSAGE_TOO_LARGE && b.count > 1 {
+                    Verdict::Split
+                } else if code == ErrorCode::MESSAGE_TOO_LARGE {
+                    Verdict::Fail(
+                        Error::broker(
+                            code,
+                            "the record alone is larger than the topic's max.message.bytes (or the broker's \
+                             message.max.bytes)",
+                        )
+                        .with_api("Produce"),
+                    )
                 } else if code.is_retriable() {
                     Verdict::Retry
                 } else {
@@ -485,7 +510,7 @@ impl Sequencer {
         };
         let _ = current;
         let verdict = match verdict {
-            Verdict::Retry if !can_retry => Verdict::Fail(Error::timeout(
+            Verdict::Retry | Verdict::Split if !can_retry => Verdict::Fail(Error::timeout(
                 "delivery.timeout.ms expired before the batch was acknowledged",
             )),
             Verdict::Retry if attempts > retries => {
@@ -500,8 +525,47 @@ impl Sequencer {
                 }
                 Verdict::Retry
             }
+            Verdict::Split => Verdict::Split,
             v => self.finish(tp, id, v),
         }
+    }
+
+    /// Replaces batch `id` of `tp` (which got [`Verdict::Split`]) by its
+    /// pieces, given as (new id, record count) in record order. The pieces
+    /// take contiguous sequences from the batch's own base sequence under
+    /// its producer id and epoch, so the batches behind it keep theirs: the
+    /// broker did not write the batch, and the pieces together hold exactly
+    /// its records. Returns the pieces' stamps, `None` if `id` is not a
+    /// tracked batch waiting to be split.
+    pub fn split(&mut self, tp: &TopicPartition, id: u64, pieces: &[(u64, i32)]) -> Option<Vec<Stamp>> {
+        let idempotent = self.idempotent;
+        let p = self.partitions.get_mut(tp)?;
+        let i = p.batches.iter().position(|b| b.id == id && b.outstanding.is_none())?;
+        let total: i32 = pieces.iter().map(|(_, n)| *n).sum();
+        if total != p.batches[i].count {
+            return None;
+        }
+        let old = p.batches.remove(i)?;
+        let mut seq = old.stamp.base_sequence;
+        let mut stamps = Vec::with_capacity(pieces.len());
+        for (k, (piece, count)) in pieces.iter().enumerate() {
+            let stamp = if idempotent { Stamp { producer: old.stamp.producer, base_sequence: seq } } else { old.stamp };
+            if idempotent {
+                seq = increment_sequence(seq, *count);
+            }
+            stamps.push(stamp);
+            let t = Tracked {
+                id: *piece,
+                count: *count,
+                stamp,
+                outstanding: None,
+                attempts: 0,
+                maybe_written: false,
+                not_before: None,
+            };
+            p.batches.insert(i + k, t);
+        }
+        Some(stamps)
     }
 
     /// Stops tracking batch `id` (done or failed).
@@ -853,6 +917,61 @@ mod tests {
         s.set_producer(ProducerIdEpoch { id: 2, epoch: 0 });
         let rw = s.rewrite_pending();
         assert_eq!(rw[0].2, Stamp { producer: ProducerIdEpoch { id: 2, epoch: 0 }, base_sequence: 0 });
+    }
+
+    #[test]
+    fn too_large_batch_splits_into_pieces_that_keep_its_sequences() {
+        let now = Instant::now();
+        let mut s = seq();
+        s.assign(&tp(0), 1, 1);
+        s.on_sent(&tp(0), 1, 1);
+        s.on_attempt(&tp(0), 1, Attempt::Written, now, true);
+        // Batch 2 (sequences 1..11) is refused, batch 3 (11..14) behind it.
+        s.assign(&tp(0), 2, 10);
+        s.on_sent(&tp(0), 2, 1);
+        s.assign(&tp(0), 3, 3);
+        s.on_sent(&tp(0), 3, 1);
+        let v = s.on_attempt(&tp(0), 2, err(ErrorCode::MESSAGE_TOO_LARGE), now, true);
+        assert!(matches!(v, Verdict::Split));
+        let stamps = s.split(&tp(0), 2, &[(20, 4), (21, 6)]).unwrap();
+        assert_eq!(stamps.iter().map(|st| st.base_sequence).collect::<Vec<_>>(), vec![1, 5]);
+        // Batch 3 was rejected as out of order behind them: not at the head,
+        // so a plain retry with its sequence, after the pieces.
+        let v = s.on_attempt(&tp(0), 3, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        assert!(matches!(v, Verdict::Retry));
+        assert!(s.rewrite_pending().is_empty());
+        let order: Vec<(u64, i32)> = s.batches(&tp(0)).map(|b| (b.id, b.stamp.base_sequence)).collect();
+        assert_eq!(order, vec![(20, 1), (21, 5), (3, 11)]);
+        assert_eq!(s.next_retry(&tp(0), 1, now), Some(20));
+        s.on_sent(&tp(0), 20, 1);
+        assert_eq!(s.next_retry(&tp(0), 1, now), Some(21));
+
+        // One record too large fails alone, with the code.
+        s.assign(&tp(1), 30, 1);
+        s.on_sent(&tp(1), 30, 1);
+        let v = s.on_attempt(&tp(1), 30, err(ErrorCode::MESSAGE_TOO_LARGE), now, true);
+        assert!(matches!(v, Verdict::Fail(ref e) if e.code() == Some(ErrorCode::MESSAGE_TOO_LARGE)));
+        // Counts must add up.
+        s.assign(&tp(2), 40, 5);
+        s.on_sent(&tp(2), 40, 1);
+        s.on_attempt(&tp(2), 40, err(ErrorCode::MESSAGE_TOO_LARGE), now, true);
+        assert!(s.split(&tp(2), 40, &[(41, 2), (42, 2)]).is_none());
+    }
+
+    #[test]
+    fn before_the_first_ack_pieces_go_one_at_a_time() {
+        let now = Instant::now();
+        let mut s = seq();
+        s.assign(&tp(0), 1, 10);
+        s.on_sent(&tp(0), 1, 1);
+        assert!(matches!(s.on_attempt(&tp(0), 1, err(ErrorCode::MESSAGE_TOO_LARGE), now, true), Verdict::Split));
+        let stamps = s.split(&tp(0), 1, &[(2, 5), (3, 5)]).unwrap();
+        assert_eq!(stamps.iter().map(|st| st.base_sequence).collect::<Vec<_>>(), vec![0, 5]);
+        assert_eq!(s.next_retry(&tp(0), 1, now), Some(2));
+        s.on_sent(&tp(0), 2, 1);
+        assert_eq!(s.next_retry(&tp(0), 1, now), None, "the broker has no sequence state yet");
+        s.on_attempt(&tp(0), 2, Attempt::Written, now, true);
+        assert_eq!(s.next_retry(&tp(0), 1, now), Some(3));
     }
 
     #[test]

@@ -71,6 +71,7 @@ mod delivery;
 pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
+mod split;
 mod transactional;
 pub mod txn;
 
@@ -209,13 +210,13 @@ impl Future for DeliveryFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match this.completion.poll(cx, &mut this.slot) {
+        match this.completion.poll(cx, &mut this.slot, this.offset_delta) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Ready(Ok(ack)) => Poll::Ready(Ok(RecordMetadata {
+            Poll::Ready(Ok((ack, delta))) => Poll::Ready(Ok(RecordMetadata {
                 topic: this.topic.clone(),
                 partition: this.partition,
-                offset: if ack.base_offset < 0 { -1 } else { ack.base_offset + this.offset_delta as i64 },
+                offset: if ack.base_offset < 0 { -1 } else { ack.base_offset + delta as i64 },
                 timestamp: if ack.log_append_time >= 0 { ack.log_append_time } else { this.timestamp },
             })),
         }

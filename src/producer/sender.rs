@@ -50,6 +50,16 @@ struct SenderBatch {
     created: Instant,
     completion: Arc<Completion>,
     reserved: usize,
+    /// The accumulator's id of the batch this is (a piece of, after a
+    /// split): flush waits for it, memory is returned under it.
+    origin: u64,
+    /// Offset delta of the first record within the origin batch (0 unless
+    /// this is a piece of a split batch).
+    first: i32,
+    /// The records already failed with a delivery timeout while the batch
+    /// was in flight; the sequencer keeps tracking it until its attempt
+    /// ends (its outcome, hence its sequence, is unresolved until then).
+    expired: bool,
 }
 
 /// A request on its way, as the sender remembers it.
@@ -94,6 +104,11 @@ pub(crate) struct Sender {
     /// Backoff for AddPartitionsToTxn after a retriable failure.
     add_not_before: Option<Instant>,
     add_failures: u32,
+    /// Split batches with pieces unfinished: origin id -> (pieces left,
+    /// memory reserved by the origin). The origin is released with the last.
+    split_origins: HashMap<u64, (usize, usize)>,
+    /// Ids for pieces of split batches, above any accumulator id.
+    next_piece_id: u64,
 }
 
 impl Sender {
@@ -120,6 +135,8 @@ impl Sender {
             add_in_flight: false,
             add_not_before: None,
             add_failures: 0,
+            split_origins: HashMap::new(),
+            next_piece_id: u64::MAX / 2,
         }
     }
 
@@ -286,7 +303,7 @@ impl Sender {
     fn next_batch_expiry(&self) -> Option<Instant> {
         let dt = self.shared.cfg.delivery_timeout;
         let acc_next = self.shared.lock_acc().next_expiry();
-        let mine = self.batches.values().map(|b| b.created + dt).min();
+        let mine = self.batches.values().filter(|b| !b.expired).map(|b| b.created + dt).min();
         match (acc_next, mine) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -311,10 +328,14 @@ impl Sender {
         Duration::from_secs_f64(base * factor)
     }
 
-    /// Fails batches that reached `delivery.timeout.ms` without an answer
-    /// pending: those still in the accumulator and those waiting to be
-    /// retried. A batch awaiting an answer is judged when the answer (or
-    /// the request timeout) comes.
+    /// Fails batches that reached `delivery.timeout.ms`: those still in the
+    /// accumulator, those waiting to be retried, and (as the Java client
+    /// does) those awaiting an answer. `delivery.timeout.ms` so bounds a
+    /// record's whole life. A batch in flight stays tracked by the
+    /// sequencer until its attempt ends: it may yet be written, so its
+    /// sequence is unresolved; if it was not, the next batch of the
+    /// partition meets the gap (OUT_OF_ORDER_SEQUENCE_NUMBER at the head)
+    /// and the epoch bump renumbers what follows.
     fn expire(&mut self, now: Instant) {
         let expired = self.shared.lock_acc().expire(now);
         for (tp, b) in expired {
@@ -346,6 +367,25 @@ impl Sender {
                 self.finish(id, Err(e));
             }
         }
+        let in_flight: Vec<u64> = self
+            .batches
+            .iter()
+            .filter(|(id, b)| !b.expired && now >= b.created + dt && self.seq.is_outstanding(&b.tp, **id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in in_flight {
+            let Some(b) = self.batches.get_mut(&id) else { continue };
+            b.expired = true;
+            let e = Error::timeout(format!(
+                "record expired: delivery.timeout.ms ({} ms) passed while its batch was in flight; \
+                 the broker may still have written it",
+                dt.as_millis()
+            ))
+            .with_partition(&*b.tp.topic, b.tp.partition);
+            tracing::debug!(error = %e, "in-flight batch expired");
+            b.completion.complete_piece(b.first, Err(e.clone()));
+            self.on_txn_batch_failed(&e);
+        }
     }
 
     /// Completes a batch the sender owns and returns its memory.
@@ -354,9 +394,84 @@ impl Sender {
             if let Err(e) = &result {
                 tracing::debug!(error = %e, "batch failed");
             }
-            b.completion.complete(result);
-            self.shared.release(id, b.reserved);
+            b.completion.complete_piece(b.first, result);
+            match self.split_origins.get_mut(&b.origin) {
+                Some((left, _)) if *left > 1 => *left -= 1,
+                Some(&mut (_, reserved)) => {
+                    self.split_origins.remove(&b.origin);
+                    self.shared.release(b.origin, reserved);
+                }
+                None => self.shared.release(b.origin, b.reserved),
+            }
         }
+    }
+
+    /// Splits batch `id`, refused as too large, into pieces that replace
+    /// it in the sequencer and are sent like retries; see [`super::split`].
+    fn split(&mut self, id: u64) {
+        let Some(b) = self.batches.get(&id) else { return };
+        let tp = b.tp.clone();
+        let pieces = match super::split::split(&b.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = Error::illegal_state(format!("internal: could not split a batch the broker found too large: {e}"))
+                    .with_partition(&*tp.topic, tp.partition);
+                self.seq.remove(&tp, id);
+                self.finish(id, Err(e));
+                return;
+            }
+        };
+        let ids: Vec<(u64, i32)> = pieces
+            .iter()
+            .map(|p| {
+                self.next_piece_id += 1;
+                (self.next_piece_id, p.count)
+            })
+            .collect();
+        let Some(stamps) = self.seq.split(&tp, id, &ids) else {
+            let e = Error::illegal_state("internal: the batch to split is not tracked").with_partition(&*tp.topic, tp.partition);
+            self.seq.remove(&tp, id);
+            self.finish(id, Err(e));
+            return;
+        };
+        let Some(b) = self.batches.remove(&id) else { return };
+        tracing::debug!(topic = %tp.topic, partition = tp.partition, pieces = pieces.len(), "split a batch the broker found too large");
+        b.completion.split(pieces.len() as u32);
+        let entry = self.split_origins.entry(b.origin).or_insert((1, b.reserved));
+        entry.0 += pieces.len() - 1;
+        for ((piece, (piece_id, _)), stamp) in pieces.into_iter().zip(ids).zip(stamps) {
+            let mut bytes = piece.bytes;
+            let result = self.stamp(&mut bytes, stamp);
+            let batch = SenderBatch {
+                tp: tp.clone(),
+                payload: bytes.freeze(),
+                created: b.created,
+                completion: b.completion.clone(),
+                reserved: 0,
+                origin: b.origin,
+                first: b.first + piece.first,
+                expired: false,
+            };
+            self.batches.insert(piece_id, batch);
+            if let Err(e) = result {
+                self.seq.remove(&tp, piece_id);
+                self.finish(piece_id, Err(e.with_partition(&*tp.topic, tp.partition)));
+            }
+        }
+    }
+
+    /// Writes producer id, epoch and base sequence into a sealed batch.
+    fn stamp(&self, bytes: &mut [u8], stamp: Stamp) -> Result<()> {
+        if stamp.producer == ProducerIdEpoch::NONE {
+            return Ok(());
+        }
+        let (pid, epoch, seq) = (stamp.producer.id, stamp.producer.epoch, stamp.base_sequence);
+        let stamped = if self.shared.txn.is_some() {
+            set_transactional_producer_state(bytes, pid, epoch, seq)
+        } else {
+            set_producer_state(bytes, pid, epoch, seq)
+        };
+        stamped.map_err(|e| Error::illegal_state(format!("internal: could not stamp the batch: {e}")))
     }
 
     /// Completes a batch that never left the accumulator.
@@ -490,22 +605,14 @@ impl Sender {
                     }
                 };
                 let stamp = self.seq.assign(&tp, id, count);
-                if stamp.producer != ProducerIdEpoch::NONE {
-                    let (pid, epoch, seq) = (stamp.producer.id, stamp.producer.epoch, stamp.base_sequence);
-                    let stamped = if self.shared.txn.is_some() {
-                        set_transactional_producer_state(&mut bytes, pid, epoch, seq)
-                    } else {
-                        set_producer_state(&mut bytes, pid, epoch, seq)
-                    };
-                    if let Err(e) = stamped {
-                        let e = Error::illegal_state(format!("internal: could not stamp the batch: {e}"));
-                        self.seq.remove(&tp, id);
-                        completion.complete(Err(e));
-                        self.shared.release(id, reserved);
-                        continue;
-                    }
+                if let Err(e) = self.stamp(&mut bytes, stamp) {
+                    self.seq.remove(&tp, id);
+                    completion.complete(Err(e));
+                    self.shared.release(id, reserved);
+                    continue;
                 }
-                self.batches.insert(id, SenderBatch { tp: tp.clone(), payload: bytes.freeze(), created, completion, reserved });
+                let batch = SenderBatch { tp: tp.clone(), payload: bytes.freeze(), created, completion, reserved, origin: id, first: 0, expired: false };
+                self.batches.insert(id, batch);
                 chosen.push((tp, id));
             }
             if chosen.is_empty() {
@@ -614,6 +721,7 @@ impl Sender {
                 Verdict::Retry => {
                     tracing::debug!(topic = %tp.topic, partition = tp.partition, ?attempt, "retrying batch");
                 }
+                Verdict::Split => self.split(id),
                 Verdict::Fail(mut e) => {
                     if let (Attempt::NoAnswer, Some(t)) = (&attempt, &transport_error) {
                         e = Error::timeout(format!("{}; last attempt: {t}", e.message())).with_class(e.class());

@@ -476,7 +476,9 @@ impl Fetcher {
                     );
                     if self.cfg.auto_offset_reset == OffsetReset::None {
                         p.phase = Phase::Stopped;
-                        let e = Error::new(ErrorKind::Broker(ErrorCode::OFFSET_OUT_OF_RANGE), msg)
+                        let kind = ErrorKind::LogTruncation { offset: end_offset, leader_epoch: epoch };
+                        let msg = format!("{msg}; auto.offset.reset is none: seek to continue");
+                        let e = Error::new(kind, msg)
                             .with_api("Fetch")
                             .with_partition(tp.topic(), tp.partition())
                             .with_class(ErrorClass::Permanent);

@@ -136,6 +136,15 @@ pub struct ClassicMember {
 
     state: State,
     topics: Vec<String>,
+    /// As leader: the partition count of every topic the group subscribed
+    /// to when the current assignment was computed (0 for a topic that did
+    /// not exist). A later count that differs (partitions added, a topic
+    /// created or deleted) makes the leader rejoin, so the group is
+    /// reassigned, as the Java client's assignment snapshot does. `None`
+    /// for followers.
+    leader_counts: Option<BTreeMap<String, i32>>,
+    /// The topics the last JoinGroup carried.
+    joined_topics: Vec<String>,
     /// Empty until the broker gives one (KIP-394).
     member_id: String,
     /// `NO_GENERATION` when not a member of a generation.
@@ -197,6 +206,8 @@ impl ClassicMember {
             protocol,
             state: State::Unjoined,
             topics: sorted(topics.into_iter().map(|t| (t, 0))).into_iter().map(|(t, _)| t).collect(),
+            leader_counts: None,
+            joined_topics: Vec::new(),
             member_id: String::new(),
             generation: NO_GENERATION,
             chosen_protocol: None,
@@ -286,6 +297,29 @@ impl ClassicMember {
         if topics != self.topics {
             self.topics = topics;
             self.request_rejoin("the subscription changed");
+        }
+    }
+
+    /// Topics whose partition counts the leader watches (the group's
+    /// subscriptions when it last assigned); empty for followers.
+    pub fn watched_topics(&self) -> Vec<String> {
+        self.leader_counts.as_ref().map(|c| c.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Fresh partition counts (topic → count, missing = no such topic) for
+    /// the [`watched_topics`](Self::watched_topics). As leader, a count that
+    /// differs from the one the assignment used triggers a rejoin.
+    pub fn on_partition_counts(&mut self, counts: &BTreeMap<String, i32>) {
+        let Some(snap) = &self.leader_counts else { return };
+        let changed: Vec<String> = snap
+            .iter()
+            .filter(|(t, n)| counts.get(*t).copied().unwrap_or(0) != **n)
+            .map(|(t, n)| format!("{t}: {n} -> {}", counts.get(t).copied().unwrap_or(0)))
+            .collect();
+        if !changed.is_empty() {
+            tracing::info!(group = %self.group_id, ?changed, "partition counts changed: rejoining so the group is reassigned");
+            self.leader_counts = None;
+            self.request_rejoin("the partition counts of subscribed topics changed");
         }
     }
 
@@ -467,6 +501,7 @@ impl ClassicMember {
     fn join(&mut self) -> Action {
         self.state = State::Joining;
         self.in_flight = Some(InFlight::Join);
+        self.joined_topics.clone_from(&self.topics);
         let protocols = self
             .assignors
             .iter()
@@ -651,6 +686,12 @@ impl ClassicMember {
         self.chosen_protocol = Some(protocol.clone());
         self.leader_id = resp.leader;
         self.rejoin_needed = false;
+        if self.joined_topics != self.topics {
+            // The subscription changed while JoinGroup was in flight: this
+            // generation was formed with the old topics (Java compares its
+            // joined subscription the same way).
+            self.request_rejoin("the subscription changed during the join");
+        }
         self.rejoin_reason = None;
         if self.is_leader() {
             let members = resp
@@ -679,6 +720,7 @@ impl ClassicMember {
             }
         } else {
             self.leader = None;
+            self.leader_counts = None;
             self.state = State::Syncing;
         }
     }
@@ -705,6 +747,8 @@ impl ClassicMember {
         let Some(assignor) = self.assignors.iter().find(|a| a.name() == leader.protocol).cloned() else {
             return;
         };
+        let subscribed: BTreeSet<&String> = leader.members.iter().flat_map(|m| m.subscription.topics.iter()).collect();
+        self.leader_counts = Some(subscribed.into_iter().map(|t| (t.clone(), counts.get(t).copied().unwrap_or(0))).collect());
         let result = assignor.assign(&counts, &leader.members);
         tracing::debug!(group = %self.group_id, generation = self.generation, assignor = assignor.name(), ?result, "leader computed assignment");
         let mut assignments = Vec::with_capacity(result.len());
@@ -1049,6 +1093,46 @@ mod tests {
             .collect();
         assert_eq!(got["a"], tps(&[0, 1]));
         assert_eq!(got["b"], tps(&[2, 3]));
+
+        // The leader watches the counts it assigned with: unchanged counts
+        // do nothing, a partition added makes it rejoin (Java's assignment
+        // snapshot check).
+        m.on_sync(t0, sync_ok(&[0, 1]));
+        assert!(matches!(m.poll(t0), Some(Action::Event(MemberEvent::Assigned(_)))));
+        m.event_done();
+        assert_eq!(m.watched_topics(), vec![T.to_string()]);
+        m.on_partition_counts(&[(T.to_string(), 4)].into());
+        assert!(!m.rejoin_needed);
+        m.on_partition_counts(&[(T.to_string(), 6)].into());
+        assert!(m.rejoin_needed, "partitions added: rejoin");
+        assert!(m.watched_topics().is_empty(), "checked again after the next assignment");
+    }
+
+    #[test]
+    fn a_subscription_change_during_join_rejoins_after_it() {
+        let t0 = Instant::now();
+        let mut m = new_member(&["range"], None, t0);
+        m.poll(t0);
+        m.on_coordinator(t0, Ok(()));
+        let _ = expect_join(&mut m, t0);
+        m.update_subscription(vec![T.to_string(), "other".to_string()]);
+        m.on_join(t0, join_ok("m-1", "leader-x", 1, "range", vec![]));
+        assert!(m.rejoin_needed, "the generation was formed with the old topics");
+        let mut m = new_member(&["range"], None, t0);
+        m.poll(t0);
+        m.on_coordinator(t0, Ok(()));
+        let _ = expect_join(&mut m, t0);
+        m.on_join(t0, join_ok("m-1", "leader-x", 1, "range", vec![]));
+        assert!(!m.rejoin_needed);
+    }
+
+    #[test]
+    fn followers_do_not_watch_partition_counts() {
+        let t0 = Instant::now();
+        let mut m = stable_follower(&["range"], None, &[0, 1], t0);
+        assert!(m.watched_topics().is_empty());
+        m.on_partition_counts(&[(T.to_string(), 9)].into());
+        assert!(!m.rejoin_needed);
     }
 
     #[test]

@@ -21,12 +21,19 @@
 //! - Dropping every handle without [`GroupHandle::leave`] stops the task
 //!   silently, like a crashed process: the broker removes the member after
 //!   the session timeout.
+//! - Every `metadata.max.age.ms` the task refreshes topic metadata when it
+//!   has something to watch, as the Java consumer does: a pattern
+//!   subscription ([`GroupHandle::update_pattern`]) is matched against all
+//!   topic names (internal topics excluded) and the subscription follows
+//!   the matches; a classic leader compares the partition counts it
+//!   assigned with and rejoins when they changed. (With KIP-848 the broker
+//!   notices partition changes itself.)
 
 use super::assignor::TopicPartition;
 use super::classic::{self, ClassicMember, MemberEvent};
 use super::consumer_protocol::{self, ConsumerMember};
 use super::{Generation, GroupConfig, GroupProtocol};
-use crate::cluster::{Cluster, CoordinatorType};
+use crate::cluster::{Cluster, CoordinatorType, MetadataSnapshot};
 use crate::error::{Error, ErrorCode, ErrorKind, Result};
 use crate::net::{BrokerConnection, ConnKind};
 use crate::protocol::messages::leave_group::LeaveGroupRequest;
@@ -115,12 +122,15 @@ struct Shared {
     assignment: Vec<TopicPartition>,
     failure: Option<Error>,
     finished: bool,
+    /// The topics subscribed to now (for a pattern: the current matches).
+    topics: Vec<String>,
 }
 
 #[derive(Debug)]
 enum Command {
     PollTick(Instant),
     UpdateSubscription(Vec<String>),
+    UpdatePattern(regex::Regex),
     Leave(oneshot::Sender<()>),
 }
 
@@ -145,7 +155,7 @@ impl GroupMember {
             GroupProtocol::Consumer => Machine::Consumer(ConsumerMember::new(&cfg, topics.clone(), backoff, now)?),
         };
         cluster.track_topics(topics.iter().map(String::as_str));
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared { topics: topics.clone(), ..Shared::default() }));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let task = MemberTask {
@@ -157,6 +167,9 @@ impl GroupMember {
             events: ev_tx,
             commands: cmd_rx,
             leave_waiters: Vec::new(),
+            pattern: None,
+            topics,
+            watch_at: now,
         };
         tokio::spawn(task.run());
         let handle = GroupHandle { inner: Arc::new(HandleInner { cluster, cfg, shared, commands: cmd_tx }) };
@@ -212,10 +225,24 @@ impl GroupHandle {
         Ok(())
     }
 
-    /// Changes the subscribed topics (a rebalance follows).
+    /// Changes the subscribed topics (a rebalance follows). Ends a
+    /// pattern subscription.
     pub fn update_subscription(&self, topics: Vec<String>) {
         self.inner.cluster.track_topics(topics.iter().map(String::as_str));
         let _ = self.inner.commands.send(Command::UpdateSubscription(topics));
+    }
+
+    /// Subscribes to every topic whose whole name matches `pattern` (anchor
+    /// it yourself: it is used as given), re-evaluated on every metadata
+    /// refresh (`metadata.max.age.ms`); a change of the matching set
+    /// rebalances as [`update_subscription`](Self::update_subscription) does.
+    pub fn update_pattern(&self, pattern: regex::Regex) {
+        let _ = self.inner.commands.send(Command::UpdatePattern(pattern));
+    }
+
+    /// The topics subscribed to now (for a pattern, the current matches).
+    pub fn topics(&self) -> Vec<String> {
+        self.shared().topics.clone()
     }
 
     /// Leaves the group and ends the task. Dynamic members send LeaveGroup
@@ -462,6 +489,9 @@ enum Outcome {
 
 type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
+/// A metadata refresh for the watch (pattern matching, partition counts).
+type Watch = Pin<Box<dyn Future<Output = Result<Arc<MetadataSnapshot>>> + Send>>;
+
 struct MemberTask {
     cluster: Arc<Cluster>,
     cfg: GroupConfig,
@@ -472,6 +502,12 @@ struct MemberTask {
     events: mpsc::Sender<GroupEvent>,
     commands: mpsc::UnboundedReceiver<Command>,
     leave_waiters: Vec<oneshot::Sender<()>>,
+    /// A pattern subscription (whole-name match), if any.
+    pattern: Option<regex::Regex>,
+    /// The subscribed topics (a pattern's current matches).
+    topics: Vec<String>,
+    /// When the next metadata watch is due.
+    watch_at: Instant,
 }
 
 enum Step {
@@ -483,8 +519,13 @@ impl MemberTask {
     async fn run(mut self) {
         let mut pending: Option<Pending> = None;
         let mut ack: Option<oneshot::Receiver<()>> = None;
+        let mut watch: Option<Watch> = None;
         let mut commands_open = true;
         loop {
+            if watch.is_none() && Instant::now() >= self.watch_at {
+                self.watch_at = Instant::now() + self.cluster.config().metadata_max_age;
+                watch = self.start_watch();
+            }
             // Drive the machine until it waits.
             while pending.is_none() {
                 let now = Instant::now();
@@ -509,7 +550,12 @@ impl MemberTask {
                 break;
             }
             let wake = self.next_wakeup().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let wake = if watch.is_none() { wake.min(self.watch_at) } else { wake };
             tokio::select! {
+                snap = async { watch.as_mut().expect("guarded").await }, if watch.is_some() => {
+                    watch = None;
+                    self.on_watch(snap);
+                }
                 outcome = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                     pending = None;
                     self.on_outcome(outcome);
@@ -520,7 +566,16 @@ impl MemberTask {
                 }
                 cmd = self.commands.recv(), if commands_open => match cmd {
                     Some(Command::PollTick(t)) => self.poll_tick(t),
-                    Some(Command::UpdateSubscription(t)) => self.update_subscription(t),
+                    Some(Command::UpdateSubscription(t)) => {
+                        self.pattern = None;
+                        self.update_subscription(t);
+                    }
+                    Some(Command::UpdatePattern(p)) => {
+                        self.pattern = Some(p);
+                        // Match now rather than at the next refresh.
+                        watch = None;
+                        self.watch_at = Instant::now();
+                    }
                     Some(Command::Leave(tx)) => {
                         self.leave_waiters.push(tx);
                         // Abandon a JoinGroup/SyncGroup that may wait for a
@@ -574,7 +629,56 @@ impl MemberTask {
         }
     }
 
+    /// The metadata refresh due now, if there is anything to watch: all
+    /// topics for a pattern, else the topics a classic leader assigned.
+    fn start_watch(&self) -> Option<Watch> {
+        let topics = match (&self.pattern, &self.machine) {
+            (Some(_), _) => None,
+            (None, Machine::Classic(m)) => Some(m.watched_topics()).filter(|t| !t.is_empty())?.into(),
+            (None, Machine::Consumer(_)) => return None,
+        };
+        let cluster = self.cluster.clone();
+        Some(Box::pin(async move { cluster.refresh(topics.as_deref()).await }))
+    }
+
+    /// Applies a metadata refresh: follows the pattern's matches, and lets
+    /// a classic leader compare partition counts.
+    fn on_watch(&mut self, snap: Result<Arc<MetadataSnapshot>>) {
+        let snap = match snap {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(group = %self.cfg.group_id, error = %e, "metadata refresh for the subscription failed");
+                return;
+            }
+        };
+        if let Some(re) = &self.pattern {
+            let mut names: Vec<String> =
+                snap.topics.values().filter(|t| !t.is_internal && re.is_match(&t.name)).map(|t| t.name.clone()).collect();
+            names.sort();
+            if names != self.topics {
+                tracing::info!(group = %self.cfg.group_id, topics = ?names, "the pattern subscription matches new topics");
+                self.cluster.track_topics(names.iter().map(String::as_str));
+                self.update_subscription(names);
+            }
+        }
+        if let Machine::Classic(m) = &mut self.machine {
+            let watched = m.watched_topics();
+            // A topic missing for another reason than not existing (e.g. a
+            // leader election) says nothing about its partition count.
+            let unsure = watched.iter().any(|t| {
+                snap.topic(t).is_none()
+                    && snap.topic_errors.get(t).is_some_and(|c| *c != ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+            });
+            if !watched.is_empty() && !unsure {
+                let counts: BTreeMap<String, i32> =
+                    watched.into_iter().filter_map(|t| snap.topic(&t).map(|i| (t, i.partitions.len() as i32))).collect();
+                m.on_partition_counts(&counts);
+            }
+        }
+    }
+
     fn update_subscription(&mut self, t: Vec<String>) {
+        self.topics = t.clone();
         match &mut self.machine {
             Machine::Classic(m) => m.update_subscription(t),
             Machine::Consumer(m) => m.update_subscription(t),
@@ -614,6 +718,7 @@ impl MemberTask {
         s.generation = generation;
         s.assignment = assignment;
         s.failure = failure;
+        s.topics.clone_from(&self.topics);
     }
 
     fn publish_finished(&self) {
