@@ -383,8 +383,11 @@ impl Sender {
             ))
             .with_partition(&*b.tp.topic, b.tp.partition);
             tracing::debug!(error = %e, "in-flight batch expired");
-            b.completion.complete_piece(b.first, Err(e.clone()));
-            self.on_txn_batch_failed(&e);
+            let first = b.first;
+            let e = self.on_txn_batch_failed(e);
+            if let Some(b) = self.batches.get_mut(&id) {
+                b.completion.complete_piece(first, Err(e));
+            }
         }
     }
 
