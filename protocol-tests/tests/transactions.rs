@@ -398,3 +398,41 @@ async fn peer_transactions_interleaved_are_filtered_by_read_committed() {
     assert_eq!(got.iter().collect::<HashSet<_>>(), committed.iter().collect::<HashSet<_>>());
     assert!(aborted.iter().all(|a| !got.contains(a)));
 }
+
+/// Several batches of one partition in flight at once inside each
+/// transaction: Produce requests must reach the broker in the order their
+/// sequences were assigned, or the broker answers OUT_OF_ORDER_SEQUENCE_NUMBER
+/// and the transaction has to abort. (Found by the peer benchmark: the
+/// sender's request tasks used to be written in whatever order the
+/// multi-threaded runtime ran them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_batches_in_flight_per_partition_commit_in_order() {
+    const TXNS: usize = 12;
+    const PER_TXN: usize = 6_000;
+    let t = topic("txn-inflight", 4).await;
+    let p = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .client_id("txn-tests")
+        .transactional_id(unique("txn-inflight"))
+        .linger(Duration::from_millis(5))
+        .build()
+        .expect("producer");
+    p.init_transactions().await.expect("init");
+    let filler = "x".repeat(90);
+    for txn in 0..TXNS {
+        p.begin_transaction().expect("begin");
+        for i in 0..PER_TXN {
+            let v = format!("{:08}-{filler}", txn * PER_TXN + i);
+            p.send_and_forget(ProducerRecord::new(&t).value(&v)).await.expect("send");
+        }
+        p.commit_transaction().await.unwrap_or_else(|e| panic!("transaction {txn} did not commit: {e}"));
+    }
+    p.close(WAIT).await.expect("close");
+
+    let mut c = consumer(IsolationLevel::ReadCommitted, None);
+    c.assign(&all_partitions(std::slice::from_ref(&t), 4)).unwrap();
+    let got = read(&mut c, TXNS * PER_TXN, Duration::from_millis(500)).await;
+    let ids: HashSet<String> = got.iter().map(|r| value(r)[..8].to_string()).collect();
+    assert_eq!(got.len(), TXNS * PER_TXN, "every committed record, once");
+    assert_eq!(ids.len(), TXNS * PER_TXN, "no duplicates");
+}

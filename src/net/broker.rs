@@ -117,6 +117,22 @@ impl BrokerConnection {
         decode_response::<R>(body, version).map_err(|e| e.with_broker(self.label()))
     }
 
+    /// As [`send_at`](Self::send_at), written only after `turn` and
+    /// signalling `queued` once in the write queue (see
+    /// [`Connection::round_trip_in_turn`]).
+    pub async fn send_at_in_turn<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+        turn: Option<tokio::sync::oneshot::Receiver<()>>,
+        queued: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<R::Response> {
+        let frame = encode::<R>(req, version, self.client_id.as_deref()).map_err(|e| e.with_broker(self.label()))?;
+        let body = self.conn.round_trip_in_turn(R::API_KEY.name(), frame, timeout, turn, queued).await?;
+        decode_response::<R>(body, version).map_err(|e| e.with_broker(self.label()))
+    }
+
     /// Sends a request that the broker does not answer (Produce, acks=0).
     pub async fn send_no_response<R: Request>(&self, req: &R) -> Result<()> {
         let v = self.version_of::<R>()?;

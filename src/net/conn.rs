@@ -173,16 +173,40 @@ impl Connection {
     /// A timeout closes the connection, as the Java client does: after it,
     /// the order of responses on the connection can no longer be trusted.
     pub async fn round_trip(&self, api: &'static str, frame: BytesMut, timeout: Duration) -> Result<Bytes> {
+        self.round_trip_in_turn(api, frame, timeout, None, None).await
+    }
+
+    /// As [`round_trip`](Self::round_trip), but the frame joins the write
+    /// queue only once `turn` resolves (fired or dropped), and `queued`
+    /// fires as soon as it has joined. Chaining one request's `queued` to
+    /// the next one's `turn` writes requests in the order they were
+    /// created, whatever order their tasks run in (the idempotent
+    /// producer's sequences depend on it).
+    pub async fn round_trip_in_turn(
+        &self,
+        api: &'static str,
+        frame: BytesMut,
+        timeout: Duration,
+        turn: Option<oneshot::Receiver<()>>,
+        queued: Option<oneshot::Sender<()>>,
+    ) -> Result<Bytes> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(turn) = turn {
+            // A predecessor that failed before queueing drops its sender.
+            let _ = tokio::time::timeout_at(deadline, turn).await;
+        }
         if let Some(e) = self.shared.poison.get() {
             return Err(e.clone());
         }
         let (reply_tx, reply_rx) = oneshot::channel();
         let out = Outgoing { frame, reply: Some(reply_tx) };
-        let deadline = tokio::time::Instant::now() + timeout;
         match tokio::time::timeout_at(deadline, self.tx.send(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(self.closed_error()),
             Err(_) => return Err(self.timed_out(api, timeout)),
+        }
+        if let Some(q) = queued {
+            let _ = q.send(());
         }
         match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(result)) => result.map_err(|e| e.with_api(api)),

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes of a Produce request besides the batches, bounded generously:
 /// header, client id, transactional id, and per topic/partition framing.
@@ -83,6 +83,11 @@ pub(crate) struct Sender {
     /// Backoff for AddPartitionsToTxn after a retriable failure.
     add_not_before: Option<Instant>,
     add_failures: u32,
+    /// Per broker, fired when the last spawned Produce joined its
+    /// connection's write queue: the next one waits for it, so requests are
+    /// written in the order their sequences were assigned (spawned tasks
+    /// may run in any order on a multi-threaded runtime).
+    last_queued: HashMap<NodeId, oneshot::Receiver<()>>,
 }
 
 impl Sender {
@@ -108,6 +113,7 @@ impl Sender {
             add_in_flight: false,
             add_not_before: None,
             add_failures: 0,
+            last_queued: HashMap::new(),
         }
     }
 
@@ -518,8 +524,10 @@ impl Sender {
         self.requests.insert(req_id, InFlight { node, batches: chosen });
         let shared = self.shared.clone();
         let tx = self.events_tx.clone();
+        let (queued, next_turn) = oneshot::channel();
+        let turn = self.last_queued.insert(node, next_turn);
         tokio::spawn(async move {
-            let result = produce(&shared, node, topics, ids).await;
+            let result = produce(&shared, node, topics, ids, turn, queued).await;
             let _ = tx.send(Event::Produced { req: req_id, result });
         });
     }
@@ -620,6 +628,8 @@ async fn produce(
     node: NodeId,
     topics: BTreeMap<Arc<str>, Vec<(i32, Bytes)>>,
     ids: HashMap<Arc<str>, Uuid>,
+    turn: Option<oneshot::Receiver<()>>,
+    queued: oneshot::Sender<()>,
 ) -> Result<Option<ProduceResponse>> {
     let conn = shared.cluster.connection(node, ConnKind::Produce).await?;
     let mut version = conn.version_of::<ProduceRequest>()?;
@@ -654,13 +664,17 @@ async fn produce(
         ..Default::default()
     };
     if shared.cfg.acks.wire() == 0 {
+        if let Some(turn) = turn {
+            let _ = turn.await;
+        }
         conn.send_no_response(&req).await?;
+        let _ = queued.send(());
         return Ok(None);
     }
     // The request timeout plus a margin: the broker answers within
     // `timeout_ms` itself.
     let timeout = shared.cfg.client.request_timeout + Duration::from_secs(1);
-    let resp = conn.send_at(&req, version, timeout).await?;
+    let resp = conn.send_at_in_turn(&req, version, timeout, turn, Some(queued)).await?;
     Ok(Some(resp))
 }
 
