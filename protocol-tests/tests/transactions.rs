@@ -407,8 +407,8 @@ async fn peer_transactions_interleaved_are_filtered_by_read_committed() {
 /// multi-threaded runtime ran them.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_batches_in_flight_per_partition_commit_in_order() {
-    const TXNS: usize = 12;
-    const PER_TXN: usize = 6_000;
+    const TXNS: usize = 30;
+    const PER_TXN: usize = 10_000;
     let t = topic("txn-inflight", 4).await;
     let p = Producer::builder()
         .bootstrap_servers(&bootstrap())
