@@ -67,7 +67,11 @@ class Clients:
         self.java_cp = None
         self.perf = args.perf
 
-    def build(self):
+    def build(self, compile=True):
+        if not compile:
+            cp = sh([KL, "--kafka", "4", "classpath"])
+            self.java_cp = os.path.join(TARGET, "java") + ":" + cp
+            return
         log("building the clients (cargo profile peer-bench, go build, javac)")
         subprocess.run(["cargo", "build", "--quiet", "--locked", "--profile", "peer-bench", "-p", "kafkawire-bench", "-p", "rdkafka-bench"], check=True, cwd=ROOT)
         subprocess.run(["go", "build", "-o", os.path.join(TARGET, "franz-client"), "."], check=True, cwd=os.path.join(ROOT, "benches", "franz"))
@@ -88,40 +92,40 @@ class Clients:
 
 
 def run_client(clients, client, opts, timeout):
-    """One client process measured with wait4 (utime + stime, peak RSS)."""
+    """One client process, measured by GNU time: CPU = user + system
+    seconds, peak RSS = its ru_maxrss. (Not wait4 from here: a child forked
+    from this Python process inherits the driver's RSS high-water mark.)"""
     argv = clients.argv(client) + ["--bootstrap", clients.bootstrap]
     for k, v in opts.items():
         argv += [f"--{k}", str(v)]
-    if clients.perf and client == "kafkawire" and opts.get("workload") in ("produce", "consume"):
+    if clients.perf and client == "kafkawire" and opts.get("workload") in ("produce", "consume", "txn", "latency"):
         data = os.path.join(TARGET, f"perf-{opts['workload']}.data")
         argv = ["perf", "record", "-q", "-g", "-F", "499", "-o", data, "--"] + argv
+    usage = os.path.join(TARGET, "client.rusage")
+    argv = ["/usr/bin/time", "-f", "%U %S %M", "-o", usage] + argv
     pin = (lambda: os.sched_setaffinity(0, {1})) if clients.pin else None
     out_path = os.path.join(TARGET, "client.out")
     err_path = os.path.join(TARGET, "client.err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, preexec_fn=pin)
-        deadline = t0 + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                p.kill()
-                os.wait4(p.pid, 0)
-                raise RuntimeError(f"{client} {opts.get('workload')} timed out after {timeout}s")
-            time.sleep(0.05)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise RuntimeError(f"{client} {opts.get('workload')} timed out after {timeout}s")
         wall = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
     stderr = open(err_path).read()
-    if p.returncode != 0:
-        raise RuntimeError(f"{client} {opts.get('workload')} exited {p.returncode}: {stderr[-2000:]}")
+    if rc != 0:
+        raise RuntimeError(f"{client} {opts.get('workload')} exited {rc}: {stderr[-2000:]}")
     lines = [l for l in open(out_path).read().splitlines() if l.startswith("{")]
     if not lines:
         raise RuntimeError(f"{client} printed no JSON line; stderr: {stderr[-2000:]}")
     r = json.loads(lines[-1])
-    r["cpu_s"] = ru.ru_utime + ru.ru_stime
-    r["rss_mib"] = ru.ru_maxrss / 1024.0
+    u, s, m = open(usage).read().split()[-3:]
+    r["cpu_s"] = float(u) + float(s)
+    r["rss_mib"] = int(m) / 1024.0
     r["wall_s"] = wall
     return r
 
@@ -300,7 +304,7 @@ def fmt_ratio(rs):
 def report(results, wls, rounds_done, meta):
     """Markdown: per workload and metric, the median (min–max) over rounds
     of kafkawire / peer, then the absolute medians."""
-    out = [f"Mode: {meta['mode']}, {rounds_done} round(s), {meta['started']} to {meta['ended']} ({meta['minutes']:.1f} min). "
+    out = [f"Mode: {meta['mode']} (scale {meta['scale']}), {rounds_done} round(s), {meta['started']} to {meta['ended']} ({meta['minutes']:.1f} min). "
            f"W5 offered rate: {meta['rate']} records/s. Ratios are kafkawire / peer, median of per-round ratios (min–max); "
            "for records/s and records/batch higher is better for kafkawire, for the others lower is better.", ""]
     out.append("| workload | metric | vs librdkafka | vs franz-go | vs java |")
@@ -346,11 +350,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts, one round (~3-5 min)")
     ap.add_argument("--rounds", type=int, help="rounds (default 1 quick, 3 full)")
     ap.add_argument("--budget", type=float, help="minutes: no new round starts past this (default 6 quick, 30 full)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count (and W5 duration) by this, e.g. 0.1 on a busy machine")
     ap.add_argument("--only", help="comma-separated workload ids (e.g. W1-p4-none,W5-p4)")
     ap.add_argument("--clients", default=",".join(CLIENTS), help="subset of " + ",".join(CLIENTS))
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin broker to core 0 and clients to core 1")
     ap.add_argument("--perf", action="store_true", help="perf record -g the kafkawire produce/consume runs")
     ap.add_argument("--cluster", default="peer-bench", help="compose/kafka-local cluster name (started and stopped here)")
+    ap.add_argument("--no-build", dest="build", action="store_false", help="use the clients built last time")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "results"))
     args = ap.parse_args()
@@ -358,10 +364,13 @@ def main():
     rounds = args.rounds or (1 if args.quick else 3)
     budget = (args.budget or (6 if args.quick else 30)) * 60
     wls = workloads(args.quick)
+    for _, _, spec in wls:
+        for k in ("count", "duration_s"):
+            if k in spec:
+                spec[k] = max(1, int(spec[k] * args.scale))
     if args.only:
         keep = set(args.only.split(","))
         wls = [w for w in wls if w[0] in keep]
-    global CLIENTS
     chosen = [c for c in CLIENTS if c in args.clients.split(",")]
     if "kafkawire" not in chosen:
         sys.exit("kafkawire must be among the clients (it is the numerator)")
@@ -379,7 +388,7 @@ def main():
         args.bootstrap = sh([KL, "--name", args.cluster, "bootstrap"])
     try:
         clients = Clients(args)
-        clients.build()
+        clients.build(args.build)
         bpid, data_dir = broker_pid(args.cluster)
         if args.pin:
             log(f"pinned {pin_broker(bpid)} broker threads to core 0; clients run on core 1")
@@ -393,6 +402,9 @@ def main():
                 log(f"budget of {budget/60:.0f} min reached: stopping after {rounds_done} round(s)")
                 break
             for wid, label, spec in wls:
+                if time.time() - started > budget * 1.5:
+                    log(f"hard budget of {budget*1.5/60:.0f} min reached: skipping {wid} in round {rnd+1}")
+                    continue
                 if spec["kind"] == "latency" and bench.rate is None:
                     bench.rate = fixed_rate(results, chosen)
                     log(f"W5 offered rate: {bench.rate} records/s (half the slowest client's W1 maximum)")
@@ -415,7 +427,7 @@ def main():
         ended = time.time()
         meta = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
                 "ended": time.strftime("%H:%M UTC", time.gmtime(ended)), "minutes": (ended - started) / 60,
-                "rate": bench.rate, "failures": failures}
+                "rate": bench.rate, "failures": failures, "scale": args.scale}
         md = report(results, wls, rounds_done, meta)
         os.makedirs(args.out, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(started))

@@ -26,8 +26,8 @@ const (
 
 type args struct {
 	bootstrap, workload, topic, compression, isolation, txnID string
-	partitions                                               int
-	count, size, txnEvery, abortEvery, rate, idleMs          uint64
+	partitions                                                int
+	count, size, txnEvery, abortEvery, rate, idleMs           uint64
 }
 
 func payloadPool(size int) [][]byte {

@@ -85,7 +85,9 @@ async fn produce(a: &Args) -> Res<Report> {
 
 async fn txn(a: &Args) -> Res<Report> {
     let p = producer(a, true)?;
-    p.init_transactions().await?;
+    p.init_transactions()
+        .await
+        .map_err(|e| format!("init_transactions: {e}"))?;
     let mut pool = common::payload_pool(a.size);
     let mut rep = Report::default();
     let t0 = Instant::now();
@@ -93,7 +95,8 @@ async fn txn(a: &Args) -> Res<Report> {
     while i < a.count {
         n_txn += 1;
         let abort = a.abort_every > 0 && n_txn % a.abort_every == 0;
-        p.begin_transaction()?;
+        p.begin_transaction()
+            .map_err(|e| format!("transaction {n_txn}: begin: {e}"))?;
         let end = (i + a.txn_every).min(a.count);
         for _ in i..end {
             let idx = if abort {
@@ -108,18 +111,25 @@ async fn txn(a: &Args) -> Res<Report> {
                 rep.checksum = rep.checksum.wrapping_add(sum);
             }
             p.send_and_forget(ProducerRecord::new(&a.topic).value(&pool[slot]))
-                .await?;
+                .await
+                .map_err(|e| format!("transaction {n_txn}: send: {e}"))?;
         }
         let c0 = Instant::now();
         if abort {
-            p.abort_transaction().await?;
+            p.abort_transaction()
+                .await
+                .map_err(|e| format!("transaction {n_txn}: abort: {e}"))?;
         } else {
-            p.commit_transaction().await?;
+            p.commit_transaction()
+                .await
+                .map_err(|e| format!("transaction {n_txn}: commit: {e}"))?;
             rep.commit_us.push(c0.elapsed().as_micros() as u32);
         }
     }
     rep.elapsed_s = t0.elapsed().as_secs_f64();
-    p.close(Duration::from_secs(30)).await?;
+    p.close(Duration::from_secs(30))
+        .await
+        .map_err(|e| format!("close after {n_txn} transactions: {e}"))?;
     rep.records = a.count;
     rep.bytes = a.count * a.size as u64;
     Ok(rep)
