@@ -38,22 +38,22 @@ def workloads(quick):
     isolation, duration_s (latency)."""
     w = []
     if quick:
-        w.append(("W1-p4-none", "W1 100 B x 500k, 4 partitions, none", dict(kind="produce", count=500_000, size=100, partitions=4, compression="none")))
-        w.append(("W2-p4-lz4", "W2 1 KiB x 100k, 4 partitions, lz4", dict(kind="produce", count=100_000, size=1024, partitions=4, compression="lz4")))
-        w.append(("W3-p4-t1000", "W3 txn 100 B x 200k, commit every 1,000", dict(kind="txn", count=200_000, size=100, partitions=4, compression="none", txn_every=1000)))
-        w.append(("W4-p4-committed", "W4 consume 400k (+aborted), read_committed", dict(kind="consume", count=400_000, size=100, partitions=4, isolation="read_committed")))
+        w.append(("W1-p4-none", "W1 100 B x {n}, 4 partitions, none", dict(kind="produce", count=500_000, size=100, partitions=4, compression="none")))
+        w.append(("W2-p4-lz4", "W2 1 KiB x {n}, 4 partitions, lz4", dict(kind="produce", count=100_000, size=1024, partitions=4, compression="lz4")))
+        w.append(("W3-p4-t1000", "W3 txn 100 B x {n}, commit every 1,000", dict(kind="txn", count=200_000, size=100, partitions=4, compression="none", txn_every=1000)))
+        w.append(("W4-p4-committed", "W4 consume {n} (+aborted), read_committed", dict(kind="consume", count=400_000, size=100, partitions=4, isolation="read_committed")))
         w.append(("W5-p4", "W5 100 B at fixed rate, 10 s", dict(kind="latency", size=100, partitions=4, compression="none", duration_s=10)))
         return w
     for comp in ["none", "lz4", "zstd"]:
-        w.append((f"W1-p4-{comp}", f"W1 100 B x 10M, 4 partitions, {comp}", dict(kind="produce", count=10_000_000, size=100, partitions=4, compression=comp)))
-    w.append(("W1-p1-none", "W1 100 B x 10M, 1 partition, none", dict(kind="produce", count=10_000_000, size=100, partitions=1, compression="none")))
+        w.append((f"W1-p4-{comp}", f"W1 100 B x {{n}}, 4 partitions, {comp}", dict(kind="produce", count=10_000_000, size=100, partitions=4, compression=comp)))
+    w.append(("W1-p1-none", "W1 100 B x {n}, 1 partition, none", dict(kind="produce", count=10_000_000, size=100, partitions=1, compression="none")))
     for comp in ["none", "lz4", "zstd"]:
-        w.append((f"W2-p4-{comp}", f"W2 1 KiB x 2M, 4 partitions, {comp}", dict(kind="produce", count=2_000_000, size=1024, partitions=4, compression=comp)))
-    w.append(("W2-p1-none", "W2 1 KiB x 2M, 1 partition, none", dict(kind="produce", count=2_000_000, size=1024, partitions=1, compression="none")))
+        w.append((f"W2-p4-{comp}", f"W2 1 KiB x {{n}}, 4 partitions, {comp}", dict(kind="produce", count=2_000_000, size=1024, partitions=4, compression=comp)))
+    w.append(("W2-p1-none", "W2 1 KiB x {n}, 1 partition, none", dict(kind="produce", count=2_000_000, size=1024, partitions=1, compression="none")))
     for every in [1000, 10000]:
-        w.append((f"W3-p4-t{every}", f"W3 txn 100 B x 2M, commit every {every:,}", dict(kind="txn", count=2_000_000, size=100, partitions=4, compression="none", txn_every=every)))
+        w.append((f"W3-p4-t{every}", f"W3 txn 100 B x {{n}}, commit every {every:,}", dict(kind="txn", count=2_000_000, size=100, partitions=4, compression="none", txn_every=every)))
     for iso in ["read_uncommitted", "read_committed"]:
-        w.append((f"W4-p4-{iso.split('_')[1]}", f"W4 consume 4M (+aborted), {iso}", dict(kind="consume", count=4_000_000, size=100, partitions=4, isolation=iso)))
+        w.append((f"W4-p4-{iso.split('_')[1]}", f"W4 consume {{n}} (+aborted), {iso}", dict(kind="consume", count=4_000_000, size=100, partitions=4, isolation=iso)))
     w.append(("W5-p4", "W5 100 B at fixed rate, 30 s", dict(kind="latency", size=100, partitions=4, compression="none", duration_s=30)))
     return w
 
@@ -350,7 +350,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts, one round (~3-5 min)")
     ap.add_argument("--rounds", type=int, help="rounds (default 1 quick, 3 full)")
     ap.add_argument("--budget", type=float, help="minutes: no new round starts past this (default 6 quick, 30 full)")
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count (and W5 duration) by this, e.g. 0.1 on a busy machine")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count (not the W5 duration) by this, e.g. 0.1 on a busy machine")
     ap.add_argument("--only", help="comma-separated workload ids (e.g. W1-p4-none,W5-p4)")
     ap.add_argument("--clients", default=",".join(CLIENTS), help="subset of " + ",".join(CLIENTS))
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin broker to core 0 and clients to core 1")
@@ -365,9 +365,9 @@ def main():
     budget = (args.budget or (6 if args.quick else 30)) * 60
     wls = workloads(args.quick)
     for _, _, spec in wls:
-        for k in ("count", "duration_s"):
-            if k in spec:
-                spec[k] = max(1, int(spec[k] * args.scale))
+        if "count" in spec:
+            spec["count"] = max(1, int(spec["count"] * args.scale))
+    wls = [(wid, label.format(n=human(spec.get("count", 0))), spec) for wid, label, spec in wls]
     if args.only:
         keep = set(args.only.split(","))
         wls = [w for w in wls if w[0] in keep]
@@ -441,6 +441,13 @@ def main():
     finally:
         if started_cluster:
             subprocess.run([KL, "--name", args.cluster, "down"], cwd=ROOT)
+
+
+def human(n):
+    for unit, div in (("M", 1_000_000), ("k", 1_000)):
+        if n >= div:
+            return f"{n / div:g}{unit}"
+    return str(n)
 
 
 def fixed_rate(results, chosen):
