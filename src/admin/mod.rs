@@ -152,6 +152,10 @@ impl Admin {
         let cfg = self.cluster.config();
         let deadline = self.deadline();
         let mut backoff = crate::net::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+        // The last error a broker (or a connection attempt) gave: reported
+        // when the deadline ends an attempt mid-way, so the caller learns
+        // what was wrong (e.g. "connection refused by 127.0.0.1:1").
+        let mut last: Option<Error> = None;
         loop {
             let attempt = async {
                 match self.cluster.any_connection().await {
@@ -164,11 +168,15 @@ impl Admin {
             // brokers that accept but never answer stretch far past it.
             let r = match tokio::time::timeout_at(deadline.into(), attempt).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::timeout(format!("{api}: no answer before the deadline"))),
+                Err(_) => Err(match last.take() {
+                    Some(e) => e,
+                    None => Error::timeout(format!("{api}: no answer before the deadline")),
+                }),
             };
             match r {
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tracing::debug!(api, error = %e, "retrying");
+                    last = Some(e);
                     let wait = backoff.on_failure().min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(wait).await;
                 }
