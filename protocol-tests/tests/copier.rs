@@ -588,10 +588,14 @@ async fn run_copier(plan: Plan) {
             bouncing.take().unwrap().await.expect("broker bounce");
             bounces_done += 1;
         }
-        if bouncing.is_none()
-            && bounces_done < plan.bounces
-            && frac >= (bounces_done as f64 + 1.0) / (plan.bounces as f64 + 1.5)
-        {
+        // Rolling bounces go back to back from a tenth of the copy on (a
+        // bounce takes longer than a tenth of a copy); the others spread.
+        let due = if plan.bounce_mode == "rolling" {
+            0.1
+        } else {
+            (bounces_done as f64 + 1.0) / (plan.bounces as f64 + 1.5)
+        };
+        if bouncing.is_none() && bounces_done < plan.bounces && frac >= due {
             // The transaction coordinator of one of the instances.
             let tid = format!("{}-{}", sh.txn_prefix, bounces_done % plan.instances);
             let cluster = admin().cluster().clone();
@@ -744,8 +748,9 @@ async fn copier_aborting_every_third_transaction() {
 /// The reliability issue's rolling-restart shape: 750 records per
 /// transaction, every third transaction aborted, every broker bounced in
 /// turn (alternately SIGKILL and SIGTERM, so every transaction
-/// coordinator goes once) while instances are killed and restarted with
-/// the same transactional id.
+/// coordinator goes once), back to back, while instances are killed and
+/// restarted with the same transactional id (4 kills and 1 stall unless
+/// `KAFKAWIRE_COPIER_KILLS` / `_STALLS` say otherwise).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copier_rolling_bounces_aborting_every_third() {
     let mut plan = Plan::from_env(20_000, 750, 3);
@@ -754,7 +759,7 @@ async fn copier_rolling_bounces_aborting_every_third() {
     plan.abort_every = 3;
     plan.bounces = env_or("KAFKAWIRE_COPIER_ROLLING_BOUNCES", 3);
     plan.bounce_mode = "rolling".into();
-    plan.kills = plan.kills.min(4);
-    plan.stalls = plan.stalls.min(1);
+    plan.kills = env_or("KAFKAWIRE_COPIER_KILLS", 4);
+    plan.stalls = env_or("KAFKAWIRE_COPIER_STALLS", 1);
     run_copier(plan).await;
 }
