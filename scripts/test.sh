@@ -65,7 +65,7 @@ broker_suite 4 3 1 three_brokers producer_failover consumer_failover transaction
 broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe transactions
 # The exactly-once copier on Kafka 3.x (transactions v1: AddPartitionsToTxn,
 # AddOffsetsToTxn) with 3 brokers: about 2.5 minutes with the cluster start,
-# plus the rolling-restart test (measured alone: 65 s).
+# plus the rolling-restart test (measured alone: 65-70 s).
 broker_suite 3 3 1 copier
 
 section "all suites passed"
