@@ -3,6 +3,10 @@
 # form: each fault scenario keeps injecting faults for its share of MINUTES
 # (default 40) against a fresh 3-broker Kafka 4.x cluster, then the checker
 # judges everything produced. Bounded: the run is killed after MINUTES + 15.
+# Then the exactly-once copier's rolling-restart shape in its long form
+# (750 records per transaction, every third aborted, 100,000 records,
+# KAFKAWIRE_COPIER_ROLLING_BOUNCES (default 9) rolling broker bounces,
+# alternately SIGKILL and SIGTERM, 12 instance kills), bounded to 45 minutes.
 #
 #   scripts/soak.sh [MINUTES]
 #
@@ -16,7 +20,7 @@ minutes=${1:-40}
 [[ $minutes =~ ^[0-9]+$ && $minutes -ge 1 ]] || { echo "usage: scripts/soak.sh [MINUTES]" >&2; exit 2; }
 KL=compose/kafka-local
 name=${KAFKAWIRE_SOAK_CLUSTER:-soak-3}
-scenarios=5
+scenarios=6
 # Four fifths of the time injecting faults, the rest for setup and checking.
 per=$((minutes * 60 * 4 / 5 / scenarios))
 log=target/soak-$(date +%Y%m%d-%H%M%S).log
@@ -34,8 +38,18 @@ KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KA
   timeout $((minutes * 60 + 900)) \
   cargo test -p protocol-tests --locked --test reliability -- --test-threads 1 --nocapture 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KAFKAWIRE_KAFKA=4 \
+  KAFKAWIRE_COPIER_ROLLING_RECORDS=${KAFKAWIRE_COPIER_ROLLING_RECORDS:-100000} \
+  KAFKAWIRE_COPIER_ROLLING_BOUNCES=${KAFKAWIRE_COPIER_ROLLING_BOUNCES:-9} \
+  KAFKAWIRE_COPIER_KILLS=${KAFKAWIRE_COPIER_KILLS:-12} \
+  timeout 2700 \
+  cargo test -p protocol-tests --locked --test copier -- copier_rolling_bounces_aborting_every_third \
+  --test-threads 1 --nocapture 2>&1 | tee -a "$log"
+copier_rc=${PIPESTATUS[0]}
+[[ $rc -ne 0 ]] || rc=$copier_rc
 set -e
 echo
 echo "==== soak summary ($log) ===="
 grep '^RELIABILITY' "$log" || echo "(no summary lines)"
+grep -E '^(copied|\[.*\] )' "$log" || true
 exit "$rc"

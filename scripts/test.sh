@@ -3,8 +3,9 @@
 #   1. the default build compiles no C;
 #   2. unit tests (sans-IO cores, codecs, scripted hostile peers);
 #   3. tests against real Apache Kafka: 4.x with 1 broker, 4.x with 3 brokers
-#      (broker kills, the exactly-once copier, the reliability suite's CI short
-#      form), 3.x with 1 broker, and 3.x with 3 brokers (the copier).
+#      (broker kills, the exactly-once copier with its rolling-restart short
+#      form, the reliability suite's CI short form with all brokers killed
+#      once), 3.x with 1 broker, and 3.x with 3 brokers (the copier).
 # Clusters are started with compose/kafka-local (Java + Maven fetch the broker
 # jars on first use) and stopped on exit, pass or fail.
 set -euo pipefail
@@ -63,7 +64,8 @@ broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subs
 broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover copier reliability
 broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe transactions
 # The exactly-once copier on Kafka 3.x (transactions v1: AddPartitionsToTxn,
-# AddOffsetsToTxn) with 3 brokers: about 2.5 minutes with the cluster start.
+# AddOffsetsToTxn) with 3 brokers: about 2.5 minutes with the cluster start,
+# plus the rolling-restart test (measured alone: 65-70 s).
 broker_suite 3 3 1 copier
 
 section "all suites passed"

@@ -22,12 +22,21 @@
 //! | `KAFKAWIRE_COPIER_ABORT_EVERY` | 0 | abort every Nth transaction of an instance (0: never) |
 //! | `KAFKAWIRE_COPIER_KILLS` | 6 | instance kills |
 //! | `KAFKAWIRE_COPIER_BOUNCES` | 1 | broker kill + restart |
+//! | `KAFKAWIRE_COPIER_BOUNCE_MODE` | coordinator | `coordinator`: SIGKILL the transaction coordinator of an instance; `rolling`: every broker in turn (1, 2, 3, 1, ...), alternately SIGKILL and SIGTERM |
 //! | `KAFKAWIRE_COPIER_STALLS` | 2 | instance stalls past `max.poll.interval.ms` mid-transaction |
 //! | `KAFKAWIRE_COPIER_GROUP_PROTOCOL` | classic | `classic` or `consumer` (KIP-848) |
 //!
 //! The test `copier_aborting_every_third_transaction` runs the
 //! reliability shape (750 per transaction, every third aborted) at a
-//! tenth of the records. No timing assertions: only generous time bounds.
+//! tenth of the records, and `copier_rolling_bounces_aborting_every_third`
+//! runs it through rolling broker bounces (every broker once, so the
+//! transaction coordinators too, alternately hard and clean) while
+//! instances are killed: `KAFKAWIRE_COPIER_ROLLING_RECORDS` (default
+//! 20000) and `KAFKAWIRE_COPIER_ROLLING_BOUNCES` (default 3) scale it.
+//! An aborted batch is rewound (each partition sought back to the batch's
+//! first offset, which is the group's committed offset); a missing rewind
+//! shows as lost records in the checker. No timing assertions: only
+//! generous time bounds.
 
 use kafkawire::admin::NewTopic;
 use kafkawire::cluster::CoordinatorType;
@@ -65,6 +74,8 @@ struct Plan {
     bounces: usize,
     stalls: usize,
     group_protocol: String,
+    /// `coordinator` or `rolling` (see the module table).
+    bounce_mode: String,
 }
 
 impl Plan {
@@ -78,6 +89,7 @@ impl Plan {
             bounces: env_or("KAFKAWIRE_COPIER_BOUNCES", 1),
             stalls: env_or("KAFKAWIRE_COPIER_STALLS", 2),
             group_protocol: env_or("KAFKAWIRE_COPIER_GROUP_PROTOCOL", "classic".to_string()),
+            bounce_mode: env_or("KAFKAWIRE_COPIER_BOUNCE_MODE", "coordinator".to_string()),
         }
     }
 }
@@ -460,6 +472,11 @@ async fn run_copier(plan: Plan) {
     let mut stalls_asked = 0usize;
     let mut stall_target: Option<(usize, Instant)> = None;
     let mut bouncing: Option<tokio::task::JoinHandle<()>> = None;
+    // Rolling mode: the node the roll starts at (0-based; the first
+    // bounce's transaction coordinator, so it goes down mid-copy), and
+    // how many bounces began before the copy was done.
+    let mut roll_start: Option<usize> = None;
+    let mut bounces_mid_copy = 0usize;
     let mut last_progress = 0i64;
     let mut failures = 0usize;
     let mut last_report = Instant::now();
@@ -571,33 +588,75 @@ async fn run_copier(plan: Plan) {
             bouncing.take().unwrap().await.expect("broker bounce");
             bounces_done += 1;
         }
-        if bouncing.is_none()
-            && bounces_done < plan.bounces
-            && frac >= (bounces_done as f64 + 1.0) / (plan.bounces as f64 + 1.5)
-        {
+        // Rolling bounces go back to back from a tenth of the copy on (a
+        // bounce takes longer than a tenth of a copy); the others spread.
+        let due = if plan.bounce_mode == "rolling" {
+            0.1
+        } else {
+            (bounces_done as f64 + 1.0) / (plan.bounces as f64 + 1.5)
+        };
+        if bouncing.is_none() && bounces_done < plan.bounces && frac >= due {
             // The transaction coordinator of one of the instances.
             let tid = format!("{}-{}", sh.txn_prefix, bounces_done % plan.instances);
             let cluster = admin().cluster().clone();
             cluster.invalidate_coordinator(CoordinatorType::Transaction, &tid);
-            let node = match cluster
+            let coordinator = cluster
                 .coordinator(
                     CoordinatorType::Transaction,
                     &tid,
                     Instant::now() + Duration::from_secs(30),
                 )
                 .await
-            {
-                Ok((node, _)) => node.to_string(),
-                Err(_) => (bounces_done % 3 + 1).to_string(),
+                .map(|(node, _)| node.to_string());
+            // Rolling: every broker in turn, alternately SIGKILL and
+            // SIGTERM. Bounces run one at a time (the 3-node KRaft quorum
+            // survives one node down), and `start` waits until the node
+            // answers again.
+            let (node, signal) = match plan.bounce_mode.as_str() {
+                "coordinator" => (
+                    coordinator
+                        .clone()
+                        .unwrap_or_else(|_| (bounces_done % 3 + 1).to_string()),
+                    "kill",
+                ),
+                "rolling" => (
+                    ((*roll_start.get_or_insert_with(|| {
+                        coordinator
+                            .as_ref()
+                            .ok()
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .map_or(0, |n| n.saturating_sub(1))
+                    }) + bounces_done)
+                        % 3
+                        + 1)
+                    .to_string(),
+                    if bounces_done % 2 == 0 {
+                        "kill"
+                    } else {
+                        "stop"
+                    },
+                ),
+                other => {
+                    panic!("KAFKAWIRE_COPIER_BOUNCE_MODE={other}: expected coordinator or rolling")
+                }
             };
+            let coordinator = coordinator.unwrap_or_else(|e| format!("unknown ({e})"));
             eprintln!(
-                "killing broker {node} (transaction coordinator of {tid}) at {progress}/{total}"
+                "{signal} broker {node} (transaction coordinator of {tid}: {coordinator}) at {progress}/{total}"
             );
+            if frac < 1.0 {
+                bounces_mid_copy += 1;
+            }
+            let rolling = plan.bounce_mode == "rolling";
             bouncing = Some(tokio::spawn(async move {
-                kafka_local_async(vec!["kill".into(), node.clone()]).await;
+                kafka_local_async(vec![signal.into(), node.clone()]).await;
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 kafka_local_async(vec!["start".into(), node.clone()]).await;
                 eprintln!("broker {node} back at {:?}", started.elapsed());
+                if rolling {
+                    // Let it rejoin the ISRs before the next node goes.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
             }));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -636,10 +695,11 @@ async fn run_copier(plan: Plan) {
     eprintln!(
         "copied {total} records in {copy_time:?}: {committed} transactions committed, {aborted} aborted, \
          {unknown} of unknown outcome (killed), {} batches discarded after rebalances, {} instance kills, \
-         {} broker bounces, {} of {} stalls, {} errors met",
+         {} broker bounces ({} begun mid-copy), {} of {} stalls, {} errors met",
         sh.discarded_batches.load(Ordering::Relaxed),
         kills_done,
         bounces_done,
+        bounces_mid_copy,
         sh.stalls_done.load(Ordering::SeqCst),
         plan.stalls,
         sh.errors.lock().unwrap().len()
@@ -682,5 +742,24 @@ async fn copier_aborting_every_third_transaction() {
     plan.abort_every = 3;
     plan.bounces = 0;
     plan.kills = plan.kills.min(2);
+    run_copier(plan).await;
+}
+
+/// The reliability issue's rolling-restart shape: 750 records per
+/// transaction, every third transaction aborted, every broker bounced in
+/// turn (alternately SIGKILL and SIGTERM, so every transaction
+/// coordinator goes once), back to back, while instances are killed and
+/// restarted with the same transactional id (4 kills and 1 stall unless
+/// `KAFKAWIRE_COPIER_KILLS` / `_STALLS` say otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copier_rolling_bounces_aborting_every_third() {
+    let mut plan = Plan::from_env(20_000, 750, 3);
+    plan.records = env_or("KAFKAWIRE_COPIER_ROLLING_RECORDS", 20_000);
+    plan.per_txn = 750;
+    plan.abort_every = 3;
+    plan.bounces = env_or("KAFKAWIRE_COPIER_ROLLING_BOUNCES", 3);
+    plan.bounce_mode = "rolling".into();
+    plan.kills = env_or("KAFKAWIRE_COPIER_KILLS", 4);
+    plan.stalls = env_or("KAFKAWIRE_COPIER_STALLS", 1);
     run_copier(plan).await;
 }

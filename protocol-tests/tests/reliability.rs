@@ -778,7 +778,24 @@ async fn coordinator_frozen_around_end_txn() {
 /// proxy heals, the same clients work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_brokers_unreachable_calls_fail_cleanly_and_clients_recover() {
+    all_brokers_away(&["refused", "blackholed"], "all-brokers-unreachable").await;
+}
+
+/// The same calls with every broker really down: all three killed
+/// (SIGKILL, the KRaft quorum gone too), then `kafka-local up` brings them
+/// back and the same clients (still routed through a transparent proxy)
+/// work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_killed_calls_fail_cleanly_and_clients_recover() {
+    all_brokers_away(&["killed"], "all-brokers-killed").await;
+}
+
+/// One outage per mode and round: `refused` (the proxy resets every
+/// connection), `blackholed` (the proxy stays silent) or `killed` (every
+/// broker SIGKILLed, restarted by `kafka-local up`).
+async fn all_brokers_away(modes: &[&str], scenario: &str) {
     let t0 = Instant::now();
+    let _heal = HealOnDrop;
     let admin = admin();
     let topic = create_topic(&admin, "rel-down", 3).await;
     let proxy = FaultProxy::for_cluster().await;
@@ -853,15 +870,26 @@ async fn all_brokers_unreachable_calls_fail_cleanly_and_clients_recover() {
             .await
             .expect("healthy transaction");
 
-        for mode in ["refused", "blackholed"] {
-            if mode == "refused" {
-                proxy.isolate();
-            } else {
-                for l in proxy.links() {
-                    l.set_blackhole(true);
+        for &mode in modes {
+            match mode {
+                "refused" => proxy.isolate(),
+                "blackholed" => {
+                    for l in proxy.links() {
+                        l.set_blackhole(true);
+                    }
                 }
+                "killed" => {
+                    for n in ["1", "2", "3"] {
+                        kafka_local_async(&["kill", n]).await;
+                    }
+                }
+                other => panic!("unknown outage mode {other}"),
             }
-            log.note(format!("round {r}: every broker {mode} by the proxy"));
+            log.note(if mode == "killed" {
+                format!("round {r}: every broker killed (SIGKILL)")
+            } else {
+                format!("round {r}: every broker {mode} by the proxy")
+            });
             let name = format!("down-{r}-{mode}");
             // Producer: each record fails within delivery.timeout.ms.
             let records = async {
@@ -968,8 +996,13 @@ async fn all_brokers_unreachable_calls_fail_cleanly_and_clients_recover() {
             }
             calls += 5 + 5 + 1 + 1 + 1 + 1 + 1;
 
-            proxy.heal();
-            println!("round {r}: proxy healed");
+            if mode == "killed" {
+                kafka_local_async(&["up"]).await;
+                println!("round {r}: brokers restarted");
+            } else {
+                proxy.heal();
+                println!("round {r}: proxy healed");
+            }
             // Recovery: the interrupted transaction ends the documented way
             // (a timed-out commit is called again; an abortable one aborts),
             // then the same clients work again.
@@ -1029,7 +1062,7 @@ async fn all_brokers_unreachable_calls_fail_cleanly_and_clients_recover() {
     tally.add(&live_report);
     let stats = proxy.stats();
     announce(&tally.summary(
-        "all-brokers-unreachable",
+        scenario,
         log.count(),
         &format!(
             "{calls} calls made while unreachable, all returned; {} proxy connections, {} reset",
