@@ -7,6 +7,8 @@
 # (750 records per transaction, every third aborted, 100,000 records,
 # KAFKAWIRE_COPIER_ROLLING_BOUNCES (default 9) rolling broker bounces,
 # alternately SIGKILL and SIGTERM, 12 instance kills), bounded to 45 minutes.
+# Then the coordinator-kill loop of transactions_failover at
+# KAFKAWIRE_TXN_KILLS (default 100) kills, bounded to 60 minutes.
 #
 #   scripts/soak.sh [MINUTES]
 #
@@ -47,9 +49,17 @@ KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KA
   --test-threads 1 --nocapture 2>&1 | tee -a "$log"
 copier_rc=${PIPESTATUS[0]}
 [[ $rc -ne 0 ]] || rc=$copier_rc
+# The transaction coordinator's broker SIGKILLed during commit, 100 times
+# (CI runs a few): every transaction wholly committed or wholly aborted.
+KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KAFKAWIRE_KAFKA=4 \
+  KAFKAWIRE_TXN_KILLS=${KAFKAWIRE_TXN_KILLS:-100} \
+  timeout 3600 \
+  cargo test -p protocol-tests --locked --test transactions_failover -- --test-threads 1 --nocapture 2>&1 | tee -a "$log"
+kills_rc=${PIPESTATUS[0]}
+[[ $rc -ne 0 ]] || rc=$kills_rc
 set -e
 echo
 echo "==== soak summary ($log) ===="
 grep '^RELIABILITY' "$log" || echo "(no summary lines)"
-grep -E '^(copied|\[.*\] )' "$log" || true
+grep -E '^(copied|\[.*\] )|coordinator kills:' "$log" || true
 exit "$rc"
