@@ -68,6 +68,7 @@
 pub(crate) mod accumulator;
 pub mod config;
 mod delivery;
+mod fasthash;
 pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
