@@ -42,6 +42,8 @@ impl Hasher for FastHasher {
             b[..rest.len()].copy_from_slice(rest);
             self.add(u64::from_le_bytes(b));
         }
+        // The length, so that zero padding cannot make "a" and "a\0" equal.
+        self.add(bytes.len() as u64);
     }
 
     #[inline]
