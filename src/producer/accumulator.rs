@@ -20,9 +20,10 @@
 //!   finished; `flush` waits for the ids below a mark to leave it.
 
 use super::delivery::Completion;
+use super::fasthash::FastMap;
 use super::partitioner::TopicSticky;
 use crate::record::{BatchBuilder, BatchOptions, Compression};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,7 +101,7 @@ pub struct Accumulator {
     cfg: AccumulatorConfig,
     /// Per topic: its batches and partitioner state (one hash lookup per
     /// record on the hot path).
-    queues: HashMap<Arc<str>, TopicQueues>,
+    queues: FastMap<Arc<str>, TopicQueues>,
     next_id: u64,
     incomplete: BTreeSet<u64>,
     flush_below: u64,
@@ -113,7 +114,7 @@ pub struct Accumulator {
 struct TopicQueues {
     /// The shared name, handed to batches and record futures.
     name: Arc<str>,
-    parts: HashMap<i32, VecDeque<QueuedBatch>>,
+    parts: FastMap<i32, VecDeque<QueuedBatch>>,
     sticky: TopicSticky,
     /// Partitions with a leader, and the metadata version they came from.
     available: Option<(usize, Vec<i32>)>,
@@ -149,7 +150,7 @@ impl Accumulator {
             .unwrap_or(1);
         Accumulator {
             cfg,
-            queues: HashMap::new(),
+            queues: FastMap::default(),
             next_id: 0,
             incomplete: BTreeSet::new(),
             flush_below: 0,
@@ -201,13 +202,14 @@ impl Accumulator {
     {
         let random = self.random();
         let batch_size = self.cfg.batch_size;
-        if !self.queues.contains_key(topic) {
-            let name: Arc<str> = Arc::from(topic);
-            let t = TopicQueues { name: name.clone(), parts: HashMap::new(), sticky: TopicSticky::default(), available: None };
-            self.queues.insert(name, t);
-        }
-        let Some(t) = self.queues.get_mut(topic) else {
-            return (Arc::from(topic), 0, Appended::NeedsNewBatch);
+        // One lookup on the hot path; a topic's first record inserts it.
+        let t = match self.queues.get_mut(topic) {
+            Some(t) => t,
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                let t = TopicQueues { name: name.clone(), parts: FastMap::default(), sticky: TopicSticky::default(), available: None };
+                self.queues.entry(name).or_insert(t)
+            }
         };
         let mut partition = match choice {
             Choice::Fixed(p) => p,
@@ -305,7 +307,7 @@ impl Accumulator {
         let full = builder.estimated_size() >= self.cfg.batch_size;
         let t = self.queues.entry(topic.clone()).or_insert_with(|| TopicQueues {
             name: topic.clone(),
-            parts: HashMap::new(),
+            parts: FastMap::default(),
             sticky: TopicSticky::default(),
             available: None,
         });

@@ -68,6 +68,7 @@
 pub(crate) mod accumulator;
 pub mod config;
 mod delivery;
+mod fasthash;
 pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
@@ -530,7 +531,11 @@ impl Producer {
         if let Some(e) = shared.fatal() {
             return Err(e);
         }
-        let deadline = Instant::now() + cfg.max_block;
+        // `max.block.ms` bounds the waits below. The deadline is fixed at
+        // the first wait rather than on entry: most records never wait, and
+        // a clock read per record is measurable (nothing before the first
+        // wait blocks, so the budget is the same).
+        let mut deadline = None;
         let size = r.size_upper_bound();
         if size + BATCH_HEADER_LEN > cfg.max_request_size {
             return Err(Error::new(
@@ -555,7 +560,7 @@ impl Producer {
         }
         let mut snap = shared.cluster.snapshot();
         if snap.topic(r.topic).is_none_or(|t| t.partitions.is_empty()) {
-            snap = shared.cluster.metadata_for(&[r.topic.to_string()], deadline).await.map_err(|e| {
+            snap = shared.cluster.metadata_for(&[r.topic.to_string()], block_deadline(&mut deadline, cfg.max_block)).await.map_err(|e| {
                 if e.is_timeout() {
                     Error::timeout(format!(
                         "topic not present in metadata after max.block.ms ({} ms): {}",
@@ -568,7 +573,7 @@ impl Producer {
                 }
             })?;
         }
-        let Some(info) = snap.topic(r.topic).cloned() else {
+        let Some(info) = snap.topic(r.topic) else {
             return Err(Error::new(ErrorKind::NotFound, "topic not in metadata").with_topic(r.topic));
         };
         let n = info.partitions.len() as i32;
@@ -627,7 +632,7 @@ impl Producer {
         // A new batch: reserve its memory first (back-pressure).
         let want = cfg.batch_size.max(size + BATCH_HEADER_LEN).min(cfg.buffer_memory);
         let permits = u32::try_from(want).unwrap_or(u32::MAX);
-        match tokio::time::timeout_at(deadline.into(), shared.memory.acquire_many(permits)).await {
+        match tokio::time::timeout_at(block_deadline(&mut deadline, cfg.max_block).into(), shared.memory.acquire_many(permits)).await {
             Ok(Ok(p)) => p.forget(),
             Ok(Err(_)) => return Err(closed()),
             Err(_) => {
@@ -717,6 +722,11 @@ impl Producer {
             }
         }
     }
+}
+
+/// The `max.block.ms` deadline of one send, fixed by its first wait.
+fn block_deadline(deadline: &mut Option<Instant>, max_block: Duration) -> Instant {
+    *deadline.get_or_insert_with(|| Instant::now() + max_block)
 }
 
 fn closed() -> Error {
