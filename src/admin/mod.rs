@@ -218,30 +218,16 @@ impl Admin {
                 let req = req.clone();
                 async move {
                     let resp = conn.send(&req).await?;
-                    // NOT_CONTROLLER on any topic: retry the whole request.
-                    if let Some(t) = resp.topics.iter().find(|t| ErrorCode(t.error_code) == ErrorCode::NOT_CONTROLLER) {
-                        return Err(Error::broker(ErrorCode(t.error_code), "controller moved").with_api("CreateTopics"));
-                    }
+                    retry_if_controller_moved("CreateTopics", resp.topics.iter().map(|t| t.error_code))?;
                     Ok(resp)
                 }
             })
             .await?;
-        let outcomes = resp
-            .topics
-            .into_iter()
-            .map(|t| {
-                let code = ErrorCode(t.error_code);
-                let r = if code.is_ok() {
-                    Ok(())
-                } else {
-                    Err(Error::broker(code, t.error_message.unwrap_or_else(|| "topic not created".into()))
-                        .with_api("CreateTopics")
-                        .with_topic(t.name.clone()))
-                };
-                (t.name, r)
-            })
-            .collect();
-        Ok(TopicOutcomes(outcomes))
+        Ok(topic_outcomes(
+            "CreateTopics",
+            "topic not created",
+            resp.topics.into_iter().map(|t| (t.name, t.error_code, t.error_message)),
+        ))
     }
 
     /// Deletes topics by name.
@@ -263,30 +249,16 @@ impl Admin {
                         DeleteTopicsRequest { topic_names: names.clone(), timeout_ms, ..Default::default() }
                     };
                     let resp = conn.send(&req).await?;
-                    if let Some(t) = resp.responses.iter().find(|t| ErrorCode(t.error_code) == ErrorCode::NOT_CONTROLLER) {
-                        return Err(Error::broker(ErrorCode(t.error_code), "controller moved").with_api("DeleteTopics"));
-                    }
+                    retry_if_controller_moved("DeleteTopics", resp.responses.iter().map(|t| t.error_code))?;
                     Ok(resp)
                 }
             })
             .await?;
-        let outcomes = resp
-            .responses
-            .into_iter()
-            .map(|t| {
-                let name = t.name.unwrap_or_default();
-                let code = ErrorCode(t.error_code);
-                let r = if code.is_ok() {
-                    Ok(())
-                } else {
-                    Err(Error::broker(code, t.error_message.unwrap_or_else(|| "topic not deleted".into()))
-                        .with_api("DeleteTopics")
-                        .with_topic(name.clone()))
-                };
-                (name, r)
-            })
-            .collect();
-        Ok(TopicOutcomes(outcomes))
+        Ok(topic_outcomes(
+            "DeleteTopics",
+            "topic not deleted",
+            resp.responses.into_iter().map(|t| (t.name.unwrap_or_default(), t.error_code, t.error_message)),
+        ))
     }
 
     /// Raises topics' partition counts (CreatePartitions): each pair is a
@@ -314,29 +286,16 @@ impl Admin {
                 let req = req.clone();
                 async move {
                     let resp = conn.send(&req).await?;
-                    if let Some(t) = resp.results.iter().find(|t| ErrorCode(t.error_code) == ErrorCode::NOT_CONTROLLER) {
-                        return Err(Error::broker(ErrorCode(t.error_code), "controller moved").with_api("CreatePartitions"));
-                    }
+                    retry_if_controller_moved("CreatePartitions", resp.results.iter().map(|t| t.error_code))?;
                     Ok(resp)
                 }
             })
             .await?;
-        let outcomes = resp
-            .results
-            .into_iter()
-            .map(|t| {
-                let code = ErrorCode(t.error_code);
-                let r = if code.is_ok() {
-                    Ok(())
-                } else {
-                    Err(Error::broker(code, t.error_message.unwrap_or_else(|| "partitions not created".into()))
-                        .with_api("CreatePartitions")
-                        .with_topic(t.name.clone()))
-                };
-                (t.name, r)
-            })
-            .collect();
-        Ok(TopicOutcomes(outcomes))
+        Ok(topic_outcomes(
+            "CreatePartitions",
+            "partitions not created",
+            resp.results.into_iter().map(|t| (t.name, t.error_code, t.error_message)),
+        ))
     }
 
     /// Deletes the records of `topic`-`partition` before `offset` (-1: the
@@ -434,4 +393,37 @@ impl Admin {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         self.cluster.metadata_for(&names, Instant::now() + timeout).await.map(|_| ())
     }
+}
+
+/// NOT_CONTROLLER for any topic of a controller request: the controller
+/// moved, so the whole request is retried (a retriable error).
+fn retry_if_controller_moved(api: &'static str, codes: impl IntoIterator<Item = i16>) -> Result<()> {
+    match codes.into_iter().map(ErrorCode).find(|c| *c == ErrorCode::NOT_CONTROLLER) {
+        Some(code) => Err(Error::broker(code, "controller moved").with_api(api)),
+        None => Ok(()),
+    }
+}
+
+/// Per-topic results of a topic call: `Ok` or the broker's error, named
+/// after the topic (with `missing` when the broker sent no message).
+fn topic_outcomes(
+    api: &'static str,
+    missing: &str,
+    results: impl Iterator<Item = (String, i16, Option<String>)>,
+) -> TopicOutcomes {
+    TopicOutcomes(
+        results
+            .map(|(name, code, message)| {
+                let code = ErrorCode(code);
+                let r = if code.is_ok() {
+                    Ok(())
+                } else {
+                    Err(Error::broker(code, message.unwrap_or_else(|| missing.to_string()))
+                        .with_api(api)
+                        .with_topic(name.clone()))
+                };
+                (name, r)
+            })
+            .collect(),
+    )
 }
