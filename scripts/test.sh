@@ -61,7 +61,7 @@ broker_suite() {
 }
 
 broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subscribe transactions
-broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover copier reliability
+broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover copier reliability log_truncation
 broker_suite 3 1 2 single_broker interop_peers producer consumer group subscribe transactions
 # The exactly-once copier on Kafka 3.x (transactions v1: AddPartitionsToTxn,
 # AddOffsetsToTxn) with 3 brokers: about 2.5 minutes with the cluster start,

@@ -54,6 +54,27 @@ pub fn kafka_local(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// [`kafka_local`] from async code (on a blocking thread).
+pub async fn kafka_local_async(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        kafka_local(&a)
+    })
+    .await
+    .expect("kafka-local task")
+}
+
+/// Restarts node `.0` when dropped, also when the test panics, so a failed
+/// assertion leaves the cluster whole for the next test. Never panics itself.
+pub struct RestartOnDrop(pub i32);
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| kafka_local(&["start", &self.0.to_string()]));
+    }
+}
+
 /// A topic name unique to this test process and call.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

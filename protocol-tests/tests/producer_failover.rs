@@ -8,16 +8,6 @@ use protocol_tests::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-async fn kafka_local_async(args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka_local(&a)
-    })
-    .await
-    .expect("kafka-local task")
-}
-
 /// The broker leading `topic`-`partition` now, from fresh metadata.
 async fn leader_of(admin: &kafkawire::admin::Admin, topic: &str, partition: i32) -> i32 {
     eventually(Duration::from_secs(60), "a leader", || async {

@@ -93,16 +93,6 @@ impl Rng {
 // ---------------------------------------------------------------------------
 // Cluster control
 
-async fn kafka_local_async(args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka_local(&a)
-    })
-    .await
-    .expect("kafka-local task")
-}
-
 /// Brings every node back (starts stopped ones, thaws frozen ones) when
 /// dropped, also when the test panics, so the next test finds a healthy
 /// cluster. Never panics itself.
