@@ -1,7 +1,7 @@
 //! KIP-320 on three brokers: a real unclean leader election truncates a
-//! log the consumer already read. Its own test binary, run last in the
-//! 3-broker suite: it stops two of the three nodes, and the tests after it
-//! in the same cluster should not inherit that churn.
+//! log the consumer already read. Its own test binary, which scripts/test.sh
+//! runs on a 3-broker cluster of its own: it stops two of the three nodes,
+//! churn the other fault tests should not inherit.
 
 use kafkawire::admin::NewTopic;
 use kafkawire::consumer::{Consumer, OffsetReset, TopicPartition};
