@@ -5,7 +5,8 @@
 #   3. tests against real Apache Kafka: 4.x with 1 broker, 4.x with 3 brokers
 #      (broker kills, the exactly-once copier with its rolling-restart short
 #      form, the reliability suite's CI short form with all brokers killed
-#      once), 3.x with 1 broker, and 3.x with 3 brokers (the copier).
+#      once; then the unclean-election truncation test on a cluster of its
+#      own), 3.x with 1 broker, and 3.x with 3 brokers (the copier).
 # Clusters are started with compose/kafka-local (Java + Maven fetch the broker
 # jars on first use) and stopped on exit, pass or fail.
 set -euo pipefail
