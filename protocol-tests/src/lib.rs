@@ -23,12 +23,16 @@ pub fn bootstrap() -> String {
 
 /// The cluster name known to `compose/kafka-local` (e.g. `k4-3`).
 pub fn cluster_name() -> String {
-    std::env::var("KAFKAWIRE_CLUSTER").unwrap_or_else(|_| panic!("KAFKAWIRE_CLUSTER is not set; run scripts/test.sh"))
+    std::env::var("KAFKAWIRE_CLUSTER")
+        .unwrap_or_else(|_| panic!("KAFKAWIRE_CLUSTER is not set; run scripts/test.sh"))
 }
 
 /// The Kafka major version under test (`4` or `3`).
 pub fn kafka_major() -> u32 {
-    std::env::var("KAFKAWIRE_KAFKA").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+    std::env::var("KAFKAWIRE_KAFKA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
 }
 
 /// Runs `compose/kafka-local --name <cluster> <args>` and panics on failure.
@@ -54,15 +58,20 @@ pub fn kafka_local(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// [`kafka_local`] from async code (on a blocking thread).
-pub async fn kafka_local_async(args: &[&str]) -> String {
+/// [`kafka_local`] from async code (on a blocking thread). The arguments
+/// are copied before the future is returned, so it can be spawned.
+pub fn kafka_local_async(
+    args: &[&str],
+) -> impl std::future::Future<Output = String> + Send + 'static {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka_local(&a)
-    })
-    .await
-    .expect("kafka-local task")
+    async move {
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            kafka_local(&a)
+        })
+        .await
+        .expect("kafka-local task")
+    }
 }
 
 /// Restarts node `.0` when dropped, also when the test panics, so a failed
@@ -79,8 +88,14 @@ impl Drop for RestartOnDrop {
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let pid = std::process::id();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{pid}-{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{pid}-{nanos:x}-{}",
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// An admin client for the cluster under test.

@@ -352,15 +352,6 @@ async fn copier(sh: Arc<Shared>, instance: usize, life: u32) -> Exit {
     Exit::Stopped
 }
 
-async fn kafka_local_async(args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka_local(&a)
-    })
-    .await
-    .expect("kafka-local task")
-}
-
 async fn create_topic(name: &str) {
     let admin = admin();
     admin
@@ -649,9 +640,9 @@ async fn run_copier(plan: Plan) {
             }
             let rolling = plan.bounce_mode == "rolling";
             bouncing = Some(tokio::spawn(async move {
-                kafka_local_async(vec![signal.into(), node.clone()]).await;
+                kafka_local_async(&[signal, &node]).await;
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                kafka_local_async(vec!["start".into(), node.clone()]).await;
+                kafka_local_async(&["start", &node]).await;
                 eprintln!("broker {node} back at {:?}", started.elapsed());
                 if rolling {
                     // Let it rejoin the ISRs before the next node goes.

@@ -2,8 +2,10 @@
 //! coordinator's broker is killed during commit: every transaction must end
 //! wholly committed or wholly aborted, never partly visible.
 //!
-//! `KAFKAWIRE_TXN_KILLS` sets how many kills (default 5, to keep the suite
-//! to a few minutes); timing varies from kill to kill.
+//! `KAFKAWIRE_TXN_KILLS` sets how many kills (default 5, for a quick run;
+//! `scripts/test.sh` runs 100 on a cluster of their own). The kill lands
+//! 0-119 ms after the commit starts, varied from kill to kill; each line of
+//! the log says how long the commit and the node's restart took.
 
 use kafkawire::admin::NewTopic;
 use kafkawire::cluster::CoordinatorType;
@@ -12,15 +14,6 @@ use kafkawire::producer::{Producer, ProducerRecord};
 use protocol_tests::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-async fn kafka_local_async(args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka_local(&a)
-    })
-    .await
-    .expect("kafka-local task")
-}
 
 fn producer(id: &str) -> Producer {
     Producer::builder()
@@ -37,7 +30,10 @@ const PER_TXN: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
-    let kills: usize = std::env::var("KAFKAWIRE_TXN_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let kills: usize = std::env::var("KAFKAWIRE_TXN_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let admin = admin();
     let topic = unique("txn-failover");
     admin
@@ -46,7 +42,10 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
         .unwrap()
         .into_result()
         .unwrap();
-    admin.wait_for_topics(&[&topic], Duration::from_secs(30)).await.unwrap();
+    admin
+        .wait_for_topics(&[&topic], Duration::from_secs(30))
+        .await
+        .unwrap();
     let tid = unique("txn-failover-id");
     let mut p = producer(&tid);
     p.init_transactions().await.expect("init");
@@ -56,12 +55,22 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
         p.begin_transaction().unwrap();
         for n in 0..PER_TXN {
             let v = format!("t{i}-{n}");
-            p.send_and_forget(ProducerRecord::new(&topic).partition((n % 4) as i32).value(&v)).await.unwrap();
+            p.send_and_forget(
+                ProducerRecord::new(&topic)
+                    .partition((n % 4) as i32)
+                    .value(&v),
+            )
+            .await
+            .unwrap();
         }
         let cluster = admin.cluster().clone();
         cluster.invalidate_coordinator(CoordinatorType::Transaction, &tid);
         let (node, _) = cluster
-            .coordinator(CoordinatorType::Transaction, &tid, Instant::now() + Duration::from_secs(30))
+            .coordinator(
+                CoordinatorType::Transaction,
+                &tid,
+                Instant::now() + Duration::from_secs(30),
+            )
             .await
             .unwrap();
         // Varied timing: kill before, at, or a little after the commit starts.
@@ -71,8 +80,14 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
             tokio::spawn(async move { p.commit_transaction().await })
         };
         tokio::time::sleep(delay).await;
-        kafka_local_async(vec!["kill".into(), node.to_string()]).await;
+        let t_kill = Instant::now();
+        kafka_local_async(&["kill", &node.to_string()]).await;
+        // The node restarts while the commit resolves: a restart takes
+        // longer than the coordinator's move, and the next kill must wait
+        // for it (two nodes down would take the 3-node quorum down).
+        let restart = tokio::spawn(kafka_local_async(&["start", &node.to_string()]));
         let r = committer.await.unwrap();
+        let t_commit = t_kill.elapsed();
         let ok = match r {
             Ok(()) => true,
             Err(e) if e.is_fatal() => {
@@ -82,7 +97,9 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
                 false
             }
             Err(e) => {
-                eprintln!("transaction {i}: commit failed ({e}); retrying the commit, else aborting");
+                eprintln!(
+                    "transaction {i}: commit failed ({e}); retrying the commit, else aborting"
+                );
                 match p.commit_transaction().await {
                     Ok(()) => true,
                     Err(_) => {
@@ -97,11 +114,18 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
             }
         };
         reported_ok.insert(i, ok);
-        kafka_local_async(vec!["start".into(), node.to_string()]).await;
+        let t_resolved = t_kill.elapsed();
+        restart.await.expect("restart task");
+        eprintln!(
+            "kill {i} (node {node}, +{delay:?}): commit answered {t_commit:?}, resolved {t_resolved:?}, node back {:?}",
+            t_kill.elapsed()
+        );
     }
     // One more transaction to make sure the producer still works.
     p.begin_transaction().unwrap();
-    p.send_and_forget(ProducerRecord::new(&topic).partition(0).value("final")).await.unwrap();
+    p.send_and_forget(ProducerRecord::new(&topic).partition(0).value("final"))
+        .await
+        .unwrap();
     p.commit_transaction().await.expect("final commit");
 
     let mut c = Consumer::builder()
@@ -111,27 +135,45 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
         .enable_auto_commit(false)
         .build()
         .unwrap();
-    c.assign(&(0..4).map(|p| TopicPartition::new(&topic, p)).collect::<Vec<_>>()).unwrap();
+    c.assign(
+        &(0..4)
+            .map(|p| TopicPartition::new(&topic, p))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let mut per_txn: HashMap<usize, usize> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     // Until the final record shows, then 3 s more for the other partitions.
     let mut drain_until: Option<Instant> = None;
     while drain_until.is_none_or(|t| Instant::now() < t) {
-        assert!(Instant::now() < deadline, "the final transaction never became visible");
+        assert!(
+            Instant::now() < deadline,
+            "the final transaction never became visible"
+        );
         for r in c.poll(Duration::from_millis(300)).await.unwrap() {
             let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
             if v == "final" {
                 drain_until = Some(Instant::now() + Duration::from_secs(3));
-            } else if let Some(i) = v.strip_prefix('t').and_then(|s| s.split('-').next()).and_then(|s| s.parse().ok()) {
+            } else if let Some(i) = v
+                .strip_prefix('t')
+                .and_then(|s| s.split('-').next())
+                .and_then(|s| s.parse().ok())
+            {
                 *per_txn.entry(i).or_default() += 1;
             }
         }
     }
     for i in 0..kills {
         let n = per_txn.get(&i).copied().unwrap_or(0);
-        assert!(n == 0 || n == PER_TXN, "transaction {i} partly visible: {n} of {PER_TXN}");
+        assert!(
+            n == 0 || n == PER_TXN,
+            "transaction {i} partly visible: {n} of {PER_TXN}"
+        );
         if reported_ok[&i] {
-            assert_eq!(n, PER_TXN, "transaction {i} reported committed but is not visible");
+            assert_eq!(
+                n, PER_TXN,
+                "transaction {i} reported committed but is not visible"
+            );
         }
     }
     eprintln!(
