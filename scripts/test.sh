@@ -59,7 +59,8 @@ broker_suite() {
 
 # Issue #6's proof: the transaction coordinator's broker killed during commit
 # 100 times (KAFKAWIRE_TXN_KILLS), on a 3-broker cluster of its own. Each kill
-# mostly waits for a broker JVM to restart, so it runs in the background
+# mostly waits for a broker JVM to restart (C1-only brokers restart on about
+# half the CPU), so it runs in the background
 # alongside the unit tests and the 1-broker suites; its log is printed when
 # it ends, and its failure fails the run.
 KILLS_CLUSTER=k4-3-kills
@@ -67,7 +68,7 @@ KILLS_LOG=target/ci-coordinator-kills.log
 started+=("$KILLS_CLUSTER")
 set -m # a process group of its own, so cleanup can stop all of it
 (
-  SUITE_CLUSTER=$KILLS_CLUSTER SUITE_NOCAPTURE=1 KAFKAWIRE_TXN_KILLS=${KAFKAWIRE_TXN_KILLS:-100} \
+  SUITE_CLUSTER=$KILLS_CLUSTER SUITE_NOCAPTURE=1 KAFKAWIRE_BROKER_JIT=c1 KAFKAWIRE_TXN_KILLS=${KAFKAWIRE_TXN_KILLS:-100} \
     broker_suite 4 3 1 transactions_failover
 ) >"$KILLS_LOG" 2>&1 &
 kills_pid=$!
