@@ -107,6 +107,22 @@ pub fn admin() -> kafkawire::admin::Admin {
         .expect("admin client")
 }
 
+/// Creates a topic named `unique(prefix)` with `partitions` partitions,
+/// replication factor 3 and `min.insync.replicas=2` (the fault tests'
+/// shape: one broker may die without losing an acknowledged write), waits
+/// until every broker knows it, and returns its name.
+pub async fn create_replicated_topic(admin: &kafkawire::admin::Admin, prefix: &str, partitions: i32) -> String {
+    let topic = unique(prefix);
+    admin
+        .create_topics(&[kafkawire::admin::NewTopic::new(&topic, partitions, 3).config("min.insync.replicas", "2")])
+        .await
+        .expect("create topic")
+        .into_result()
+        .expect("topic created");
+    admin.wait_for_topics(&[&topic], Duration::from_secs(60)).await.expect("topic known to every broker");
+    topic
+}
+
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where

@@ -2,7 +2,6 @@
 
 mod support;
 
-use kafkawire::admin::NewTopic;
 use kafkawire::producer::{DeliveryFuture, Producer, ProducerRecord};
 use protocol_tests::*;
 use std::collections::HashMap;
@@ -24,14 +23,7 @@ async fn leader_of(admin: &kafkawire::admin::Admin, topic: &str, partition: i32)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_survives_leader_kills_without_duplicates_or_loss() {
     let admin = admin();
-    let topic = unique("failover");
-    admin
-        .create_topics(&[NewTopic::new(&topic, 6, 3).config("min.insync.replicas", "2")])
-        .await
-        .expect("create")
-        .into_result()
-        .expect("created");
-    admin.wait_for_topics(&[&topic], Duration::from_secs(30)).await.unwrap();
+    let topic = create_replicated_topic(&admin, "failover", 6).await;
 
     let producer = Producer::builder()
         .bootstrap_servers(&bootstrap())
@@ -53,7 +45,12 @@ async fn idempotent_producer_survives_leader_kills_without_duplicates_or_loss() 
             for i in 0..n {
                 let key = format!("key-{}", i % 1000);
                 let value = format!("{i}");
-                fs.push(producer.send(ProducerRecord::new(&topic).key(&key).value(&value)).await.expect("enqueue"));
+                fs.push(
+                    producer
+                        .send(ProducerRecord::new(&topic).key(&key).value(&value))
+                        .await
+                        .expect("enqueue"),
+                );
                 if i % 1000 == 999 {
                     // About 10,000 records/s, so the kills land mid-stream.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -79,29 +76,57 @@ async fn idempotent_producer_survives_leader_kills_without_duplicates_or_loss() 
     let mut failures = Vec::new();
     for (i, f) in fs.into_iter().enumerate() {
         match f.await {
-            Ok(m) => assert!(acked.insert((m.partition(), m.offset()), i).is_none(), "two acks for one offset"),
+            Ok(m) => assert!(
+                acked.insert((m.partition(), m.offset()), i).is_none(),
+                "two acks for one offset"
+            ),
             Err(e) => failures.push((i, e)),
         }
     }
-    println!("all outcomes known {:?} after sending finished", t0.elapsed());
+    println!(
+        "all outcomes known {:?} after sending finished",
+        t0.elapsed()
+    );
     producer.close(Duration::from_secs(30)).await.unwrap();
-    assert!(failures.is_empty(), "{} records failed, first: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} records failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
 
     let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(120)).await;
     let mut seen = vec![0u8; n];
     for (partition, records) in &all {
         let mut last: Option<usize> = None;
         for r in records {
-            let i: usize = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap().parse().unwrap();
+            let i: usize = std::str::from_utf8(r.value.as_deref().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
             seen[i] += 1;
-            assert_eq!(seen[i], 1, "record {i} is in the log twice (partition {partition})");
-            assert_eq!(acked.get(&(*partition, r.offset)), Some(&i), "ack and log disagree at {partition}/{}", r.offset);
-            assert!(last < Some(i), "partition {partition}: record {i} after {last:?}");
+            assert_eq!(
+                seen[i], 1,
+                "record {i} is in the log twice (partition {partition})"
+            );
+            assert_eq!(
+                acked.get(&(*partition, r.offset)),
+                Some(&i),
+                "ack and log disagree at {partition}/{}",
+                r.offset
+            );
+            assert!(
+                last < Some(i),
+                "partition {partition}: record {i} after {last:?}"
+            );
             last = Some(i);
         }
     }
     let lost: Vec<usize> = (0..n).filter(|&i| seen[i] == 0).take(10).collect();
-    assert!(lost.is_empty(), "acknowledged records missing from the log: {lost:?}...");
+    assert!(
+        lost.is_empty(),
+        "acknowledged records missing from the log: {lost:?}..."
+    );
     println!("{n} records, 0 duplicates, 0 losses, order preserved");
 }
 
@@ -126,14 +151,7 @@ impl Drop for Thaw {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_timeout_fails_a_batch_in_flight_to_a_frozen_leader() {
     let admin = admin();
-    let topic = unique("inflight-expiry");
-    admin
-        .create_topics(&[NewTopic::new(&topic, 1, 3).config("min.insync.replicas", "2")])
-        .await
-        .expect("create")
-        .into_result()
-        .expect("created");
-    admin.wait_for_topics(&[&topic], Duration::from_secs(30)).await.unwrap();
+    let topic = create_replicated_topic(&admin, "inflight-expiry", 1).await;
     let producer = Producer::builder()
         .bootstrap_servers(&bootstrap())
         .client_id("inflight-expiry-test")
@@ -147,7 +165,12 @@ async fn delivery_timeout_fails_a_batch_in_flight_to_a_frozen_leader() {
     let send = |v: String| {
         let producer = producer.clone();
         let topic = topic.clone();
-        async move { producer.send(ProducerRecord::new(&topic).partition(0).value(&v)).await.expect("enqueue") }
+        async move {
+            producer
+                .send(ProducerRecord::new(&topic).partition(0).value(&v))
+                .await
+                .expect("enqueue")
+        }
     };
     send("before".into()).await.await.expect("first record");
 
@@ -161,7 +184,10 @@ async fn delivery_timeout_fails_a_batch_in_flight_to_a_frozen_leader() {
         .expect("the record's outcome within 120 s")
         .expect_err("a record in flight to a frozen leader past delivery.timeout.ms fails");
     assert!(e.is_timeout(), "{e}");
-    assert!(e.to_string().contains("in flight"), "failed by the in-flight expiry, not the request timeout: {e}");
+    assert!(
+        e.to_string().contains("in flight"),
+        "failed by the in-flight expiry, not the request timeout: {e}"
+    );
 
     // After the thaw, later records succeed (on whichever broker leads now)
     // once the stuck attempt ended.
@@ -178,11 +204,17 @@ async fn delivery_timeout_fails_a_batch_in_flight_to_a_frozen_leader() {
             .unwrap_or_else(|e| panic!("record after-{i} failed: {e}"));
         offsets.push(m.offset());
     }
-    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "acknowledged in send order: {offsets:?}");
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "acknowledged in send order: {offsets:?}"
+    );
     producer.close(Duration::from_secs(30)).await.unwrap();
 
     let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(120)).await;
-    let values: Vec<String> = all[&0].iter().map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()).collect();
+    let values: Vec<String> = all[&0]
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
     let mut want: Vec<String> = vec!["before".into()];
     if values.get(1).map(String::as_str) == Some("stuck") {
         // The expired record's outcome was unknown: it may be in the log, once.

@@ -21,7 +21,7 @@
 //! The tests kill brokers: run them one at a time (`--test-threads 1`) on
 //! a three-broker `compose/kafka-local` cluster.
 
-use kafkawire::admin::{Admin, NewTopic};
+use kafkawire::admin::Admin;
 use kafkawire::cluster::CoordinatorType;
 use kafkawire::consumer::{Consumer, ConsumerRecord, IsolationLevel, OffsetReset, TopicPartition};
 use kafkawire::producer::{Producer, ProducerRecord, TxnState};
@@ -140,21 +140,6 @@ async fn leader_of(admin: &Admin, topic: &str, partition: i32) -> i32 {
         t.first()?.partition(partition)?.leader
     })
     .await
-}
-
-async fn create_topic(admin: &Admin, prefix: &str, partitions: i32) -> String {
-    let topic = unique(prefix);
-    admin
-        .create_topics(&[NewTopic::new(&topic, partitions, 3).config("min.insync.replicas", "2")])
-        .await
-        .expect("create")
-        .into_result()
-        .expect("created");
-    admin
-        .wait_for_topics(&[&topic], Duration::from_secs(60))
-        .await
-        .unwrap();
-    topic
 }
 
 /// Awaits `f`, which must finish on its own within `limit` (its own timeout
@@ -541,7 +526,7 @@ async fn idempotent_produce_while_the_leader_is_killed() {
     let t0 = Instant::now();
     let _heal = HealOnDrop;
     let admin = admin();
-    let topic = create_topic(&admin, "rel-kill", 6).await;
+    let topic = create_replicated_topic(&admin, "rel-kill", 6).await;
     let ledger = Arc::new(Mutex::new(Ledger::new()));
     let producer = idempotent_producer(&bootstrap(), "rel-kill");
     let stream = Stream::start(producer.clone(), &topic, 6, "k", ledger.clone());
@@ -638,7 +623,7 @@ async fn coordinator_frozen_around_end_txn() {
     let t0 = Instant::now();
     let _heal = HealOnDrop;
     let admin = admin();
-    let topic = create_topic(&admin, "rel-freeze", 4).await;
+    let topic = create_replicated_topic(&admin, "rel-freeze", 4).await;
     let tid = unique("rel-freeze-id");
     let mut p = txn_producer(&bootstrap(), &tid);
     p.init_transactions().await.expect("init");
@@ -787,7 +772,7 @@ async fn all_brokers_away(modes: &[&str], scenario: &str) {
     let t0 = Instant::now();
     let _heal = HealOnDrop;
     let admin = admin();
-    let topic = create_topic(&admin, "rel-down", 3).await;
+    let topic = create_replicated_topic(&admin, "rel-down", 3).await;
     let proxy = FaultProxy::for_cluster().await;
     let via = proxy.bootstrap();
     let log = FaultLog::default();
@@ -1197,7 +1182,7 @@ async fn txn_round(
 async fn producer_killed_mid_transaction_lso_advances() {
     let t0 = Instant::now();
     let admin = admin();
-    let topic = create_topic(&admin, "rel-crash", 3).await;
+    let topic = create_replicated_topic(&admin, "rel-crash", 3).await;
     let txn_timeout = Duration::from_secs(10);
     let mut ledger = Ledger::new();
     let log = FaultLog::default();
@@ -1338,7 +1323,7 @@ async fn producer_killed_mid_transaction_lso_advances() {
 async fn connection_faults_during_produce_and_consume() {
     let t0 = Instant::now();
     let admin = admin();
-    let topic = create_topic(&admin, "rel-proxy", 6).await;
+    let topic = create_replicated_topic(&admin, "rel-proxy", 6).await;
     let proxy = FaultProxy::for_cluster().await;
     let via = proxy.bootstrap();
     let ledger = Arc::new(Mutex::new(Ledger::new()));

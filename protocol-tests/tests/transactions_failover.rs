@@ -7,7 +7,6 @@
 //! 0-119 ms after the commit starts, varied from kill to kill; each line of
 //! the log says how long the commit and the node's restart took.
 
-use kafkawire::admin::NewTopic;
 use kafkawire::cluster::CoordinatorType;
 use kafkawire::consumer::{Consumer, IsolationLevel, OffsetReset, TopicPartition};
 use kafkawire::producer::{Producer, ProducerRecord};
@@ -35,17 +34,7 @@ async fn coordinator_killed_during_commit_never_leaves_a_partial_transaction() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let admin = admin();
-    let topic = unique("txn-failover");
-    admin
-        .create_topics(&[NewTopic::new(&topic, 4, 3).config("min.insync.replicas", "2")])
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    admin
-        .wait_for_topics(&[&topic], Duration::from_secs(30))
-        .await
-        .unwrap();
+    let topic = create_replicated_topic(&admin, "txn-failover", 4).await;
     let tid = unique("txn-failover-id");
     let mut p = producer(&tid);
     p.init_transactions().await.expect("init");

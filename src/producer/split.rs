@@ -179,34 +179,18 @@ mod tests {
 
     #[test]
     fn two_records_make_two_pieces_whatever_their_sizes() {
-        let mut b = BatchBuilder::new(BatchOptions {
-            size_limit: usize::MAX,
-            ..BatchOptions::default()
-        });
-        assert!(b.append(1, None, Some(&[0u8; 10][..]), NO_HEADERS));
-        assert!(b.append(2, None, Some(&[0u8; 5000][..]), NO_HEADERS));
-        let pieces = split(&b.finish().unwrap()).unwrap();
-        assert_eq!(
-            pieces
-                .iter()
-                .map(|p| (p.first, p.count))
-                .collect::<Vec<_>>(),
-            vec![(0, 1), (1, 1)]
-        );
-        let mut b = BatchBuilder::new(BatchOptions {
-            size_limit: usize::MAX,
-            ..BatchOptions::default()
-        });
-        assert!(b.append(1, None, Some(&[0u8; 5000][..]), NO_HEADERS));
-        assert!(b.append(2, None, Some(&[0u8; 10][..]), NO_HEADERS));
-        let pieces = split(&b.finish().unwrap()).unwrap();
-        assert_eq!(
-            pieces
-                .iter()
-                .map(|p| (p.first, p.count))
-                .collect::<Vec<_>>(),
-            vec![(0, 1), (1, 1)]
-        );
+        for sizes in [[10, 5000], [5000, 10]] {
+            let mut b = BatchBuilder::new(BatchOptions {
+                size_limit: usize::MAX,
+                ..BatchOptions::default()
+            });
+            for (ts, size) in sizes.iter().enumerate() {
+                assert!(b.append(ts as i64 + 1, None, Some(&vec![0u8; *size][..]), NO_HEADERS));
+            }
+            let pieces = split(&b.finish().unwrap()).unwrap();
+            let shape: Vec<_> = pieces.iter().map(|p| (p.first, p.count)).collect();
+            assert_eq!(shape, vec![(0, 1), (1, 1)], "record sizes {sizes:?}");
+        }
     }
 
     #[test]
