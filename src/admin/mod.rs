@@ -188,6 +188,25 @@ impl Admin {
         }
     }
 
+    /// Sends a controller request (topic creation, deletion, partitions)
+    /// with [`with_retries`](Self::with_retries), retrying the whole request
+    /// when any of the codes `error_codes` picks out of the response is
+    /// NOT_CONTROLLER.
+    async fn controller_call<R, F, I>(&self, api: &'static str, req: &R, error_codes: F) -> Result<R::Response>
+    where
+        R: crate::protocol::messages::Request,
+        F: Fn(&R::Response) -> I,
+        I: IntoIterator<Item = i16>,
+    {
+        let error_codes = &error_codes;
+        self.with_retries(api, |conn| async move {
+            let resp = conn.send(req).await?;
+            retry_if_controller_moved(api, error_codes(&resp))?;
+            Ok(resp)
+        })
+        .await
+    }
+
     /// Creates topics. The call succeeds once the controller accepted the
     /// request; per-topic results tell which topics were created (an existing
     /// topic is TOPIC_ALREADY_EXISTS). Metadata may lag: see
@@ -214,14 +233,7 @@ impl Admin {
             ..Default::default()
         };
         let resp = self
-            .with_retries("CreateTopics", |conn| {
-                let req = req.clone();
-                async move {
-                    let resp = conn.send(&req).await?;
-                    retry_if_controller_moved("CreateTopics", resp.topics.iter().map(|t| t.error_code))?;
-                    Ok(resp)
-                }
-            })
+            .controller_call("CreateTopics", &req, |r| r.topics.iter().map(|t| t.error_code).collect::<Vec<_>>())
             .await?;
         Ok(topic_outcomes(
             "CreateTopics",
@@ -282,14 +294,7 @@ impl Admin {
             ..Default::default()
         };
         let resp = self
-            .with_retries("CreatePartitions", |conn| {
-                let req = req.clone();
-                async move {
-                    let resp = conn.send(&req).await?;
-                    retry_if_controller_moved("CreatePartitions", resp.results.iter().map(|t| t.error_code))?;
-                    Ok(resp)
-                }
-            })
+            .controller_call("CreatePartitions", &req, |r| r.results.iter().map(|t| t.error_code).collect::<Vec<_>>())
             .await?;
         Ok(topic_outcomes(
             "CreatePartitions",
