@@ -2,7 +2,8 @@
 # The whole test suite, as a newcomer and CI run it:
 #   1. the default build compiles no C;
 #   2. unit tests (sans-IO cores, codecs, scripted hostile peers);
-#   3. tests against real Apache Kafka: 4.x with 1 broker, 4.x with 3 brokers
+#   3. tests against real Apache Kafka: 4.x with 1 broker (with the
+#      transactional epoch-exhaustion test, #[ignore]d elsewhere), 4.x with 3 brokers
 #      (broker kills, the exactly-once copier with its rolling-restart short
 #      form, the reliability suite's CI short form with all brokers killed
 #      once; then the unclean-election truncation test on a cluster of its
@@ -52,6 +53,14 @@ broker_suite() {
     if [ "$t" = demo ]; then
       # The README demo must work against a fresh cluster too.
       KAFKAWIRE_BOOTSTRAP="$bootstrap" cargo run --locked --quiet --example demo
+    elif [ "$t" = txn_epoch_exhaustion ]; then
+      # Issue #8: a transactional id driven to epoch exhaustion (about
+      # 32,760 InitProducerId calls, 36-72 s), then kafkawire commits under
+      # the coordinator's new producer id. #[ignore]d in the plain run of
+      # `transactions`, run here by name on Kafka 4.x only (CI budget).
+      KAFKAWIRE_BOOTSTRAP="$bootstrap" KAFKAWIRE_CLUSTER="$name" KAFKAWIRE_KAFKA="$kafka" \
+        cargo test -p protocol-tests --locked --test transactions -- \
+        --ignored --exact an_exhausted_transactional_epoch_gets_a_new_producer_id
     else
       args+=(--test "$t")
     fi
@@ -61,7 +70,7 @@ broker_suite() {
   "$KL" --name "$name" down
 }
 
-broker_suite 4 1 2 demo single_broker interop_peers producer consumer group subscribe transactions
+broker_suite 4 1 2 demo txn_epoch_exhaustion single_broker interop_peers producer consumer group subscribe transactions
 broker_suite 4 3 1 three_brokers producer_failover consumer_failover transactions_failover copier reliability
 # An unclean leader election (KIP-320 truncation) on a cluster of its own: it
 # stops two of the three nodes, churn the fault tests above should not inherit.
