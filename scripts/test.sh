@@ -55,7 +55,7 @@ broker_suite() {
       KAFKAWIRE_BOOTSTRAP="$bootstrap" cargo run --locked --quiet --example demo
     elif [ "$t" = txn_epoch_exhaustion ]; then
       # Issue #8: a transactional id driven to epoch exhaustion (about
-      # 32,760 InitProducerId calls, 36-72 s), then kafkawire commits under
+      # 32,760 InitProducerId calls, 14-72 s), then kafkawire commits under
       # the coordinator's new producer id. #[ignore]d in the plain run of
       # `transactions`, run here by name on Kafka 4.x only (CI budget).
       KAFKAWIRE_BOOTSTRAP="$bootstrap" KAFKAWIRE_CLUSTER="$name" KAFKAWIRE_KAFKA="$kafka" \
