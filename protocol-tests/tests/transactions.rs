@@ -551,7 +551,11 @@ async fn bump_epoch_raw(tid: &str, until_epoch: i16, limit: usize) -> Vec<(i64, 
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut seen: Vec<(i64, i16)> = Vec::new();
     while seen.len() < limit {
-        assert!(Instant::now() < deadline, "InitProducerId x{}: out of time", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId x{}: out of time",
+            seen.len()
+        );
         let (_, conn) = cluster
             .coordinator(CoordinatorType::Transaction, tid, deadline)
             .await
@@ -574,7 +578,12 @@ async fn bump_epoch_raw(tid: &str, until_epoch: i16, limit: usize) -> Vec<(i64, 
         };
         let code = kafkawire::ErrorCode(resp.error_code);
         if !code.is_ok() {
-            assert!(code.is_retriable(), "InitProducerId #{}: {}", seen.len(), code.name());
+            assert!(
+                code.is_retriable(),
+                "InitProducerId #{}: {}",
+                seen.len(),
+                code.name()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
@@ -610,7 +619,11 @@ async fn an_exhausted_transactional_epoch_gets_a_new_producer_id() {
             p.begin_transaction().expect("begin");
             let mut fs = Vec::new();
             for v in &values {
-                fs.push(p.send(ProducerRecord::new(&topic).partition(0).value(v)).await.expect("send"));
+                fs.push(
+                    p.send(ProducerRecord::new(&topic).partition(0).value(v))
+                        .await
+                        .expect("send"),
+                );
             }
             p.commit_transaction().await.expect("commit");
             for f in fs {
@@ -625,25 +638,46 @@ async fn an_exhausted_transactional_epoch_gets_a_new_producer_id() {
     let seen = bump_epoch_raw(&tid, i16::MAX - 1, 40_000).await;
     let took = t0.elapsed();
     let old_id = seen[0].0;
-    assert!(seen.iter().all(|(id, _)| *id == old_id), "a new id before the epoch ran out: {:?}", seen.last());
-    assert_eq!(seen.last().unwrap().1, i16::MAX - 1, "InitProducerId stopped short");
+    assert!(
+        seen.iter().all(|(id, _)| *id == old_id),
+        "a new id before the epoch ran out: {:?}",
+        seen.last()
+    );
+    assert_eq!(
+        seen.last().unwrap().1,
+        i16::MAX - 1,
+        "InitProducerId stopped short"
+    );
 
     let after: Vec<String> = (0..10).map(|i| format!("after-{i}")).collect();
     commit(txn_producer(&tid), after.clone()).await;
 
     let mut c = consumer(IsolationLevel::ReadCommitted, None);
     c.assign(&[TopicPartition::new(&topic, 0)]).unwrap();
-    let got: Vec<String> = read(&mut c, 11, Duration::from_secs(1)).await.iter().map(value).collect();
+    let got: Vec<String> = read(&mut c, 11, Duration::from_secs(1))
+        .await
+        .iter()
+        .map(value)
+        .collect();
     let want: Vec<String> = std::iter::once("before".to_string()).chain(after).collect();
     assert_eq!(got, want, "read_committed");
 
-    let log = support::read_all(&support::cluster(), &topic, WAIT).await.remove(&0).unwrap();
+    let log = support::read_all(&support::cluster(), &topic, WAIT)
+        .await
+        .remove(&0)
+        .unwrap();
     assert_eq!(log.len(), 11, "data records in the log");
-    assert_eq!(log[0].producer.0, old_id, "the first producer wrote under the id the raw calls bumped");
+    assert_eq!(
+        log[0].producer.0, old_id,
+        "the first producer wrote under the id the raw calls bumped"
+    );
     let (new_id, new_epoch) = log[1].producer;
     assert_ne!(new_id, old_id, "the exhausted id was replaced");
     assert_eq!(new_epoch, 0, "the new id starts at epoch 0");
-    assert!(log[1..].iter().all(|r| r.producer == (new_id, 0)), "one transaction under the new id");
+    assert!(
+        log[1..].iter().all(|r| r.producer == (new_id, 0)),
+        "one transaction under the new id"
+    );
     println!(
         "transactional epoch exhaustion: {} InitProducerId calls in {took:?}; producer {old_id} -> {new_id} epoch {new_epoch}",
         seen.len()
