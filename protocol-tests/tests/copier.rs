@@ -34,9 +34,15 @@
 //! instances are killed: `KAFKAWIRE_COPIER_ROLLING_RECORDS` (default
 //! 20000) and `KAFKAWIRE_COPIER_ROLLING_BOUNCES` (default 3) scale it.
 //! An aborted batch is rewound (each partition sought back to the batch's
-//! first offset, which is the group's committed offset); a missing rewind
-//! shows as lost records in the checker. No timing assertions: only
-//! generous time bounds.
+//! first offset, which is the group's committed offset). After every
+//! deliberate abort the rewind is checked directly: each rewound
+//! partition's position must equal the group's committed offset (or the
+//! log start, 0, before anything was committed); a mismatch fails the test
+//! naming the instance, partition, expected and actual offsets. The check
+//! is skipped (and counted) when the group rebalanced during the
+//! transaction, as the partition may have moved and come back meanwhile.
+//! A wrong rewind would also show as lost or duplicated records in the
+//! checker. No timing assertions: only generous time bounds.
 
 use kafkawire::admin::NewTopic;
 use kafkawire::cluster::CoordinatorType;
@@ -114,6 +120,14 @@ struct Shared {
     /// (`STALL_BEFORE_COMMIT`); 0: no stall.
     stall: Vec<AtomicU8>,
     stalls_done: AtomicU64,
+    /// Partitions whose position was checked against the group's committed
+    /// offset after a deliberate abort and rewind.
+    rewinds_checked: AtomicU64,
+    /// Deliberate aborts whose rewind was not checked (rebalance during the
+    /// transaction, or the committed offsets could not be fetched).
+    rewinds_unchecked: AtomicU64,
+    /// Rewinds that left a position other than the committed offset.
+    rewind_mismatches: Mutex<Vec<String>>,
 }
 
 const STALL_BEFORE_OFFSETS: u8 = 1;
@@ -307,6 +321,9 @@ async fn copier(sh: Arc<Shared>, instance: usize, life: u32) -> Exit {
             }
         }
         let deliberate_abort = sh.plan.abort_every > 0 && n % sh.plan.abort_every == 0;
+        // Only a deliberate abort of a transaction that met no error has a
+        // rewind target known to be the committed offset.
+        let check_the_rewind = deliberate_abort && failed.is_none();
         let outcome = match failed {
             Some(e) if !e.is_abortable() => {
                 return Exit::Failed(format!("copier {instance}.{life} {tag}: {e}"))
@@ -337,6 +354,10 @@ async fn copier(sh: Arc<Shared>, instance: usize, life: u32) -> Exit {
                 if let Err(e) = rewind(&mut c) {
                     return Exit::Failed(format!("copier {instance}.{life} rewind: {e}"));
                 }
+                if check_the_rewind {
+                    let moved = rebalanced.load(Ordering::SeqCst);
+                    check_rewind(&sh, &c, instance, life, &tag, &first, moved).await;
+                }
             }
             // Fenced, or a commit of unknown outcome: start a new life,
             // which resumes from the group's committed offsets.
@@ -351,6 +372,67 @@ async fn copier(sh: Arc<Shared>, instance: usize, life: u32) -> Exit {
     }
     Exit::Stopped
 }
+
+/// After a deliberate abort and rewind of instance `instance`: each
+/// rewound partition still assigned must be positioned at the group's
+/// committed offset (0, the log start, when nothing is committed yet),
+/// which is where the batch began (`first`). A mismatch is recorded naming
+/// instance, partition, expected and actual offsets; the test fails on any.
+/// Not checked when the group rebalanced during the transaction (`moved`).
+async fn check_rewind(
+    sh: &Shared,
+    c: &Consumer,
+    instance: usize,
+    life: u32,
+    tag: &str,
+    first: &BTreeMap<i32, i64>,
+    moved: bool,
+) {
+    if moved {
+        sh.rewinds_unchecked.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let assigned = c.assignment();
+    let tps: Vec<TopicPartition> = first
+        .keys()
+        .map(|p| TopicPartition::new(&sh.input, *p))
+        .filter(|tp| assigned.contains(tp))
+        .collect();
+    let committed = match c.committed(&tps).await {
+        Ok(m) => m,
+        Err(e) => {
+            sh.error(format!(
+                "copier {instance}.{life} {tag}: committed offsets for the rewind check: {e}"
+            ));
+            sh.rewinds_unchecked.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let positions: BTreeMap<TopicPartition, i64> = c
+        .positions()
+        .into_iter()
+        .map(|(tp, o)| (tp, o.offset))
+        .collect();
+    for tp in &tps {
+        let expected = committed
+            .get(tp)
+            .and_then(|o| o.as_ref())
+            .map_or(0, |o| o.offset);
+        let actual = positions.get(tp).copied();
+        sh.rewinds_checked.fetch_add(1, Ordering::Relaxed);
+        if actual != Some(expected) {
+            let m = format!(
+                "instance {instance} (life {life}, {tag}) partition {}: position after the rewind {actual:?}, \
+                 expected the group's committed offset {expected} (the batch began at {})",
+                tp.partition(),
+                first[&tp.partition()]
+            );
+            eprintln!("copier: REWIND MISMATCH {m}");
+            sh.rewind_mismatches.lock().unwrap().push(m);
+        }
+    }
+}
+
 
 async fn create_topic(name: &str) {
     let admin = admin();
@@ -433,6 +515,9 @@ async fn run_copier(plan: Plan) {
         discarded_batches: AtomicU64::new(0),
         stall: (0..plan.instances).map(|_| AtomicU8::new(0)).collect(),
         stalls_done: AtomicU64::new(0),
+        rewinds_checked: AtomicU64::new(0),
+        rewinds_unchecked: AtomicU64::new(0),
+        rewind_mismatches: Mutex::new(Vec::new()),
     });
     eprintln!("copier plan: {plan:?}");
     create_topic(&sh.input).await;
@@ -696,8 +781,24 @@ async fn run_copier(plan: Plan) {
         sh.errors.lock().unwrap().len()
     );
     assert!(committed > 0);
+    let checked = sh.rewinds_checked.load(Ordering::Relaxed);
+    eprintln!(
+        "rewind after abort: {checked} partition positions checked against the committed offset, \
+         {} deliberate aborts not checked (rebalance during the transaction)",
+        sh.rewinds_unchecked.load(Ordering::Relaxed)
+    );
+    let mismatches = sh.rewind_mismatches.lock().unwrap().clone();
+    assert!(
+        mismatches.is_empty(),
+        "{} rewinds did not land on the committed offset: {mismatches:#?}",
+        mismatches.len()
+    );
     if plan.abort_every > 0 {
         assert!(aborted > 0, "no transaction was aborted");
+        assert!(
+            checked > 0,
+            "no rewind after a deliberate abort was checked"
+        );
     }
 
     let read_started = Instant::now();

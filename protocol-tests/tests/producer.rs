@@ -430,3 +430,232 @@ async fn idempotent_producer_continues_after_delete_records_past_its_writes() {
     let want: Vec<(i64, String)> = (0..200).map(|i| (offsets[400 + i], format!("2-{i}"))).collect();
     assert_eq!(got, want);
 }
+
+/// Creates a one-partition topic with `max.message.bytes` = `max_message`.
+async fn topic_with_max_message(prefix: &str, max_message: usize) -> String {
+    let name = unique(prefix);
+    admin()
+        .create_topics(&[
+            NewTopic::new(&name, 1, 1).config("max.message.bytes", &max_message.to_string())
+        ])
+        .await
+        .expect("create topic")
+        .into_result()
+        .expect("topic created");
+    admin()
+        .wait_for_topics(&[&name], Duration::from_secs(30))
+        .await
+        .expect("topic visible");
+    name
+}
+
+/// Sends `values` to partition 0 of `topic` (all enqueued before any is
+/// awaited, so several batches are in flight) and returns each record's
+/// acknowledged offset, in send order.
+async fn send_all_acked(p: &Producer, topic: &str, values: &[String]) -> Vec<i64> {
+    let mut fs = Vec::with_capacity(values.len());
+    for v in values {
+        fs.push(
+            p.send(ProducerRecord::new(topic).partition(0).value(v))
+                .await
+                .expect("enqueue"),
+        );
+    }
+    let mut offsets = Vec::with_capacity(fs.len());
+    for (i, f) in fs.into_iter().enumerate() {
+        let m = tokio::time::timeout(Duration::from_secs(120), f)
+            .await
+            .unwrap_or_else(|_| panic!("{}: no outcome within 120 s", values[i]))
+            .unwrap_or_else(|e| panic!("{} failed: {e}", values[i]));
+        offsets.push(m.offset());
+    }
+    offsets
+}
+
+/// Issue #8: sequence numbers wrap from `i32::MAX` to 0 on a real broker.
+/// An idempotent producer whose sequences start at `i32::MAX - 20` (the
+/// `test-hooks` feature; the broker accepts any first sequence from a
+/// producer id it has no state for: Kafka's ProducerAppendInfo.checkSequence)
+/// writes 300 records in small batches, five in flight, across the wrap.
+/// Every record is acknowledged once at contiguous offsets in send order,
+/// the log holds exactly them in order, all under the one producer id and
+/// epoch (an OUT_OF_ORDER_SEQUENCE_NUMBER would have bumped the epoch and
+/// restarted sequences at 0), with the sequences the producer numbered:
+/// `MAX-20 ..= MAX`, then `0 ..= 278`.
+#[tokio::test]
+async fn sequences_wrap_past_i32_max_on_the_broker() {
+    use kafkawire::producer::test_hooks::TestHooks;
+    let topic = topic(1).await;
+    let start = i32::MAX - 20;
+    let p = producer()
+        .batch_size(400)
+        .linger(Duration::from_millis(20))
+        .max_in_flight_requests_per_connection(5)
+        .test_hooks(TestHooks {
+            first_sequence: start,
+            first_epoch: None,
+        })
+        .build()
+        .unwrap();
+    let n = 300usize;
+    let values: Vec<String> = (0..n)
+        .map(|i| format!("wrap-{i:04}-{}", "x".repeat(20)))
+        .collect();
+    let offsets = send_all_acked(&p, &topic, &values).await;
+    p.close(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        offsets.windows(2).all(|w| w[0] + 1 == w[1]),
+        "acknowledged offsets not contiguous: {offsets:?}"
+    );
+
+    let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(60)).await;
+    let log = &all[&0];
+    let got: Vec<(i64, String)> = log
+        .iter()
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(i64, String)> = offsets
+        .iter()
+        .copied()
+        .zip(values.iter().cloned())
+        .collect();
+    assert!(
+        got == want,
+        "the log is not exactly the acknowledged records in order"
+    );
+    let producer_ids: std::collections::BTreeSet<(i64, i16)> =
+        log.iter().map(|r| r.producer).collect();
+    assert_eq!(
+        producer_ids.len(),
+        1,
+        "one producer id and epoch throughout: {producer_ids:?}"
+    );
+    let (id, epoch) = log[0].producer;
+    assert!(
+        id >= 0 && epoch >= 0,
+        "idempotent batches: {:?}",
+        log[0].producer
+    );
+    let seqs: Vec<i32> = log.iter().map(|r| r.sequence).collect();
+    let want_seqs: Vec<i32> = (0..n as i64)
+        .map(|i| support::record_sequence(start, i))
+        .collect();
+    assert_eq!(seqs, want_seqs, "sequences in the log");
+    assert_eq!(
+        (seqs[20], seqs[21]),
+        (i32::MAX, 0),
+        "the wrap is inside the run"
+    );
+    let batches = log
+        .iter()
+        .map(|r| r.batch_offset)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert!(batches >= 10, "several batches: {batches}");
+    println!(
+        "sequence wrap: {n} records in {batches} batches, producer {id} epoch {epoch}, sequences {start}..=MAX then 0..={}",
+        seqs[n - 1]
+    );
+}
+
+/// Issue #8: an exhausted epoch of an idempotent producer yields a new
+/// producer id, against a real broker. The producer starts at epoch
+/// `i16::MAX - 1` (the `test-hooks` feature), writes 100 records, then one
+/// record larger than the topic's `max.message.bytes`: the broker refuses
+/// it (MESSAGE_TOO_LARGE) and its sequence becomes a gap, so the next batch
+/// gets OUT_OF_ORDER_SEQUENCE_NUMBER and needs an epoch bump, which the
+/// exhausted epoch cannot take: the producer asks InitProducerId for a new
+/// id and rewrites the waiting batches under it, epoch 0, from sequence 0.
+/// Every other record is acknowledged once, in order, and the log shows
+/// the first 100 under (old id, MAX - 1) and the rest under (new id, 0).
+#[tokio::test]
+async fn an_exhausted_idempotent_epoch_gets_a_new_producer_id() {
+    use kafkawire::producer::test_hooks::TestHooks;
+    let topic = topic_with_max_message("exhaust", 2000).await;
+    let last_epoch = i16::MAX - 1;
+    let p = producer()
+        .batch_size(1000)
+        .linger(Duration::from_millis(10))
+        .test_hooks(TestHooks {
+            first_sequence: 0,
+            first_epoch: Some(last_epoch),
+        })
+        .build()
+        .unwrap();
+    let before: Vec<String> = (0..100).map(|i| format!("before-{i:03}")).collect();
+    let after: Vec<String> = (0..100).map(|i| format!("after-{i:03}")).collect();
+    let mut offsets = send_all_acked(&p, &topic, &before).await;
+
+    let big = "b".repeat(3000);
+    let f = p
+        .send(ProducerRecord::new(&topic).partition(0).value(&big))
+        .await
+        .expect("enqueue");
+    let e = tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("an outcome within 60 s")
+        .expect_err("a record over max.message.bytes fails");
+    assert_eq!(
+        e.code(),
+        Some(kafkawire::ErrorCode::MESSAGE_TOO_LARGE),
+        "{e}"
+    );
+
+    offsets.extend(send_all_acked(&p, &topic, &after).await);
+    p.close(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        offsets.windows(2).all(|w| w[0] + 1 == w[1]),
+        "acknowledged offsets not contiguous: {offsets:?}"
+    );
+
+    let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(60)).await;
+    let log = &all[&0];
+    let got: Vec<(i64, String)> = log
+        .iter()
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(i64, String)> = offsets
+        .iter()
+        .copied()
+        .zip(before.iter().chain(&after).cloned())
+        .collect();
+    assert!(
+        got == want,
+        "the log is not exactly the acknowledged records in order: {got:?}"
+    );
+    let (old_id, old_epoch) = log[0].producer;
+    assert_eq!(
+        old_epoch, last_epoch,
+        "the first records carry the hooked epoch"
+    );
+    let (new_id, new_epoch) = log[100].producer;
+    assert_ne!(
+        new_id, old_id,
+        "a new producer id after the exhausted epoch"
+    );
+    assert_eq!(new_epoch, 0, "the new producer id starts at epoch 0");
+    for (i, r) in log.iter().enumerate() {
+        let (want_producer, want_seq) = if i < 100 {
+            ((old_id, old_epoch), i as i32)
+        } else {
+            ((new_id, 0), i as i32 - 100)
+        };
+        assert_eq!(
+            (r.producer, r.sequence),
+            (want_producer, want_seq),
+            "record {i} at offset {}",
+            r.offset
+        );
+    }
+    println!("epoch exhaustion: producer {old_id} epoch {old_epoch} -> producer {new_id} epoch {new_epoch}");
+}

@@ -7,6 +7,8 @@
 //!
 //! Waits are bounded by generous timeouts; nothing asserts on speed.
 
+mod support;
+
 use kafkawire::admin::NewTopic;
 use kafkawire::consumer::{Consumer, ConsumerRecord, IsolationLevel, OffsetReset, TopicPartition};
 use kafkawire::producer::{DeliveryFuture, Producer, ProducerRecord, TransactionError, TxnState};
@@ -534,4 +536,150 @@ async fn pipelined_batches_of_one_partition_commit() {
     rc.assign(&all_partitions(std::slice::from_ref(&t), 2)).unwrap();
     let got = read(&mut rc, sent, Duration::from_secs(1)).await;
     assert_eq!(got.len(), sent);
+}
+
+/// Calls InitProducerId for `tid` on its coordinator through kafkawire's
+/// connection layer until the coordinator answers with an epoch of at least
+/// `until_epoch` or with a producer id other than the first one it gave.
+/// Each call fences the previous producer and bumps the epoch by one.
+/// Returns every (producer id, epoch) answered, in order.
+async fn bump_epoch_raw(tid: &str, until_epoch: i16, limit: usize) -> Vec<(i64, i16)> {
+    use kafkawire::cluster::CoordinatorType;
+    use kafkawire::protocol::messages::init_producer_id::InitProducerIdRequest;
+    let admin = admin();
+    let cluster = admin.cluster();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut seen: Vec<(i64, i16)> = Vec::new();
+    while seen.len() < limit {
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId x{}: out of time",
+            seen.len()
+        );
+        let (_, conn) = cluster
+            .coordinator(CoordinatorType::Transaction, tid, deadline)
+            .await
+            .expect("transaction coordinator");
+        let req = InitProducerIdRequest {
+            transactional_id: Some(tid.to_string()),
+            transaction_timeout_ms: 60_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            ..Default::default()
+        };
+        let resp = match conn.send(&req).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("InitProducerId: {e}; retrying");
+                cluster.invalidate_coordinator(CoordinatorType::Transaction, tid);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let code = kafkawire::ErrorCode(resp.error_code);
+        if !code.is_ok() {
+            assert!(
+                code.is_retriable(),
+                "InitProducerId #{}: {}",
+                seen.len(),
+                code.name()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        seen.push((resp.producer_id, resp.producer_epoch));
+        if resp.producer_epoch >= until_epoch || resp.producer_id != seen[0].0 {
+            break;
+        }
+    }
+    seen
+}
+
+/// Issue #8: when a transactional id's epoch is exhausted the coordinator
+/// hands out a new producer id, and kafkawire's producer initialises with
+/// it and commits. A first producer commits one record; raw InitProducerId
+/// calls (each bumps the epoch: about 32,760 of them, one at a time) then
+/// take the id to epoch `i16::MAX - 1`, the last the coordinator gives; the
+/// next init, kafkawire's, gets a new producer id at epoch 0 and commits a
+/// transaction a read_committed consumer sees, written under that id.
+///
+/// The InitProducerId calls took 14, 36 and 72 s in three runs on Kafka
+/// 4.4.0 with one broker (the shared 2-core machine's load varied) and 45 s
+/// on 3.9.2: too long to run twice in CI, so the plain run skips it and
+/// `scripts/test.sh` runs it by name on Kafka 4.x only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "14-72 s of InitProducerId calls: scripts/test.sh runs it by name on Kafka 4.x"]
+async fn an_exhausted_transactional_epoch_gets_a_new_producer_id() {
+    let topic = topic("exhaust", 1).await;
+    let tid = unique("exhaust");
+    let commit = |p: Producer, values: Vec<String>| {
+        let topic = topic.clone();
+        async move {
+            p.init_transactions().await.expect("init_transactions");
+            p.begin_transaction().expect("begin");
+            let mut fs = Vec::new();
+            for v in &values {
+                fs.push(
+                    p.send(ProducerRecord::new(&topic).partition(0).value(v))
+                        .await
+                        .expect("send"),
+                );
+            }
+            p.commit_transaction().await.expect("commit");
+            for f in fs {
+                f.await.expect("delivery");
+            }
+            p.close(Duration::from_secs(30)).await.expect("close");
+        }
+    };
+    commit(txn_producer(&tid), vec!["before".to_string()]).await;
+
+    let t0 = Instant::now();
+    let seen = bump_epoch_raw(&tid, i16::MAX - 1, 40_000).await;
+    let took = t0.elapsed();
+    let old_id = seen[0].0;
+    assert!(
+        seen.iter().all(|(id, _)| *id == old_id),
+        "a new id before the epoch ran out: {:?}",
+        seen.last()
+    );
+    assert_eq!(
+        seen.last().unwrap().1,
+        i16::MAX - 1,
+        "InitProducerId stopped short"
+    );
+
+    let after: Vec<String> = (0..10).map(|i| format!("after-{i}")).collect();
+    commit(txn_producer(&tid), after.clone()).await;
+
+    let mut c = consumer(IsolationLevel::ReadCommitted, None);
+    c.assign(&[TopicPartition::new(&topic, 0)]).unwrap();
+    let got: Vec<String> = read(&mut c, 11, Duration::from_secs(1))
+        .await
+        .iter()
+        .map(value)
+        .collect();
+    let want: Vec<String> = std::iter::once("before".to_string()).chain(after).collect();
+    assert_eq!(got, want, "read_committed");
+
+    let log = support::read_all(&support::cluster(), &topic, WAIT)
+        .await
+        .remove(&0)
+        .unwrap();
+    assert_eq!(log.len(), 11, "data records in the log");
+    assert_eq!(
+        log[0].producer.0, old_id,
+        "the first producer wrote under the id the raw calls bumped"
+    );
+    let (new_id, new_epoch) = log[1].producer;
+    assert_ne!(new_id, old_id, "the exhausted id was replaced");
+    assert_eq!(new_epoch, 0, "the new id starts at epoch 0");
+    assert!(
+        log[1..].iter().all(|r| r.producer == (new_id, 0)),
+        "one transaction under the new id"
+    );
+    println!(
+        "transactional epoch exhaustion: {} InitProducerId calls in {took:?}; producer {old_id} -> {new_id} epoch {new_epoch}",
+        seen.len()
+    );
 }

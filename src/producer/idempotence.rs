@@ -177,6 +177,9 @@ pub struct Sequencer {
     /// Retries allowed per batch (`retries`).
     retries: u32,
     partitions: HashMap<TopicPartition, Partition>,
+    /// Base sequence of a partition's first batch under this producer id
+    /// and epoch, instead of 0 (the `test-hooks` feature only).
+    first_sequence: Option<(ProducerIdEpoch, i32)>,
 }
 
 impl Sequencer {
@@ -192,7 +195,16 @@ impl Sequencer {
             max_per_partition: max_per_partition.clamp(1, 5),
             retries,
             partitions: HashMap::new(),
+            first_sequence: None,
         }
+    }
+
+    /// Test only: partitions first used under `producer` start at sequence
+    /// `first` instead of 0 (the broker accepts any first sequence from a
+    /// producer it has no state for). After a bump they start at 0.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn start_sequences_at(&mut self, producer: ProducerIdEpoch, first: i32) {
+        self.first_sequence = Some((producer, first.max(0)));
     }
 
     /// Makes this the sequencer of a transactional producer: the producer
@@ -277,9 +289,13 @@ impl Sequencer {
     pub fn assign(&mut self, tp: &TopicPartition, id: u64, count: i32) -> Stamp {
         let current = self.current.unwrap_or(ProducerIdEpoch::NONE);
         let idempotent = self.idempotent;
+        let first = match self.first_sequence {
+            Some((p, s)) if p == current => s,
+            _ => 0,
+        };
         let p = self.partitions.entry(tp.clone()).or_insert_with(|| Partition {
             producer: current,
-            next_sequence: 0,
+            next_sequence: first,
             last_acked: -1,
             batches: VecDeque::new(),
             needs_rewrite: false,
@@ -1095,6 +1111,22 @@ mod tests {
                 ProducerIdEpoch { id: 2, epoch: 0 },
             ]
         );
+    }
+
+    #[test]
+    fn the_test_hook_start_applies_to_the_first_producer_only() {
+        let now = Instant::now();
+        let mut s = seq();
+        s.start_sequences_at(ProducerIdEpoch { id: 7, epoch: 0 }, i32::MAX - 1);
+        assert_eq!(s.assign(&tp(0), 1, 3).base_sequence, i32::MAX - 1);
+        assert_eq!(s.assign(&tp(0), 2, 1).base_sequence, 1, "wrapped");
+        assert_eq!(s.assign(&tp(1), 3, 1).base_sequence, i32::MAX - 1);
+        // A gap at the head of partition 1: the new epoch starts at 0.
+        s.on_sent(&tp(1), 3, 1);
+        s.on_attempt(&tp(1), 3, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        let rw = s.rewrite_pending();
+        assert_eq!(rw[0].2, Stamp { producer: ProducerIdEpoch { id: 7, epoch: 1 }, base_sequence: 0 });
+        assert_eq!(s.assign(&tp(2), 4, 1).base_sequence, 0, "a partition first used under the new epoch");
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub(crate) mod idempotence;
 pub mod partitioner;
 mod sender;
 mod split;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 mod transactional;
 pub mod txn;
 
@@ -228,6 +230,8 @@ impl Future for DeliveryFuture {
 #[derive(Debug, Clone, Default)]
 pub struct ProducerBuilder {
     cfg: ProducerConfig,
+    #[cfg(feature = "test-hooks")]
+    hooks: test_hooks::TestHooks,
 }
 
 macro_rules! setter {
@@ -356,9 +360,26 @@ impl ProducerBuilder {
         &self.cfg
     }
 
+    /// Test only (cargo feature `test-hooks`): where an idempotent producer
+    /// starts its sequences and epoch; see [`test_hooks::TestHooks`].
+    #[cfg(feature = "test-hooks")]
+    pub fn test_hooks(mut self, hooks: test_hooks::TestHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
     /// Validates the settings and starts the producer (no IO yet). Must be
     /// called inside a Tokio runtime.
     pub fn build(self) -> Result<Producer> {
+        #[cfg(feature = "test-hooks")]
+        {
+            let h = self.hooks;
+            if h.first_sequence < 0 || h.first_epoch.is_some_and(|e| e < 0) {
+                return Err(Error::config("test_hooks", format!("{h:?}: sequence and epoch must not be negative")));
+            }
+            return Producer::start(self.cfg, h);
+        }
+        #[cfg(not(feature = "test-hooks"))]
         Producer::new(self.cfg)
     }
 }
@@ -375,6 +396,8 @@ pub(crate) struct Shared {
     /// Signalled whenever batches finish (for flush and close).
     finished: Notify,
     fatal: Mutex<Option<Error>>,
+    #[cfg(feature = "test-hooks")]
+    hooks: test_hooks::TestHooks,
     /// `fatal` is set (checked per record without locking).
     has_fatal: AtomicBool,
     force_close: AtomicBool,
@@ -474,6 +497,13 @@ impl Producer {
 
     /// Starts a producer with `cfg` (validated first).
     pub fn new(cfg: ProducerConfig) -> Result<Producer> {
+        #[cfg(feature = "test-hooks")]
+        return Producer::start(cfg, test_hooks::TestHooks::default());
+        #[cfg(not(feature = "test-hooks"))]
+        Producer::start(cfg)
+    }
+
+    fn start(cfg: ProducerConfig, #[cfg(feature = "test-hooks")] hooks: test_hooks::TestHooks) -> Result<Producer> {
         cfg.validate()?;
         let cluster = Cluster::new(cfg.client.clone())?;
         let acc = Accumulator::new(AccumulatorConfig {
@@ -494,6 +524,8 @@ impl Producer {
             wake: Notify::new(),
             finished: Notify::new(),
             fatal: Mutex::new(None),
+            #[cfg(feature = "test-hooks")]
+            hooks,
             has_fatal: AtomicBool::new(false),
             force_close: AtomicBool::new(false),
         });

@@ -109,6 +109,9 @@ pub(crate) struct Sender {
     split_origins: HashMap<u64, (usize, usize)>,
     /// Ids for pieces of split batches, above any accumulator id.
     next_piece_id: u64,
+    /// The test hooks are applied (to the first producer id only).
+    #[cfg(feature = "test-hooks")]
+    hooks_applied: bool,
 }
 
 impl Sender {
@@ -137,7 +140,22 @@ impl Sender {
             add_failures: 0,
             split_origins: HashMap::new(),
             next_piece_id: u64::MAX / 2,
+            #[cfg(feature = "test-hooks")]
+            hooks_applied: false,
         }
+    }
+
+    /// Test only: moves the first producer id's epoch and first sequences
+    /// where [`super::test_hooks::TestHooks`] says.
+    #[cfg(feature = "test-hooks")]
+    fn apply_test_hooks(&mut self, p: ProducerIdEpoch) -> ProducerIdEpoch {
+        if std::mem::replace(&mut self.hooks_applied, true) {
+            return p;
+        }
+        let h = self.shared.hooks;
+        let p = ProducerIdEpoch { id: p.id, epoch: h.first_epoch.unwrap_or(p.epoch) };
+        self.seq.start_sequences_at(p, h.first_sequence);
+        p
     }
 
     /// Runs until the producer is closed and everything is finished, or a
@@ -198,6 +216,8 @@ impl Sender {
                 self.init_in_progress = false;
                 match r {
                     Ok(p) => {
+                        #[cfg(feature = "test-hooks")]
+                        let p = self.apply_test_hooks(p);
                         tracing::debug!(producer_id = p.id, epoch = p.epoch, "producer id assigned");
                         self.seq.set_producer(p);
                     }

@@ -22,6 +22,14 @@ pub struct Read {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: Vec<(String, Option<Bytes>)>,
+    /// Producer id and epoch of the record's batch (-1 without idempotence).
+    pub producer: (i64, i16),
+    /// The record's own sequence: its batch's base sequence plus its offset
+    /// delta, wrapping from `i32::MAX` to 0 as the broker counts (-1
+    /// without idempotence).
+    pub sequence: i32,
+    /// Base offset of the record's batch.
+    pub batch_offset: i64,
 }
 
 /// A cluster handle for reading.
@@ -120,6 +128,9 @@ pub async fn read_partition(cluster: &Arc<Cluster>, topic: &str, partition: i32,
                             .iter()
                             .map(|h| (h.key_str().expect("utf-8 header key").to_string(), h.value_bytes()))
                             .collect(),
+                        producer: (batch.producer_id(), batch.producer_epoch()),
+                        sequence: record_sequence(batch.base_sequence(), r.offset - batch.base_offset()),
+                        batch_offset: batch.base_offset(),
                     });
                 }
                 offset = offset.max(batch.next_offset());
@@ -129,4 +140,13 @@ pub async fn read_partition(cluster: &Arc<Cluster>, topic: &str, partition: i32,
             return records;
         }
     }
+}
+
+/// The sequence of the record `delta` offsets into a batch whose base
+/// sequence is `base` (Kafka's arithmetic: after `i32::MAX` comes 0).
+pub fn record_sequence(base: i32, delta: i64) -> i32 {
+    if base < 0 {
+        return base;
+    }
+    ((base as i64 + delta) % (i32::MAX as i64 + 1)) as i32
 }
