@@ -2,6 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::checksum;
 use super::compression::{self, Compression};
 use super::control::ControlKind;
 use super::error::RecordError;
@@ -427,7 +428,7 @@ impl BatchBuilder {
             });
         };
         put(&mut buf, LENGTH_AT, &length.to_be_bytes());
-        let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
+        let crc = checksum::crc32c(&buf[ATTRIBUTES_AT..]);
         put(&mut buf, CRC_AT, &crc.to_be_bytes());
         Ok(buf)
     }
@@ -490,7 +491,7 @@ pub fn set_producer_state(
     put(batch, PRODUCER_ID_AT, &producer_id.to_be_bytes());
     put(batch, PRODUCER_EPOCH_AT, &producer_epoch.to_be_bytes());
     put(batch, BASE_SEQUENCE_AT, &base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(batch.get(ATTRIBUTES_AT..).unwrap_or_default());
+    let crc = checksum::crc32c(batch.get(ATTRIBUTES_AT..).unwrap_or_default());
     put(batch, CRC_AT, &crc.to_be_bytes());
     Ok(())
 }

@@ -463,7 +463,7 @@ fn parse_v2(raw: Bytes, opts: DecodeOptions) -> Result<Batch, RecordError> {
     let base_offset = i64_at(b, BASE_OFFSET_AT).unwrap_or_default();
     let crc = u32_at(b, CRC_AT).unwrap_or_default();
     if opts.check_crcs {
-        let computed = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
+        let computed = super::checksum::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
         if computed != crc {
             return Err(RecordError::CrcMismatch {
                 base_offset,

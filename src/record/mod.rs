@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod checksum;
 pub mod compression;
 mod control;
 mod decode;
@@ -71,6 +72,10 @@ pub use batch::{
     BatchOptions, TimestampType, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_HEADERS,
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
+/// CRC-32C as used by magic 2 batches (same result as the `crc32c` crate,
+/// faster on CPUs with AVX-512 VPCLMULQDQ). Public for the benchmarks.
+#[doc(hidden)]
+pub use checksum::crc32c;
 pub use compression::Compression;
 pub use control::{ControlKind, ControlRecord};
 pub use decode::{

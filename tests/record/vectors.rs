@@ -45,6 +45,7 @@ fn check(v: &Value) -> usize {
     let mut batches = Batches::new(raw);
     let mut n_batches = 0;
     let mut seen = 0;
+    let mut coordinator_epoch = None;
     for (i, batch) in batches.by_ref().enumerate() {
         let batch = batch.unwrap_or_else(|e| panic!("{file}: batch {i}: {e}"));
         let b = batches_want
@@ -133,6 +134,13 @@ fn check(v: &Value) -> usize {
                 (batch.producer_id(), batch.producer_epoch()),
                 "{at}"
             );
+            // The manifest does not carry the coordinator epoch (the capture
+            // tool does not ask the broker for it). A coordinator writes its
+            // own epoch, >= 0, and one capture has one coordinator that
+            // never fails over: every marker of a file has the same one.
+            assert!(c.coordinator_epoch >= 0, "{at}: {c:?}");
+            let first = *coordinator_epoch.get_or_insert(c.coordinator_epoch);
+            assert_eq!(c.coordinator_epoch, first, "{at}: coordinator epoch");
             seen += 1;
             continue;
         }

@@ -23,6 +23,9 @@ pub(super) fn compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordErr
     out.put_slice(XERIAL_MAGIC);
     out.put_i32(1); // version
     out.put_i32(1); // minimum compatible version
+                    // Room for every block's worst case up front: no reallocation mid-way.
+    let blocks = input.len().div_ceil(XERIAL_BLOCK);
+    out.reserve(blocks * (4 + snap::raw::max_compress_len(XERIAL_BLOCK.min(input.len()))));
     let mut enc = snap::raw::Encoder::new();
     for block in input.chunks(XERIAL_BLOCK) {
         let at = out.len();
