@@ -239,15 +239,71 @@ fn zstd_multiple_and_skippable_frames() {
 
 #[test]
 fn zstd_checksum_mismatch_is_an_error() {
+    // Our encoder writes no content checksum (the batch CRC covers the
+    // bytes), so take a frame that has one, as the zstd CLI writes them.
     let data = Lcg(3).text(20_000);
-    let mut f = BytesMut::new();
-    compress(Compression::Zstd, None, &data, &mut f).unwrap();
-    let flags = f[4];
-    if flags & 0x04 != 0 {
-        let n = f.len();
-        f[n - 1] ^= 1;
-        assert!(decompress(Compression::Zstd, &f, MAX).is_err());
+    let opts = rusty_zstd::CompressOptions {
+        level: 3,
+        checksum: true,
+    };
+    let mut f = rusty_zstd::compress_with(&data, opts).unwrap();
+    assert_ne!(f[4] & 0x04, 0, "the frame must carry a checksum");
+    assert_eq!(decompress(Compression::Zstd, &f, MAX).unwrap(), data);
+    let n = f.len();
+    f[n - 1] ^= 1;
+    assert!(decompress(Compression::Zstd, &f, MAX).is_err());
+}
+
+#[test]
+fn zstd_frames_agree_with_libzstd_both_ways() {
+    // libzstd is what the Java client (zstd-jni) and librdkafka write and
+    // read; every level family (negative fast, fast, lazy, optimal) and
+    // sizes around the 128 KiB block.
+    let mut g = Lcg(5);
+    let inputs = [
+        Vec::new(),
+        g.text(1),
+        g.text(100),
+        g.text(131_072),
+        g.text(300_000),
+        g.bytes(70_000),
+        [g.text(50_000), g.bytes(50_000), vec![0; 100_000]].concat(),
+    ];
+    for data in &inputs {
+        for level in [-5, 1, 3, 9, 19] {
+            let theirs = zstd::bulk::compress(data, level).unwrap();
+            assert_eq!(
+                decompress(Compression::Zstd, &theirs, MAX).unwrap(),
+                data[..],
+                "libzstd level {level}, {} bytes",
+                data.len()
+            );
+            let mut ours = BytesMut::new();
+            compress(Compression::Zstd, Some(level), data, &mut ours).unwrap();
+            assert_eq!(
+                zstd::bulk::decompress(&ours, data.len()).unwrap(),
+                data[..],
+                "ours at level {level}, {} bytes",
+                data.len()
+            );
+        }
     }
+}
+
+#[test]
+fn zstd_honours_the_level() {
+    let data = Lcg(4).text(200_000);
+    let size = |level| {
+        let mut f = BytesMut::new();
+        compress(Compression::Zstd, Some(level), &data, &mut f).unwrap();
+        assert_eq!(decompress(Compression::Zstd, &f, MAX).unwrap(), data, "level {level}");
+        f.len()
+    };
+    // Higher levels search harder: level 19 must beat the fastest level.
+    let (fast, strong) = (size(-5), size(19));
+    assert!(strong < fast, "level 19 gave {strong} bytes, level -5 {fast}");
+    // Out-of-range levels are clamped, not an error.
+    size(100);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! All four Kafka codecs are implemented in pure Rust by default:
 //! gzip (`flate2` on `miniz_oxide`), snappy (`snap`), LZ4 (`lz4_flex`
-//! blocks inside our own LZ4 frame reader and writer) and zstd (`ruzstd`).
+//! blocks inside our own LZ4 frame reader and writer) and zstd (`rusty_zstd`).
 //! The `zstd-c` cargo feature switches zstd to the C library for speed.
 //!
 //! Decompression is always bounded: output is produced into one buffer that
@@ -107,8 +107,9 @@ pub(crate) enum Lz4HeaderCheck {
 /// Compresses `input` with `codec` and appends the result to `out`.
 ///
 /// `level` is a codec-specific compression level: gzip 0-9 (default 6, as
-/// the Java client), zstd with the `zstd-c` feature 1-22 (default 3). LZ4,
-/// snappy and the pure-Rust zstd encoder have a single speed and ignore it.
+/// the Java client), zstd -7..=22 (default 3; the `zstd-c` feature accepts
+/// libzstd's wider negative range). LZ4 and snappy have a single speed and
+/// ignore it.
 /// For [`Compression::None`] the input is copied unchanged.
 pub fn compress(
     codec: Compression,
@@ -133,7 +134,7 @@ pub fn compress(
 ///
 /// Invariant: the returned buffer is never longer than `max_output`, and no
 /// allocation larger than `max_output` (plus a codec window bounded by the
-/// format: 4 MiB for LZ4, 128 MiB of reserved address space for zstd) is
+/// format: 4 MiB for LZ4, one 128 KiB block for zstd) is
 /// made, whatever sizes the payload declares. Payloads of a magic 2 batch are
 /// expected (LZ4 header checksum strictly checked). For
 /// [`Compression::None`] the input is copied, subject to the same bound.
@@ -160,6 +161,15 @@ pub(crate) fn decompress_with(
         Compression::Zstd => zstd::decompress(input, &mut out)?,
     }
     Ok(out.into_bytes())
+}
+
+/// Why a decoder driven by [`BoundedOut::append_bounded`] stopped.
+#[cfg_attr(feature = "zstd-c", allow(dead_code))]
+pub(crate) enum AppendError {
+    /// Its output would have crossed the limit.
+    TooLarge,
+    /// Anything else: corrupt input, a checksum mismatch, ...
+    Other(RecordError),
 }
 
 /// An output buffer that refuses to grow beyond a limit.
@@ -316,6 +326,31 @@ impl BoundedOut {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(RecordError::decompression(self.codec, e)),
             }
+        }
+    }
+
+    /// Hands the output so far, as a `Vec`, to a decoder that appends to it
+    /// and enforces the limit itself (it is given the room left); the
+    /// decoder's own "limit crossed" becomes
+    /// [`RecordError::DecompressedTooLarge`]. Output past the limit is an
+    /// error even if the decoder did not say so.
+    #[cfg_attr(feature = "zstd-c", allow(dead_code))]
+    pub(crate) fn append_bounded(
+        &mut self,
+        decode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), AppendError>,
+    ) -> Result<(), RecordError> {
+        self.buf.truncate(self.filled);
+        let room = self.room();
+        let result = decode(&mut self.buf, room);
+        if self.buf.len() > self.max {
+            self.buf.truncate(self.filled);
+            return Err(self.too_large());
+        }
+        self.filled = self.buf.len();
+        match result {
+            Ok(()) => Ok(()),
+            Err(AppendError::TooLarge) => Err(self.too_large()),
+            Err(AppendError::Other(e)) => Err(e),
         }
     }
 

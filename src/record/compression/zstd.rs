@@ -1,8 +1,11 @@
-//! Zstandard. Pure Rust (`ruzstd`) by default; the C library with the
-//! `zstd-c` feature.
+//! Zstandard. Pure Rust (`rusty_zstd`) by default; the C library with the
+//! `zstd-c` feature. Both honour the configured level (default 3, as the
+//! Java client).
 
 use bytes::BytesMut;
 
+#[cfg(not(feature = "zstd-c"))]
+use super::AppendError;
 use super::{BoundedOut, Compression};
 use crate::record::error::RecordError;
 
@@ -11,6 +14,9 @@ use crate::record::error::RecordError;
 /// Memory actually used is bounded by the output limit, not by this.
 const MAX_WINDOW: u64 = 1 << 27;
 
+/// `compression.zstd.level` when unset: libzstd's and the Java client's 3.
+const DEFAULT_LEVEL: i32 = 3;
+
 fn derr(e: impl std::fmt::Display) -> RecordError {
     RecordError::decompression(Compression::Zstd, e)
 }
@@ -18,17 +24,23 @@ fn derr(e: impl std::fmt::Display) -> RecordError {
 #[cfg(not(feature = "zstd-c"))]
 pub(super) fn compress(
     input: &[u8],
-    _level: Option<i32>,
+    level: Option<i32>,
     out: &mut BytesMut,
 ) -> Result<(), RecordError> {
-    use bytes::BufMut;
-    use ruzstd::encoding::{CompressionLevel, FrameCompressor};
-    // ruzstd implements one real level ("Fastest", about zstd level 1);
-    // configured levels are therefore ignored.
-    let mut c = FrameCompressor::new(CompressionLevel::Fastest);
-    c.set_source(input);
-    c.set_drain(out.writer());
-    c.compress();
+    let opts = rusty_zstd::CompressOptions {
+        level: level
+            .unwrap_or(DEFAULT_LEVEL)
+            .clamp(rusty_zstd::MIN_CLEVEL, rusty_zstd::MAX_CLEVEL),
+        // No XXH64 content checksum: the batch CRC-32C already covers the
+        // compressed bytes, and libzstd (the Java client's zstd-jni) writes
+        // none by default either.
+        checksum: false,
+    };
+    let frame = rusty_zstd::compress_with(input, opts).map_err(|e| RecordError::Compression {
+        codec: Compression::Zstd,
+        message: e.to_string(),
+    })?;
+    out.extend_from_slice(&frame);
     Ok(())
 }
 
@@ -39,7 +51,7 @@ pub(super) fn compress(
     out: &mut BytesMut,
 ) -> Result<(), RecordError> {
     use bytes::BufMut;
-    let level = level.unwrap_or(3);
+    let level = level.unwrap_or(DEFAULT_LEVEL);
     let mut w = out.writer();
     zstd::stream::copy_encode(input, &mut w, level).map_err(|e| RecordError::Compression {
         codec: Compression::Zstd,
@@ -49,84 +61,19 @@ pub(super) fn compress(
 
 #[cfg(not(feature = "zstd-c"))]
 pub(super) fn decompress(input: &[u8], out: &mut BoundedOut) -> Result<(), RecordError> {
-    use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
-    use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
-    use std::io::Read;
-
-    let mut dec = FrameDecoder::new();
-    dec.set_max_window_size(MAX_WINDOW);
-    let mut src = input;
-    let mut frames = 0usize;
-    while !src.is_empty() {
-        match dec.reset(&mut src) {
-            Ok(()) => {}
-            Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
-                length,
-                ..
-            })) => {
-                // Skippable frame: its payload carries no data.
-                src = src
-                    .get(length as usize..)
-                    .ok_or_else(|| derr("truncated skippable frame"))?;
-                continue;
-            }
-            Err(e) => return Err(derr(e)),
-        }
-        frames += 1;
-        let declared = dec.content_size();
-        if declared > out.room() as u64 {
-            return Err(out.too_large());
-        }
-        out.size_hint(out.len() + declared as usize);
-        let frame_start = out.len();
-        loop {
-            // Each call decodes at least one block (at most 128 KiB of
-            // output) or fails, so this loop always progresses and the
-            // decoder's buffer never runs far past what we drain.
-            dec.decode_blocks(&mut src, BlockDecodingStrategy::UptoBytes(256 * 1024))
-                .map_err(derr)?;
-            loop {
-                let n = dec.can_collect();
-                if n == 0 {
-                    break;
-                }
-                if n > out.room() {
-                    return Err(out.too_large());
-                }
-                let dst = out.spare(n);
-                let got = dec.read(dst).map_err(derr)?;
-                out.commit(got);
-                if got == 0 {
-                    break;
-                }
-            }
-            if dec.is_finished() {
-                break;
-            }
-        }
-        if dec.can_collect() != 0 {
-            return Err(derr("frame did not drain"));
-        }
-        if let (Some(stored), Some(computed)) =
-            (dec.get_checksum_from_data(), dec.get_calculated_checksum())
-        {
-            if stored != computed {
-                return Err(derr(format!(
-                    "content checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-                )));
-            }
-        }
-        if declared != 0 && (out.len() - frame_start) as u64 != declared {
-            return Err(derr(format!(
-                "frame declares {declared} bytes but holds {}",
-                out.len() - frame_start
-            )));
-        }
-    }
-    if frames == 0 {
-        return Err(derr("no zstd frame"));
-    }
-    Ok(())
+    use rusty_zstd::{decompress_into_with_limit, DecompressOptions, Error};
+    let opts = DecompressOptions {
+        window_max: MAX_WINDOW,
+        force_ignore_checksum: false,
+    };
+    // One call decodes every frame (skippable frames ignored) straight into
+    // the output, refusing a declared content size beyond the limit before
+    // allocating and stopping within one block (128 KiB) past it otherwise.
+    out.append_bounded(|buf, room| match decompress_into_with_limit(buf, input, opts, room) {
+        Ok(_) => Ok(()),
+        Err(Error::ContentSizeTooLarge) => Err(AppendError::TooLarge),
+        Err(e) => Err(AppendError::Other(derr(e))),
+    })
 }
 
 #[cfg(feature = "zstd-c")]
