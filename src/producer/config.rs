@@ -177,7 +177,26 @@ impl ProducerConfig {
         if self.client.request_timeout > Duration::from_millis(i32::MAX as u64) {
             return Err(Error::config("request.timeout.ms", "must fit in 31 bits of milliseconds"));
         }
-        Ok(())
+        self.validate_compression_level()
+    }
+
+    /// The level's range depends on the codec, as in the Java client: gzip
+    /// 1-9 or -1 (its default), zstd libzstd's -131072..=22 (the pure-Rust
+    /// encoder clamps below -7); lz4, snappy and none take no level.
+    fn validate_compression_level(&self) -> Result<()> {
+        let Some(level) = self.compression_level else {
+            return Ok(());
+        };
+        let (field, ok, rule) = match self.compression {
+            Compression::Gzip => ("compression.gzip.level", level == -1 || (1..=9).contains(&level), "must be -1 or 1-9"),
+            Compression::Zstd => ("compression.zstd.level", (-131_072..=22).contains(&level), "must be between -131072 and 22"),
+            c => return Err(Error::config("compression.type", format!("{c} takes no compression level (the level is set to {level})"))),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::config(field, format!("{rule} (got {level})")))
+        }
     }
 }
 
@@ -236,6 +255,26 @@ mod tests {
         c.enable_idempotence = true;
         c.transactional_id = Some(String::new());
         assert!(c.validate().unwrap_err().to_string().contains("transactional.id"));
+    }
+
+    #[test]
+    fn compression_levels_are_checked_per_codec() {
+        let mut c = base();
+        for (codec, good, bad) in [(Compression::Gzip, [-1, 1, 9], 10), (Compression::Zstd, [-5, 3, 22], 23)] {
+            c.compression = codec;
+            for level in good {
+                c.compression_level = Some(level);
+                c.validate().unwrap();
+            }
+            c.compression_level = Some(bad);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("compression.{codec}.level")) && e.contains(&bad.to_string()), "{e}");
+        }
+        c.compression = Compression::Lz4;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("compression.type") && e.contains("lz4"), "{e}");
+        c.compression_level = None;
+        c.validate().unwrap();
     }
 
     #[test]
