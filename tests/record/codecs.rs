@@ -291,6 +291,55 @@ fn zstd_frames_agree_with_libzstd_both_ways() {
 }
 
 #[test]
+fn mutated_zstd_frames_decode_as_libzstd_decodes_them_or_fail() {
+    // Differential: damaged frames (bit flips, random bytes, cuts, inserted
+    // and removed bytes) never panic, stay within the limit, and whenever
+    // both decoders accept one they produce the same bytes.
+    let mut g = Lcg(6);
+    let mut seeds = Vec::new();
+    for level in [-5, 1, 3, 19] {
+        for data in [g.text(3000), g.text(40_000), g.bytes(500)] {
+            seeds.push(zstd::bulk::compress(&data, level).unwrap());
+            let mut ours = BytesMut::new();
+            compress(Compression::Zstd, Some(level), &data, &mut ours).unwrap();
+            seeds.push(ours.to_vec());
+        }
+    }
+    const LIMIT: usize = 1 << 20;
+    let (mut tried, mut both_ok) = (0, 0);
+    for i in 0..4000u64 {
+        let mut f = seeds[(g.next() % seeds.len() as u64) as usize].clone();
+        for _ in 0..1 + g.next() % 4 {
+            if f.is_empty() {
+                break;
+            }
+            let at = (g.next() % f.len() as u64) as usize;
+            match g.next() % 5 {
+                0 => f[at] ^= 1 << (g.next() % 8),
+                1 => f[at] = g.next() as u8,
+                2 => f.truncate(at),
+                3 => f.insert(at, g.next() as u8),
+                _ => {
+                    f.remove(at);
+                }
+            }
+        }
+        let ours = decompress(Compression::Zstd, &f, LIMIT);
+        if let Ok(out) = &ours {
+            assert!(out.len() <= LIMIT);
+        }
+        if let (Ok(out), Ok(theirs)) = (&ours, zstd::bulk::decompress(&f, LIMIT)) {
+            assert_eq!(out[..], theirs[..], "mutation {i}: both decoded, differently");
+            both_ok += 1;
+        }
+        tried += 1;
+    }
+    // Some mutations (e.g. in literals of a checksum-less frame) must still
+    // decode, or the comparison above never ran.
+    assert!(both_ok > 20, "only {both_ok} of {tried} mutated frames decoded in both");
+}
+
+#[test]
 fn zstd_honours_the_level() {
     let data = Lcg(4).text(200_000);
     let size = |level| {
