@@ -50,7 +50,8 @@ KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KA
 copier_rc=${PIPESTATUS[0]}
 [[ $rc -ne 0 ]] || rc=$copier_rc
 # The transaction coordinator's broker SIGKILLed during commit, 100 times
-# (CI runs a few): every transaction wholly committed or wholly aborted.
+# (as scripts/test.sh does): every transaction wholly committed or wholly
+# aborted.
 KAFKAWIRE_BOOTSTRAP=$("$KL" --name "$name" bootstrap) KAFKAWIRE_CLUSTER=$name KAFKAWIRE_KAFKA=4 \
   KAFKAWIRE_TXN_KILLS=${KAFKAWIRE_TXN_KILLS:-100} \
   timeout 3600 \
