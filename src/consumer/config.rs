@@ -141,6 +141,12 @@ pub struct ConsumerConfig {
     /// in-flight fetch may bring. Fetching pauses while the buffer is full.
     /// Default 64 MiB.
     pub fetch_buffer_max_bytes: usize,
+    /// `fetch.max.decompressed.bytes` (kafkawire): largest size one fetched
+    /// batch's records may decompress to. A batch that would exceed it (a
+    /// decompression bomb, or a legitimate batch larger than expected) is
+    /// an error for its partition, raised as soon as the bound is crossed,
+    /// so decompressing never takes more memory than this. Default 256 MiB.
+    pub fetch_max_decompressed_bytes: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -168,6 +174,7 @@ impl Default for ConsumerConfig {
             check_crcs: true,
             client_rack: String::new(),
             fetch_buffer_max_bytes: 64 << 20,
+            fetch_max_decompressed_bytes: 256 << 20,
         }
     }
 }
@@ -228,6 +235,9 @@ impl ConsumerConfig {
         if self.fetch_buffer_max_bytes < 1024 {
             return Err(Error::config("fetch.buffer.max.bytes", "must be at least 1024"));
         }
+        if self.fetch_max_decompressed_bytes < 1024 {
+            return Err(Error::config("fetch.max.decompressed.bytes", "must be at least 1024"));
+        }
         Ok(())
     }
 }
@@ -255,6 +265,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
+        let mut c = valid();
+        c.fetch_max_decompressed_bytes = 100;
+        assert!(c.validate().unwrap_err().to_string().contains("fetch.max.decompressed.bytes"));
         let mut c = valid();
         c.fetch_max_wait = c.client.request_timeout;
         assert!(c.validate().unwrap_err().to_string().contains("fetch.max.wait.ms"));

@@ -48,7 +48,9 @@
 //!   so an open transaction holds its partition until it commits or aborts.
 //! - **Zero copy.** Keys, values and header values are [`Bytes`] slices of
 //!   the fetch response (or of the one buffer a compressed batch was
-//!   decompressed into). Holding a record keeps that buffer alive.
+//!   decompressed into). Holding a record keeps that buffer alive. One
+//!   batch never decompresses to more than `fetch.max.decompressed.bytes`
+//!   (256 MiB by default); a batch over it is a per-partition error.
 //! - **Errors.** An error about one partition (out of range with
 //!   `auto.offset.reset=none`, corrupt data, authorization) is returned
 //!   once by `poll`/the stream; that partition then stops until the
@@ -366,6 +368,10 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
             cfg.fetch_buffer_max_bytes =
                 usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
         }
+        "fetch.max.decompressed.bytes" => {
+            cfg.fetch_max_decompressed_bytes =
+                usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
+        }
         "request.timeout.ms" => cfg.client.request_timeout = ms(value)?,
         "default.api.timeout.ms" => cfg.client.default_api_timeout = ms(value)?,
         "retry.backoff.ms" => cfg.client.retry_backoff = ms(value)?,
@@ -524,8 +530,19 @@ impl Assigned {
     }
 }
 
+/// What a record error means to the user, for the consumer's messages: a
+/// batch over the decompression bound names the setting that raises it.
+pub(crate) fn record_error_summary(e: &crate::record::RecordError) -> &'static str {
+    match e {
+        crate::record::RecordError::DecompressedTooLarge { .. } => {
+            "a batch that decompresses to more than fetch.max.decompressed.bytes (raise it if the batch is genuine)"
+        }
+        _ => "corrupt record data",
+    }
+}
+
 fn corrupt_records(tp: &TopicPartition, pos: i64, e: crate::record::RecordError) -> Error {
-    Error::protocol(format!("corrupt record at or after offset {pos}"))
+    Error::protocol(format!("{} at or after offset {pos}", record_error_summary(&e)))
         .with_source(e)
         .with_api("Fetch")
         .with_partition(tp.topic(), tp.partition())

@@ -4,7 +4,7 @@ use crate::broker::{Broker, TOPIC};
 use bytes::Bytes;
 use kafkawire::admin::Admin;
 use kafkawire::config::ClientConfig;
-use kafkawire::consumer::{Consumer, ConsumerRecord, OffsetReset, TopicPartition};
+use kafkawire::consumer::{Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, TopicPartition};
 use kafkawire::producer::Producer;
 use kafkawire::record::{BatchBuilder, BatchOptions, Compression};
 use kafkawire::{Error, ErrorKind};
@@ -170,6 +170,11 @@ pub fn check_error(e: &Error, context: &dyn std::fmt::Display) {
 
 /// A consumer with short backoffs and timeouts, so faults are retried fast.
 pub fn consumer(broker: &Broker) -> Consumer {
+    consumer_builder(broker).build().expect("consumer")
+}
+
+/// The settings of [`consumer`], to add to.
+pub fn consumer_builder(broker: &Broker) -> ConsumerBuilder {
     Consumer::builder()
         .bootstrap_servers(&broker.addr)
         .auto_offset_reset(OffsetReset::Earliest)
@@ -180,8 +185,6 @@ pub fn consumer(broker: &Broker) -> Consumer {
         .set("reconnect.backoff.max.ms", "5")
         .set("request.timeout.ms", "5000")
         .set("max.partition.fetch.bytes", "2048")
-        .build()
-        .expect("consumer")
 }
 
 /// An admin client with short backoffs and timeouts.

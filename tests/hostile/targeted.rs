@@ -310,6 +310,52 @@ async fn decompression_bombs_are_cut_at_the_bound() {
     eprintln!("peak live heap of this process so far: {} MiB", peak >> 20);
 }
 
+#[tokio::test]
+async fn the_decompressed_size_bound_is_configurable() {
+    // A genuine zstd batch: one record whose 200,000-byte value compresses
+    // to a few dozen bytes.
+    let broker = Broker::start(1).await;
+    let o = Originals::fill(&broker, 1, 3);
+    let end = broker.state().log_end(0);
+    let value = vec![7u8; 200_000];
+    let mut b = BatchBuilder::new(BatchOptions {
+        compression: Compression::Zstd,
+        ..BatchOptions::default()
+    });
+    assert!(b.append(1, None, Some(&value[..]), kafkawire::record::NO_HEADERS));
+    broker.append_raw(0, b.finish().unwrap(), 1);
+
+    // Bounded below the batch: an error for the partition that names the
+    // setting, and nothing delivered.
+    let mut c = consumer_builder(&broker)
+        .set("fetch.max.decompressed.bytes", "65536")
+        .build()
+        .unwrap();
+    c.assign(&[tp(0)]).unwrap();
+    read_exactly(&mut c, &o, 0, 0, end as usize, &"valid prefix").await;
+    let e = hostile_error(&mut c, end).await;
+    let msg = e.to_string();
+    for n in ["fetch.max.decompressed.bytes", "65536 bytes", "zstd"] {
+        assert!(msg.contains(n), "error does not name `{n}`: {msg}");
+    }
+
+    // Raised above it: the record arrives whole.
+    let mut c = consumer_builder(&broker)
+        .set("fetch.max.decompressed.bytes", "262144")
+        .build()
+        .unwrap();
+    c.assign(&[tp(0)]).unwrap();
+    c.seek(&tp(0), end).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let rec = loop {
+        assert!(tokio::time::Instant::now() < deadline, "the record never arrived");
+        if let Some(r) = c.poll(Duration::from_millis(100)).await.unwrap().into_iter().next() {
+            break r;
+        }
+    };
+    assert_eq!((rec.offset, rec.value.as_deref()), (end, Some(&value[..])));
+}
+
 // ---- wire-level faults in encoded responses ---------------------------------
 
 /// Replaces `len` bytes at `at` of the frame with `with` and fixes the size.

@@ -103,6 +103,7 @@ pub(crate) fn spawn(cfg: Arc<ConsumerConfig>, cluster: Arc<Cluster>) -> FetcherH
             limits: DecodeLimits {
                 max_batch_size: (cfg.fetch_max_bytes.max(cfg.max_partition_fetch_bytes) as usize)
                     .max(DecodeLimits::default().max_batch_size),
+                max_decompressed_size: cfg.fetch_max_decompressed_bytes,
                 ..DecodeLimits::default()
             },
         },
