@@ -1049,24 +1049,41 @@ async fn all_brokers_away(modes: &[&str], scenario: &str) {
 
 /// Ends a transaction whose commit failed while the brokers were away:
 /// commit again if the commit timed out, abort if it became abortable.
+/// Each call returns within `max.block.ms`; while the restarted cluster is
+/// still settling (the coordinator answering CONCURRENT_TRANSACTIONS while
+/// it finishes the transaction's markers) that is a retriable timeout, and
+/// the call is made again, as an application would, for up to 120 s.
 async fn finish_interrupted(p: &Producer, name: &str, ledger: &Mutex<Ledger>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
     let bound = Duration::from_secs(120);
-    if p.transaction_state() == Some(TxnState::Committing) {
+    while p.transaction_state() == Some(TxnState::Committing) {
         match bounded("commit_transaction again", bound, p.commit_transaction()).await {
             Ok(()) => {
                 ledger.lock().unwrap().committed(name);
                 return;
             }
-            Err(e) => println!("  {name}: commit again failed: {e}"),
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                println!("  {name}: commit again failed, retrying: {e}")
+            }
+            Err(e) => {
+                println!("  {name}: commit again failed: {e}");
+                break;
+            }
         }
     }
     if matches!(
         p.transaction_state(),
-        Some(TxnState::AbortableError | TxnState::InTransaction)
+        Some(TxnState::AbortableError | TxnState::InTransaction | TxnState::Aborting)
     ) {
-        bounded("abort_transaction", bound, p.abort_transaction())
-            .await
-            .expect("abort after heal");
+        loop {
+            match bounded("abort_transaction", bound, p.abort_transaction()).await {
+                Ok(()) => break,
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    println!("  {name}: abort failed, retrying: {e}")
+                }
+                Err(e) => panic!("abort after heal: {e:?}"),
+            }
+        }
         ledger.lock().unwrap().aborted(name);
     }
 }
