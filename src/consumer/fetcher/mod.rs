@@ -271,7 +271,14 @@ impl Fetcher {
         if missing_leader {
             self.refresh_metadata(now, wake);
         }
-        let nodes = by_node.len().max(1);
+        // The buffer is shared equally among the brokers with partitions to
+        // fetch, counting those whose fetch is already in flight: sized by
+        // the fetchable ones alone, the sources long-polling for caught-up
+        // partitions could reserve the whole buffer between them, and a
+        // lagging partition's broker (last in this order) never got a turn.
+        let in_flight_elsewhere =
+            self.sources.iter().filter(|(node, src)| src.in_flight && !by_node.contains_key(*node)).count();
+        let nodes = (by_node.len() + in_flight_elsewhere).max(1);
         for (node, mut wanted) in by_node {
             let src = self.sources.entry(node).or_insert_with(|| Source {
                 session: FetchSession::new(),
