@@ -286,10 +286,8 @@ fn no_progress(tp: &TopicPartition, offset: i64) -> Error {
 }
 
 fn corrupt(tp: &TopicPartition, offset: i64, e: crate::record::RecordError) -> Error {
-    Error::protocol(format!(
-        "{} at or after offset {offset}; seek past it to continue",
-        crate::consumer::record_error_summary(&e)
-    ))
+    let what = crate::consumer::record_error_summary(&e);
+    Error::protocol(format!("{what} at or after offset {offset}; seek past it to continue"))
         .with_source(e)
         .with_api("Fetch")
         .with_partition(tp.topic(), tp.partition())
