@@ -122,11 +122,11 @@ fn ours_decode(batch: &Bytes) -> usize {
 }
 
 /// Decodes every record and takes key and value as owned `Bytes` (what
-/// the baseline always produces).
+/// the baseline always produces, and what the consumer hands out).
 fn ours_decode_owned(batch: &Bytes) -> usize {
     let mut n = 0;
     for b in Batches::new(batch.clone()) {
-        for r in b.unwrap().records().unwrap() {
+        for r in &b.unwrap().record_set().unwrap() {
             let r = r.unwrap();
             n += r.key_bytes().map_or(0, |k| k.len())
                 + r.value_bytes().map_or(0, |v| v.len())
@@ -216,9 +216,13 @@ criterion_group! {
 /// Interleaved A/B ratios, robust to the load swings of a shared machine:
 /// each round times ours and the baseline back to back (alternating which
 /// goes first) and the table reports the median of the per-round ratios.
-/// Run with `KAFKAWIRE_AB=1 cargo bench --bench record`.
+/// Run with `KAFKAWIRE_AB=1 cargo bench --bench record` (or
+/// `KAFKAWIRE_AB=none,lz4` for some codecs only).
 fn ab_table() {
     use std::time::Instant;
+    // `KAFKAWIRE_AB=none,zstd` limits the table to those codecs.
+    let only = std::env::var("KAFKAWIRE_AB").unwrap_or_default();
+    let only = if only == "1" { String::new() } else { only };
     const ROUNDS: usize = 41;
     fn per_iter(f: &mut dyn FnMut() -> usize, iters: u32) -> f64 {
         let t = Instant::now();
@@ -265,6 +269,9 @@ fn ab_table() {
             )
         };
         for codec in Compression::ALL {
+            if !only.is_empty() && !only.split(',').any(|c| c == codec.to_string()) {
+                continue;
+            }
             let encoded = theirs_encode(&inp, codec);
             let rows: [(&str, (f64, f64, f64)); 3] = [
                 (

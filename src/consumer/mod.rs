@@ -203,15 +203,16 @@ pub struct ConsumerRecord {
     pub leader_epoch: Option<i32>,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
-    /// The decoded record; its headers are read lazily from it.
-    record: Record,
+    /// The decoded record, kept only when it has headers (they are read
+    /// lazily from it); a headerless record costs no extra handle.
+    with_headers: Option<Record>,
 }
 
 impl ConsumerRecord {
     /// The record's headers, in wire order (duplicates kept), read lazily
     /// from the fetched bytes.
     pub fn headers(&self) -> Headers<'_> {
-        self.record.headers()
+        self.with_headers.as_ref().map_or(Headers::EMPTY, Record::headers)
     }
 
     /// The record's partition.
@@ -469,23 +470,27 @@ impl Assigned {
             };
             let pos = self.position.map(|p| p.offset).unwrap_or(i64::MIN);
             if let Some((records, epoch, ts_type)) = &mut cur.records {
-                match records.next() {
-                    Some(Ok(r)) => {
-                        if r.offset < pos {
-                            continue;
-                        }
-                        self.position = Some(Position { offset: r.offset.saturating_add(1), leader_epoch: *epoch });
-                        return Some(Ok(ConsumerRecord {
-                            topic: tp.topic_arc(),
-                            partition: tp.partition(),
-                            offset: r.offset,
-                            timestamp: r.timestamp,
-                            timestamp_type: *ts_type,
-                            leader_epoch: *epoch,
-                            key: r.key_bytes(),
-                            value: r.value_bytes(),
-                            record: r,
-                        }));
+                // Records before the position (the rest of a batch the
+                // position starts inside) are skipped without a handle.
+                let (epoch, ts_type) = (*epoch, *ts_type);
+                let next = records.next_map(|r| {
+                    (r.offset >= pos).then(|| ConsumerRecord {
+                        topic: tp.topic_arc(),
+                        partition: tp.partition(),
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        timestamp_type: ts_type,
+                        leader_epoch: epoch,
+                        key: r.key_bytes(),
+                        value: r.value_bytes(),
+                        with_headers: (!r.headers().is_empty()).then(|| r.to_record()),
+                    })
+                });
+                match next {
+                    Some(Ok(None)) => continue,
+                    Some(Ok(Some(r))) => {
+                        self.position = Some(Position { offset: r.offset.saturating_add(1), leader_epoch: epoch });
+                        return Some(Ok(r));
                     }
                     Some(Err(e)) => {
                         self.cursor = None;

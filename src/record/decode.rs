@@ -785,6 +785,19 @@ pub struct Headers<'a> {
     count: u32,
 }
 
+/// The buffer behind [`Headers::EMPTY`].
+static NO_BYTES: Bytes = Bytes::new();
+
+impl Headers<'static> {
+    /// No headers.
+    pub const EMPTY: Headers<'static> = Headers {
+        parent: &NO_BYTES,
+        base: 0,
+        at: 0,
+        count: 0,
+    };
+}
+
 impl<'a> Headers<'a> {
     /// Number of headers.
     pub fn len(&self) -> usize {
@@ -963,6 +976,30 @@ pub struct Records(RecordsInner);
 enum RecordsInner {
     V2 { payload: Bytes, cursor: V2Cursor },
     Legacy(legacy::LegacyRecords),
+}
+
+impl Records {
+    /// Decodes the next record and hands a borrowed view of it to `f`: like
+    /// [`next`](Iterator::next) without the owned record's reference-count
+    /// increment, for callers that keep only some parts of each record (say
+    /// the key and value as `Bytes`). `None` once the records are done, and
+    /// after the first error, as with `next`.
+    #[inline]
+    pub fn next_map<T>(
+        &mut self,
+        f: impl FnOnce(RecordView<'_>) -> T,
+    ) -> Option<Result<T, RecordError>> {
+        match &mut self.0 {
+            RecordsInner::V2 { payload, cursor } => {
+                let payload: &Bytes = payload;
+                cursor
+                    .next(payload)
+                    .map(|r| r.map(|fields| f(RecordView::new(payload, fields))))
+            }
+            // Legacy records are owned already; rare enough not to matter.
+            RecordsInner::Legacy(r) => r.next().map(|r| r.map(|rec| f(rec.view()))),
+        }
+    }
 }
 
 impl Iterator for Records {

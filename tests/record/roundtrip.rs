@@ -239,6 +239,60 @@ fn compressed_values_share_one_decompressed_buffer() {
 }
 
 #[test]
+fn next_map_sees_what_next_sees() {
+    for (name, recs) in shapes() {
+        for codec in Compression::ALL {
+            let batch = build(opts(codec), &recs);
+            let b = Batches::new(batch).next().unwrap().unwrap();
+            let owned: Vec<(i64, Rec)> = b
+                .records()
+                .unwrap()
+                .map(|r| r.unwrap())
+                .map(|r| (r.offset, Rec::from_record(&r)))
+                .collect();
+            let mut records = b.records().unwrap();
+            let mut mapped = vec![];
+            while let Some(r) = records.next_map(|v| (v.offset, Rec::from_record(&v.to_record()))) {
+                mapped.push(r.unwrap());
+            }
+            assert_eq!(mapped, owned, "{name}/{codec}");
+            assert_eq!(owned.len(), recs.len(), "{name}/{codec}");
+        }
+    }
+    assert!(Headers::EMPTY.is_empty());
+    assert_eq!(Headers::EMPTY.iter().count(), 0);
+}
+
+#[test]
+fn next_map_stops_after_the_first_error() {
+    let recs: Vec<Rec> = (0..3).map(|i| Rec::kv(i, None, Some(b"abc"))).collect();
+    let batch = build(opts(Compression::None), &recs);
+    // Cut the last record's value short by one byte (batch length and CRC
+    // left alone; CRC checking off) so that only the third record is bad.
+    let mut bytes = batch.to_vec();
+    bytes.pop();
+    let len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) - 1;
+    bytes[8..12].copy_from_slice(&len.to_be_bytes());
+    let opts = DecodeOptions {
+        check_crcs: false,
+        ..DecodeOptions::default()
+    };
+    let b = Batches::with_options(Bytes::from(bytes), opts)
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut records = b.records().unwrap();
+    let mut results = vec![];
+    while let Some(r) = records.next_map(|v| v.offset) {
+        results.push(r);
+    }
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results[0].as_ref().ok(), Some(&0));
+    assert_eq!(results[1].as_ref().ok(), Some(&1));
+    assert!(results[2].is_err(), "{results:?}");
+}
+
+#[test]
 fn headers_api() {
     let r = Rec {
         ts: 0,
