@@ -614,26 +614,25 @@ impl Sender {
                 }
             }
             for (tp, b) in drained {
-                let QueuedBatch { id, builder, created, completion, reserved, .. } = b;
+                let QueuedBatch { id, mut builder, created, completion, reserved, .. } = b;
                 let count = builder.record_count() as i32;
-                let sealed = builder.finish_mut();
-                let mut bytes = match sealed {
+                // Stamped before sealing, so the batch is checksummed once.
+                let stamp = self.seq.assign(&tp, id, count);
+                if stamp.producer != ProducerIdEpoch::NONE {
+                    let (pid, epoch) = (stamp.producer.id, stamp.producer.epoch);
+                    builder.set_producer_state(pid, epoch, stamp.base_sequence, self.shared.txn.is_some());
+                }
+                let bytes = match builder.finish_mut() {
                     Ok(b) => b,
                     Err(e) => {
                         let e = Error::new(ErrorKind::IllegalState, format!("could not seal the batch: {e}"))
                             .with_partition(&*tp.topic, tp.partition);
+                        self.seq.remove(&tp, id);
                         completion.complete(Err(e));
                         self.shared.release(id, reserved);
                         continue;
                     }
                 };
-                let stamp = self.seq.assign(&tp, id, count);
-                if let Err(e) = self.stamp(&mut bytes, stamp) {
-                    self.seq.remove(&tp, id);
-                    completion.complete(Err(e));
-                    self.shared.release(id, reserved);
-                    continue;
-                }
                 let batch = SenderBatch { tp: tp.clone(), payload: bytes.freeze(), created, completion, reserved, origin: id, first: 0, expired: false };
                 self.batches.insert(id, batch);
                 chosen.push((tp, id));

@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::checksum;
+use super::checksum::{self, DeferredPrefixCrc, CHUNK};
 use super::compression::{self, Compression};
 use super::control::ControlKind;
 use super::error::RecordError;
@@ -129,6 +129,9 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// CRC-32C of the records written so far, absorbed chunk by chunk
+    /// while they are in cache (uncompressed batches only).
+    crc: DeferredPrefixCrc,
 }
 
 /// Appends an unsigned LEB128 varint. `push` on a vector whose capacity
@@ -182,12 +185,31 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: 0,
             max_timestamp: NO_TIMESTAMP,
+            crc: DeferredPrefixCrc::default(),
         }
     }
 
     /// The options the batch was started with.
     pub fn options(&self) -> &BatchOptions {
         &self.opts
+    }
+
+    /// Sets the producer id, producer epoch and base sequence that
+    /// [`finish`](Self::finish) writes, and marks the batch transactional if
+    /// asked: for a producer that learns them only when the batch leaves
+    /// its queue, so that the batch is sealed (and checksummed) once rather
+    /// than sealed and then re-stamped with [`set_producer_state`].
+    pub fn set_producer_state(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        transactional: bool,
+    ) {
+        self.opts.producer_id = producer_id;
+        self.opts.producer_epoch = producer_epoch;
+        self.opts.base_sequence = base_sequence;
+        self.opts.transactional |= transactional;
     }
 
     /// Number of records appended.
@@ -351,6 +373,11 @@ impl BatchBuilder {
             self.max_timestamp = timestamp;
         }
         self.count += 1;
+        if self.opts.compression == Compression::None
+            && self.buf.len() - BATCH_HEADER_LEN - self.crc.absorbed() >= CHUNK
+        {
+            self.crc.absorb(&self.buf[BATCH_HEADER_LEN..]);
+        }
         true
     }
 
@@ -383,6 +410,7 @@ impl BatchBuilder {
             count,
             base_timestamp,
             max_timestamp,
+            crc,
         } = self;
         let mut attributes = opts.compression.id() as i16;
         if opts.timestamp_type == TimestampType::LogAppendTime {
@@ -428,7 +456,14 @@ impl BatchBuilder {
             });
         };
         put(&mut buf, LENGTH_AT, &length.to_be_bytes());
-        let crc = checksum::crc32c(&buf[ATTRIBUTES_AT..]);
+        let crc = if opts.compression == Compression::None {
+            // The records were absorbed as they were appended; only the
+            // header (and the records' tail) remain.
+            let (header, records) = buf.split_at(BATCH_HEADER_LEN);
+            crc.finish(&header[ATTRIBUTES_AT..], records)
+        } else {
+            checksum::crc32c(&buf[ATTRIBUTES_AT..])
+        };
         put(&mut buf, CRC_AT, &crc.to_be_bytes());
         Ok(buf)
     }

@@ -11,6 +11,13 @@
 //! records (and of verifying one on decode); 512-bit carry-less multiplies
 //! fold four times as many bytes per cycle.
 //!
+//! An uncompressed batch's records are checksummed while it is built, in
+//! 4 KiB chunks still in cache ([`DeferredPrefixCrc`]); its header, known
+//! only when it is sealed, is joined in then by one polynomial
+//! multiplication, since the register after `header ++ records` is the
+//! register after the records from zero, xor the register after the header
+//! multiplied by `x^(8 * records length)`.
+//!
 //! This module is the crate's only `unsafe` code: `std::arch` intrinsics,
 //! called only after the CPU features they need were detected.
 //!
@@ -36,13 +43,119 @@ pub(crate) const FOLD_MIN: usize = 512;
 /// CRC-32C of `data` (initial value 0, as in the batch header).
 #[inline]
 pub fn crc32c(data: &[u8]) -> u32 {
+    !register_after(!0, data)
+}
+
+/// The CRC-32C register after `data`, starting from register `reg`, without
+/// the final inversion: `crc32c(d) == !register_after(!0, d)`, and
+/// `register_after(register_after(r, a), b) == register_after(r, a ++ b)`.
+#[inline]
+pub(crate) fn register_after(reg: u32, data: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if data.len() >= FOLD_MIN && x86::available() {
-            return x86::crc32c_fold(data);
+            return x86::register_after_fold(reg, data);
         }
     }
-    crc32c::crc32c(data)
+    !crc32c::crc32c_append(!reg, data)
+}
+
+/// The CRC polynomial's low 32 bits, bit-reflected (bit 31 is `x^0`).
+const POLY_REFLECTED: u32 = 0x82F6_3B78;
+
+/// `a * b mod P` for two bit-reflected polynomials (bit 31 is `x^0`, bit 0
+/// is `x^31`): shift-and-add over the bits of `a`.
+const fn mul_mod(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut bit = 0;
+    while bit < 32 {
+        if a & (1 << (31 - bit)) != 0 {
+            product ^= b;
+        }
+        // b *= x
+        b = if b & 1 != 0 { (b >> 1) ^ POLY_REFLECTED } else { b >> 1 };
+        bit += 1;
+    }
+    product
+}
+
+/// `x^(8 * bytes) mod P`, bit-reflected: advancing a register over `bytes`
+/// zero bytes multiplies it by this.
+const fn zeros_operator(bytes: u64) -> u32 {
+    // Square-and-multiply on x^8.
+    let mut result: u32 = 1 << 31; // x^0
+    let mut square: u32 = 1 << (31 - 8); // x^8
+    let mut n = bytes;
+    while n != 0 {
+        if n & 1 != 0 {
+            result = mul_mod(result, square);
+        }
+        square = mul_mod(square, square);
+        n >>= 1;
+    }
+    result
+}
+
+/// Chunk size of [`DeferredPrefixCrc`]: small enough that a chunk just
+/// written is still in the L1 cache when it is checksummed.
+pub(crate) const CHUNK: usize = 4 * 1024;
+
+/// Chunks [`DeferredPrefixCrc`] absorbs as they complete (1 MiB); the
+/// rest of a larger body is checksummed at the end.
+const MAX_CHUNKS: usize = 256;
+
+/// `CHUNK_SHIFTS[k]` advances a register over `k` chunks of zeros.
+const CHUNK_SHIFTS: [u32; MAX_CHUNKS + 1] = {
+    let one_chunk = zeros_operator(CHUNK as u64);
+    let mut t = [0u32; MAX_CHUNKS + 1];
+    t[0] = 1 << 31;
+    let mut k = 1;
+    while k <= MAX_CHUNKS {
+        t[k] = mul_mod(t[k - 1], one_chunk);
+        k += 1;
+    }
+    t
+};
+
+/// CRC-32C of `prefix ++ body` where the body is written first and the
+/// (short) prefix last, as with a record batch whose header depends on its
+/// records: the body is checksummed chunk by chunk while it is still in
+/// cache, and the prefix joined in at the end by one multiplication.
+///
+/// Invariant: `reg` is the register after `body[..chunks * CHUNK]` starting
+/// from register 0, and that part of the body never changes afterwards.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DeferredPrefixCrc {
+    reg: u32,
+    chunks: usize,
+}
+
+impl DeferredPrefixCrc {
+    /// Bytes of the body absorbed so far.
+    #[inline]
+    pub(crate) fn absorbed(&self) -> usize {
+        self.chunks * CHUNK
+    }
+
+    /// Absorbs every complete chunk of `body` not absorbed yet. `body` is
+    /// the whole body so far; what was absorbed before must be unchanged.
+    #[inline]
+    pub(crate) fn absorb(&mut self, body: &[u8]) {
+        while self.chunks < MAX_CHUNKS && body.len() - self.absorbed() >= CHUNK {
+            let at = self.absorbed();
+            self.reg = register_after(self.reg, &body[at..at + CHUNK]);
+            self.chunks += 1;
+        }
+    }
+
+    /// CRC-32C of `prefix ++ body`.
+    pub(crate) fn finish(&self, prefix: &[u8], body: &[u8]) -> u32 {
+        // register(!0, prefix ++ chunks) = register(0, chunks)
+        //   ^ register(!0, prefix) * x^(8 * chunk bytes), by linearity.
+        let after_prefix = register_after(!0, prefix);
+        let reg = self.reg ^ mul_mod(after_prefix, CHUNK_SHIFTS[self.chunks]);
+        !register_after(reg, body.get(self.absorbed()..).unwrap_or_default())
+    }
 }
 
 /// The CRC-32C polynomial in normal form, `x^32` included.
@@ -97,17 +210,24 @@ mod x86 {
             && is_x86_feature_detected!("sse4.2")
     }
 
-    /// CRC-32C of `data`, which must be at least 256 bytes long; the CPU
-    /// must have the features [`available`] checks.
-    pub(super) fn crc32c_fold(data: &[u8]) -> u32 {
+    /// The register after `data` starting from `reg` (see
+    /// [`super::register_after`]); `data` must be at least 256 bytes long
+    /// and the CPU must have the features [`available`] checks.
+    pub(super) fn register_after_fold(reg: u32, data: &[u8]) -> u32 {
         debug_assert!(data.len() >= 256 && available());
         // SAFETY: the caller checked `available()`, so every target feature
         // `fold` enables is present.
-        unsafe { fold(data) }
+        unsafe { fold(reg, data) }
+    }
+
+    /// CRC-32C of `data`, under the same conditions.
+    #[cfg(test)]
+    pub(super) fn crc32c_fold(data: &[u8]) -> u32 {
+        !register_after_fold(!0, data)
     }
 
     #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq,sse4.2,sse4.1")]
-    unsafe fn fold(data: &[u8]) -> u32 {
+    unsafe fn fold(reg: u32, data: &[u8]) -> u32 {
         let blocks = data.len() / 256;
         let ptr = data.as_ptr();
         // SAFETY (all loads below): `i * 256 + 64 * j + 64 <= blocks * 256
@@ -118,8 +238,8 @@ mod x86 {
             };
         }
         let k256 = _mm512_broadcast_i32x4(_mm_set_epi64x(K256.1 as i64, K256.0 as i64));
-        // The initial register (all ones) xored into the first 4 bytes.
-        let mut x0 = _mm512_xor_si512(load!(0), _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, 0xFFFF_FFFF));
+        // The initial register xored into the first 4 bytes.
+        let mut x0 = _mm512_xor_si512(load!(0), _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, reg as i64));
         let mut x1 = load!(64);
         let mut x2 = load!(128);
         let mut x3 = load!(192);
@@ -149,7 +269,7 @@ mod x86 {
         let hi = _mm_extract_epi64::<1>(r) as u64;
         let reg = _mm_crc32_u64(_mm_crc32_u64(0, lo), hi) as u32;
         // `crc32c_append` takes and returns the inverted register.
-        crc32c::crc32c_append(!reg, &data[blocks * 256..])
+        !crc32c::crc32c_append(!reg, &data[blocks * 256..])
     }
 
     /// `acc` folded forward by the distance `k` was built for, xored with
@@ -224,6 +344,80 @@ mod tests {
             assert_ne!(crc32c(&data), good, "bit {bit}");
             assert_eq!(crc32c(&data), crc32c::crc32c(&data), "bit {bit}");
             data[bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+
+    #[test]
+    fn register_after_continues_across_splits() {
+        let data = bytes(20_000, 5);
+        for split in [0, 1, 4, 255, 256, 511, 512, 8192, 12_345, 20_000] {
+            for start in [!0u32, 0, 0x1234_5678] {
+                let (a, b) = data.split_at(split);
+                assert_eq!(
+                    register_after(register_after(start, a), b),
+                    register_after(start, &data),
+                    "split {split} start {start:#x}"
+                );
+            }
+        }
+        // The portable path agrees with the folding one for a non-trivial
+        // starting register.
+        let portable = !crc32c::crc32c_append(!0x1234_5678, &data);
+        assert_eq!(register_after(0x1234_5678, &data), portable);
+    }
+
+    #[test]
+    fn zeros_operator_advances_over_zero_bytes() {
+        for n in [0usize, 1, 3, 8, 100, 4096, CHUNK, 3 * CHUNK + 7] {
+            let zeros = vec![0u8; n];
+            for reg in [1u32, 0x8000_0000, 0xDEAD_BEEF, !0] {
+                assert_eq!(
+                    mul_mod(reg, zeros_operator(n as u64)),
+                    register_after(reg, &zeros),
+                    "{n} zero bytes from {reg:#x}"
+                );
+            }
+        }
+        for k in [0, 1, 2, 77, MAX_CHUNKS] {
+            assert_eq!(CHUNK_SHIFTS[k], zeros_operator((k * CHUNK) as u64), "{k} chunks");
+        }
+    }
+
+    #[test]
+    fn deferred_prefix_crc_equals_the_crc_of_the_whole() {
+        let data = bytes(MAX_CHUNKS * CHUNK + 3 * CHUNK + 99, 9);
+        let prefix = &bytes(40, 1)[..];
+        let lens = [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            5 * CHUNK + 17,
+            MAX_CHUNKS * CHUNK,
+            data.len(),
+        ];
+        for len in lens {
+            let body = &data[..len];
+            // Absorbed in irregular steps, as records of varying sizes are
+            // appended, and all at once.
+            let mut stepped = DeferredPrefixCrc::default();
+            let mut at = 0;
+            let mut step = 1;
+            while at < len {
+                at = (at + step).min(len);
+                stepped.absorb(&body[..at]);
+                step = step * 3 % 10_007 + 1;
+            }
+            let mut whole = DeferredPrefixCrc::default();
+            whole.absorb(body);
+            let mut joined = prefix.to_vec();
+            joined.extend_from_slice(body);
+            let expected = crc32c::crc32c(&joined);
+            assert_eq!(stepped.finish(prefix, body), expected, "len {len}, stepped");
+            assert_eq!(whole.finish(prefix, body), expected, "len {len}, whole");
+            assert_eq!(DeferredPrefixCrc::default().finish(prefix, body), expected);
+            assert_eq!(whole.absorbed(), (len / CHUNK).min(MAX_CHUNKS) * CHUNK);
         }
     }
 

@@ -561,3 +561,78 @@ fn borrowed_views_match_owned_records() {
         }
     }
 }
+
+/// Uncompressed batches checksum their records in 8 KiB chunks as they are
+/// appended and join the header in at the end: every size around and past
+/// the chunk boundaries (and past the 1 MiB the chunks cover) must give the
+/// CRC-32C of the whole, with records straddling chunk boundaries.
+#[test]
+fn large_uncompressed_batches_carry_the_crc_of_the_whole() {
+    let mut lcg = 17u64;
+    let mut next = move || {
+        lcg = lcg
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lcg >> 33
+    };
+    for target in [8 * 1024 - 80, 8 * 1024 + 5, 3 * 8 * 1024 + 1000, 300_000, 1_200_000] {
+        let mut recs = vec![];
+        let mut size = 0;
+        while size < target {
+            let len = (next() % 3000) as usize;
+            let value: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            size += len + 8;
+            recs.push(Rec {
+                ts: 1_000 + recs.len() as i64,
+                key: Some(b"k".to_vec()),
+                value: Some(value),
+                headers: vec![("h".into(), Some(vec![1, 2, 3]))],
+            });
+        }
+        let batch = build(opts(Compression::None), &recs);
+        let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+        assert_eq!(stored, crc32c::crc32c(&batch[21..]), "target {target}");
+        assert_eq!(decode_recs(batch), recs, "target {target}");
+    }
+    // One record larger than the whole chunked range, alone in its batch.
+    let huge = Rec::kv(5, None, Some(&vec![7u8; 1 << 21]));
+    let batch = build(opts(Compression::None), std::slice::from_ref(&huge));
+    assert_eq!(u32::from_be_bytes(batch[17..21].try_into().unwrap()), crc32c::crc32c(&batch[21..]));
+    assert_eq!(decode_recs(batch), [huge]);
+}
+
+/// A recycled buffer starts a fresh checksum.
+#[test]
+fn reused_large_buffer_builds_the_same_batch() {
+    let value = vec![9u8; 40_000];
+    let first = build(opts(Compression::None), &[Rec::kv(1, None, Some(&value))]);
+    let mut b = BatchBuilder::with_buffer(opts(Compression::None), first.to_vec());
+    assert!(b.append(1, None, Some(&value), NO_HEADERS));
+    assert_eq!(b.finish().unwrap(), first);
+}
+
+/// Stamping the builder before sealing gives the same bytes as stamping
+/// the sealed batch, for every codec, transactional or not.
+#[test]
+fn builder_stamp_equals_stamping_the_sealed_batch() {
+    let recs: Vec<Rec> = (0..400)
+        .map(|i| Rec::kv(i, Some(b"key"), Some(&[i as u8; 100])))
+        .collect();
+    for codec in Compression::ALL {
+        for transactional in [false, true] {
+            let mut stamped_after = build(opts(codec), &recs).to_vec();
+            if transactional {
+                set_transactional_producer_state(&mut stamped_after, 4242, 7, 1_000).unwrap();
+            } else {
+                set_producer_state(&mut stamped_after, 4242, 7, 1_000).unwrap();
+            }
+            let mut b = BatchBuilder::new(opts(codec));
+            for r in &recs {
+                assert!(b.append(r.ts, r.key.as_deref(), r.value.as_deref(), NO_HEADERS));
+            }
+            b.set_producer_state(4242, 7, 1_000, transactional);
+            let stamped_before = b.finish().unwrap();
+            assert_eq!(&stamped_before[..], &stamped_after[..], "{codec} transactional {transactional}");
+        }
+    }
+}
