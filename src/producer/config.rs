@@ -54,9 +54,17 @@ pub struct ProducerConfig {
     pub max_block: Duration,
     /// `compression.type` (default none).
     pub compression: Compression,
-    /// `compression.gzip.level` / `compression.zstd.level`; `None` for the
-    /// codec's default.
-    pub compression_level: Option<i32>,
+    /// `compression.gzip.level`: -1 (the default, zlib's level 6) or 1-9;
+    /// used when `compression.type` is gzip.
+    pub compression_gzip_level: Option<i32>,
+    /// `compression.lz4.level`: 1-17 (Java's default 9). Accepted and
+    /// checked so that Java configurations carry over, but it does not
+    /// change the output: the pure-Rust LZ4 encoder has a single level.
+    pub compression_lz4_level: Option<i32>,
+    /// `compression.zstd.level`: -131072..=22 (default 3; the pure-Rust
+    /// encoder treats levels below -7 as -7); used when `compression.type`
+    /// is zstd.
+    pub compression_zstd_level: Option<i32>,
     /// `max.request.size`: largest Produce request, and so largest record
     /// (default 1 MiB).
     pub max_request_size: usize,
@@ -94,7 +102,9 @@ impl Default for ProducerConfig {
             buffer_memory: 32 * 1024 * 1024,
             max_block: Duration::from_millis(60_000),
             compression: Compression::None,
-            compression_level: None,
+            compression_gzip_level: None,
+            compression_lz4_level: None,
+            compression_zstd_level: None,
             max_request_size: 1024 * 1024,
             delivery_timeout: Duration::from_millis(120_000),
             retries: i32::MAX as u32,
@@ -177,26 +187,37 @@ impl ProducerConfig {
         if self.client.request_timeout > Duration::from_millis(i32::MAX as u64) {
             return Err(Error::config("request.timeout.ms", "must fit in 31 bits of milliseconds"));
         }
-        self.validate_compression_level()
+        self.validate_compression_levels()
     }
 
-    /// The level's range depends on the codec, as in the Java client: gzip
-    /// 1-9 or -1 (its default), zstd libzstd's -131072..=22 (the pure-Rust
-    /// encoder clamps below -7); lz4, snappy and none take no level.
-    fn validate_compression_level(&self) -> Result<()> {
-        let Some(level) = self.compression_level else {
-            return Ok(());
-        };
-        let (field, ok, rule) = match self.compression {
-            Compression::Gzip => ("compression.gzip.level", level == -1 || (1..=9).contains(&level), "must be -1 or 1-9"),
-            Compression::Zstd => ("compression.zstd.level", (-131_072..=22).contains(&level), "must be between -131072 and 22"),
-            c => return Err(Error::config("compression.type", format!("{c} takes no compression level (the level is set to {level})"))),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::config(field, format!("{rule} (got {level})")))
+    /// The level the batches of `compression.type` are compressed at
+    /// (`None`: the codec's default), as in the Java client: each codec
+    /// reads its own `compression.<codec>.level`.
+    pub fn compression_level(&self) -> Option<i32> {
+        match self.compression {
+            Compression::Gzip => self.compression_gzip_level,
+            Compression::Zstd => self.compression_zstd_level,
+            _ => None,
         }
+    }
+
+    /// Each level is checked against its codec's range, whatever
+    /// `compression.type` is (as Java validates every setting).
+    fn validate_compression_levels(&self) -> Result<()> {
+        let checks = [
+            ("compression.gzip.level", self.compression_gzip_level, -1..=9, "must be -1 or 1-9"),
+            ("compression.lz4.level", self.compression_lz4_level, 1..=17, "must be 1-17"),
+            ("compression.zstd.level", self.compression_zstd_level, -131_072..=22, "must be between -131072 and 22"),
+        ];
+        for (field, level, range, rule) in checks {
+            match level {
+                Some(l) if !range.contains(&l) || (field == "compression.gzip.level" && l == 0) => {
+                    return Err(Error::config(field, format!("{rule} (got {l})")));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -259,22 +280,65 @@ mod tests {
 
     #[test]
     fn compression_levels_are_checked_per_codec() {
-        let mut c = base();
-        for (codec, good, bad) in [(Compression::Gzip, [-1, 1, 9], 10), (Compression::Zstd, [-5, 3, 22], 23)] {
-            c.compression = codec;
+        type Field = fn(&mut ProducerConfig) -> &mut Option<i32>;
+        let fields: [(&str, Field, [i32; 3], [i32; 2]); 3] = [
+            ("gzip", |c| &mut c.compression_gzip_level, [-1, 1, 9], [0, 10]),
+            ("lz4", |c| &mut c.compression_lz4_level, [1, 9, 17], [0, 18]),
+            ("zstd", |c| &mut c.compression_zstd_level, [-131_072, 3, 22], [-131_073, 23]),
+        ];
+        for (codec, field, good, bad) in fields {
+            // Checked whatever the codec in use, as Java does.
+            let mut c = base();
             for level in good {
-                c.compression_level = Some(level);
+                *field(&mut c) = Some(level);
                 c.validate().unwrap();
             }
-            c.compression_level = Some(bad);
-            let e = c.validate().unwrap_err().to_string();
-            assert!(e.contains(&format!("compression.{codec}.level")) && e.contains(&bad.to_string()), "{e}");
+            for level in bad {
+                *field(&mut c) = Some(level);
+                let e = c.validate().unwrap_err().to_string();
+                assert!(e.contains(&format!("compression.{codec}.level")) && e.contains(&level.to_string()), "{e}");
+            }
         }
-        c.compression = Compression::Lz4;
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("compression.type") && e.contains("lz4"), "{e}");
-        c.compression_level = None;
-        c.validate().unwrap();
+    }
+
+    #[test]
+    fn java_level_keys_are_accepted_by_set() {
+        let b = crate::producer::Producer::builder()
+            .set("compression.type", "zstd")
+            .and_then(|b| b.set("compression.gzip.level", "4"))
+            .and_then(|b| b.set("compression.lz4.level", "9"))
+            .and_then(|b| b.set("compression.zstd.level", " -2 "))
+            .unwrap();
+        let c = b.config();
+        assert_eq!(
+            (c.compression_gzip_level, c.compression_lz4_level, c.compression_zstd_level),
+            (Some(4), Some(9), Some(-2))
+        );
+        assert_eq!(c.compression_level(), Some(-2));
+        let e = crate::producer::Producer::builder()
+            .set("compression.zstd.level", "fast")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("compression.zstd.level") && e.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn each_codec_reads_its_own_level() {
+        let mut c = base();
+        c.compression_gzip_level = Some(9);
+        c.compression_lz4_level = Some(12);
+        c.compression_zstd_level = Some(-3);
+        let expect = [
+            (Compression::None, None),
+            (Compression::Gzip, Some(9)),
+            (Compression::Snappy, None),
+            (Compression::Lz4, None),
+            (Compression::Zstd, Some(-3)),
+        ];
+        for (codec, level) in expect {
+            c.compression = codec;
+            assert_eq!(c.compression_level(), level, "{codec}");
+        }
     }
 
     #[test]

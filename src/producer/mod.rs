@@ -267,8 +267,22 @@ impl ProducerBuilder {
         max_block: Duration => max_block);
     setter!(/// `compression.type` (default none).
         compression: Compression => compression);
-    setter!(/// `compression.<codec>.level` (default: the codec's).
-        compression_level: Option<i32> => compression_level);
+    /// `compression.gzip.level` (-1 or 1-9, default -1: zlib's 6).
+    pub fn compression_gzip_level(mut self, level: i32) -> Self {
+        self.cfg.compression_gzip_level = Some(level);
+        self
+    }
+    /// `compression.lz4.level` (1-17): checked, but no effect on the output
+    /// (the pure-Rust LZ4 encoder has one level).
+    pub fn compression_lz4_level(mut self, level: i32) -> Self {
+        self.cfg.compression_lz4_level = Some(level);
+        self
+    }
+    /// `compression.zstd.level` (-131072..=22, default 3).
+    pub fn compression_zstd_level(mut self, level: i32) -> Self {
+        self.cfg.compression_zstd_level = Some(level);
+        self
+    }
     setter!(/// `max.request.size` in bytes (default 1 MiB).
         max_request_size: usize => max_request_size);
     setter!(/// `request.timeout.ms` (default 30 s).
@@ -312,6 +326,7 @@ impl ProducerBuilder {
         let ms = || value.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| bad("expected milliseconds"));
         let num = || value.trim().parse::<usize>().map_err(|_| bad("expected a non-negative integer"));
         let flag = || value.trim().parse::<bool>().map_err(|_| bad("expected true or false"));
+        let level = || value.trim().parse::<i32>().map_err(|_| bad("expected an integer"));
         let c = &mut self.cfg;
         match key {
             "bootstrap.servers" => c.client.set_bootstrap_servers(value),
@@ -334,6 +349,9 @@ impl ProducerBuilder {
                     .find(|k| k.name() == value.trim())
                     .ok_or_else(|| bad("expected none, gzip, snappy, lz4 or zstd"))?
             }
+            "compression.gzip.level" => c.compression_gzip_level = Some(level()?),
+            "compression.lz4.level" => c.compression_lz4_level = Some(level()?),
+            "compression.zstd.level" => c.compression_zstd_level = Some(level()?),
             "max.request.size" => c.max_request_size = num()?,
             "request.timeout.ms" => c.client.request_timeout = ms()?,
             "delivery.timeout.ms" => c.delivery_timeout = ms()?,
@@ -510,7 +528,7 @@ impl Producer {
             batch_size: cfg.batch_size,
             linger: cfg.linger,
             compression: cfg.compression,
-            compression_level: cfg.compression_level,
+            compression_level: cfg.compression_level(),
             delivery_timeout: cfg.delivery_timeout,
         });
         let txn = cfg.transactional_id.as_ref().map(|id| Mutex::new(txn::TxnManager::new(id.clone())));
