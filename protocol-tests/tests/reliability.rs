@@ -118,9 +118,12 @@ impl Drop for HealOnDrop {
 /// freeze` takes a bash start-up), so the freeze lands at the intended
 /// moment of a commit. `kafka-local thaw`/`up` undo it.
 fn freeze_now(n: i32) {
-    let cache = std::env::var("KAFKAWIRE_CACHE")
-        .unwrap_or_else(|_| format!("{}/.cache/kafkawire", std::env::var("HOME").expect("HOME")));
-    let pidfile = format!("{cache}/clusters/{}/node-{n}/pid", cluster_name());
+    let clusters = std::env::var("KAFKAWIRE_CLUSTERS").unwrap_or_else(|_| {
+        let cache = std::env::var("KAFKAWIRE_CACHE")
+            .unwrap_or_else(|_| format!("{}/.cache/kafkawire", std::env::var("HOME").expect("HOME")));
+        format!("{cache}/clusters")
+    });
+    let pidfile = format!("{clusters}/{}/node-{n}/pid", cluster_name());
     let pid = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| panic!("{pidfile}: {e}"));
     let ok = std::process::Command::new("kill")
         .args(["-STOP", pid.trim()])
