@@ -204,17 +204,15 @@ impl ProducerConfig {
     /// Each level is checked against its codec's range, whatever
     /// `compression.type` is (as Java validates every setting).
     fn validate_compression_levels(&self) -> Result<()> {
-        let checks = [
-            ("compression.gzip.level", self.compression_gzip_level, -1..=9, "must be -1 or 1-9"),
-            ("compression.lz4.level", self.compression_lz4_level, 1..=17, "must be 1-17"),
-            ("compression.zstd.level", self.compression_zstd_level, -131_072..=22, "must be between -131072 and 22"),
+        type Valid = fn(i32) -> bool;
+        let checks: [(&str, Option<i32>, Valid, &str); 3] = [
+            ("compression.gzip.level", self.compression_gzip_level, |l| l == -1 || (1..=9).contains(&l), "must be -1 or 1-9"),
+            ("compression.lz4.level", self.compression_lz4_level, |l| (1..=17).contains(&l), "must be 1-17"),
+            ("compression.zstd.level", self.compression_zstd_level, |l| (-131_072..=22).contains(&l), "must be between -131072 and 22"),
         ];
-        for (field, level, range, rule) in checks {
-            match level {
-                Some(l) if !range.contains(&l) || (field == "compression.gzip.level" && l == 0) => {
-                    return Err(Error::config(field, format!("{rule} (got {l})")));
-                }
-                _ => {}
+        for (field, level, valid, rule) in checks {
+            if let Some(l) = level.filter(|&l| !valid(l)) {
+                return Err(Error::config(field, format!("{rule} (got {l})")));
             }
         }
         Ok(())

@@ -141,9 +141,11 @@ impl DeferredPrefixCrc {
     /// the whole body so far; what was absorbed before must be unchanged.
     #[inline]
     pub(crate) fn absorb(&mut self, body: &[u8]) {
-        while self.chunks < MAX_CHUNKS && body.len() - self.absorbed() >= CHUNK {
-            let at = self.absorbed();
-            self.reg = register_after(self.reg, &body[at..at + CHUNK]);
+        while self.chunks < MAX_CHUNKS {
+            let Some(chunk) = body.get(self.absorbed()..self.absorbed() + CHUNK) else {
+                break;
+            };
+            self.reg = register_after(self.reg, chunk);
             self.chunks += 1;
         }
     }
