@@ -252,6 +252,22 @@ class Bench:
             log(f"W4 pre-fill {topic}: {spec['count']} committed records (+ aborted transactions), checked")
         return self.prefilled[key]
 
+    def warm_up(self):
+        """Untimed runs before round 1, so no client pays for the fresh
+        broker's JIT compilation and first-use paths (produce, transactions,
+        fetch). On a fresh broker the same client's W3 runs sped up from
+        47k to 360k records/s over its first ~2M transactional records, with
+        commits stalled over 10 ms falling from 134 to 5 in 200."""
+        t0 = time.time()
+        n = 1_000_000
+        for wid, spec in (("warmup-produce", dict(kind="produce", count=2 * n, size=100, partitions=4, compression="none")),
+                          ("warmup-txn", dict(kind="txn", count=n, size=100, partitions=4, compression="none", txn_every=1000)),
+                          ("warmup-txn", dict(kind="txn", count=n, size=100, partitions=4, compression="none", txn_every=1000))):
+            _, problems = self.one(wid, spec, "kafkawire")
+            if problems:
+                log(f"warm-up {wid} failed its check: {problems}")
+        log(f"broker warmed up in {time.time() - t0:.0f} s (not counted)")
+
     def one(self, wid, spec, client):
         """One client on one workload: returns (metrics, problems)."""
         kind = spec["kind"]
@@ -295,7 +311,7 @@ class Bench:
     def metrics(self, r, count):
         m = {"records_s": r["records"] / r["elapsed_s"], "mb_s": r["bytes"] / r["elapsed_s"] / 1e6,
              "cpu_per_m": r["cpu_s"] / (count / 1e6), "rss_mib": r["rss_mib"], "elapsed_s": r["elapsed_s"], "cpu_s": r["cpu_s"]}
-        for k in ("lat_p50_ms", "lat_p99_ms", "lat_p999_ms", "commit_p50_ms", "commit_p99_ms"):
+        for k in ("lat_p50_ms", "lat_p99_ms", "lat_p999_ms", "commit_p50_ms", "commit_p99_ms", "commit_mean_ms", "commit_over10ms_n"):
             if k in r:
                 m[k] = r[k]
         return m
@@ -314,6 +330,7 @@ METRICS = [
     ("lat_p999_ms", "latency p99.9", "lower"),
     ("commit_p50_ms", "commit p50", "lower"),
     ("commit_p99_ms", "commit p99", "lower"),
+    ("commit_mean_ms", "commit mean", "lower"),
 ]
 
 
@@ -350,7 +367,7 @@ def report(results, wls, rounds_done, meta):
             if anyv:
                 out.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
     out += ["", "Absolute medians over rounds:", "",
-            "| workload | client | records/s | MB/s | CPU s/M rec | peak RSS MiB | rec/batch | lat p50/p99/p99.9 ms | commit p50/p99 ms |",
+            "| workload | client | records/s | MB/s | CPU s/M rec | peak RSS MiB | rec/batch | lat p50/p99/p99.9 ms | commit p50/p99/mean ms |",
             "|---|---|---|---|---|---|---|---|---|"]
     for wid, label, spec in wls:
         per = results.get(wid, {})
@@ -361,7 +378,7 @@ def report(results, wls, rounds_done, meta):
             med = lambda k: statistics.median([m[k] for m in ms if m.get(k) is not None]) if any(m.get(k) is not None for m in ms) else None
             f = lambda v, d=1: "—" if v is None else f"{v:,.{d}f}"
             lat = "—" if med("lat_p50_ms") is None else f"{med('lat_p50_ms'):.2f} / {med('lat_p99_ms'):.2f} / {med('lat_p999_ms'):.2f}"
-            com = "—" if med("commit_p50_ms") is None else f"{med('commit_p50_ms'):.1f} / {med('commit_p99_ms'):.1f}"
+            com = "—" if med("commit_p50_ms") is None else f"{med('commit_p50_ms'):.1f} / {med('commit_p99_ms'):.1f} / {f(med('commit_mean_ms'))}"
             out.append(f"| {label} | {client} | {f(med('records_s'), 0)} | {f(med('mb_s'))} | {f(med('cpu_per_m'), 2)} | {f(med('rss_mib'))} | {f(med('rec_per_batch'))} | {lat} | {com} |")
     if meta["failures"]:
         out += ["", "Runs that failed their check (figures not counted):", ""] + [f"- {x}" for x in meta["failures"]]
@@ -423,6 +440,7 @@ def main():
             log(f"pinned {pin_broker(bpid)} broker threads to core 0; clients run on core 1")
         bench = Bench(args, clients, args.cluster)
         bench.data_dir = data_dir
+        bench.warm_up()
         results = {}   # wid -> round -> client -> metrics
         failures = []
         rounds_done = 0
@@ -451,7 +469,8 @@ def main():
                     results.setdefault(wid, {}).setdefault(rnd, {})[client] = m
                     log(f"round {rnd+1} {wid} {client}: {m['records_s']:,.0f} rec/s, {m['cpu_per_m']:.2f} CPU s/M, "
                         f"{m['rss_mib']:.0f} MiB" + (f", p99 {m['lat_p99_ms']:.2f} ms" if "lat_p99_ms" in m else "")
-                        + (f", commit p99 {m['commit_p99_ms']:.1f} ms" if "commit_p99_ms" in m else ""))
+                        + (f", commit p99 {m['commit_p99_ms']:.1f} ms, mean {m['commit_mean_ms']:.2f} ms, "
+                           f"{m['commit_over10ms_n']} over 10 ms" if "commit_p99_ms" in m else ""))
             rounds_done += 1
         ended = time.time()
         meta = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),

@@ -241,12 +241,16 @@ impl Report {
         ] {
             if !v.is_empty() {
                 v.sort_unstable();
+                let mean_ms = v.iter().map(|&us| us as f64).sum::<f64>() / v.len() as f64 / 1000.0;
+                let over_10ms = v.iter().filter(|&&us| us > 10_000).count();
                 s += &format!(
-                    ",\"{name}_n\":{},\"{name}_p50_ms\":{:.3},\"{name}_p99_ms\":{:.3},\"{name}_p999_ms\":{:.3}",
+                    ",\"{name}_n\":{},\"{name}_p50_ms\":{:.3},\"{name}_p99_ms\":{:.3},\"{name}_p999_ms\":{:.3},\"{name}_mean_ms\":{:.3},\"{name}_over10ms_n\":{}",
                     v.len(),
                     pct_ms(v, 50.0),
                     pct_ms(v, 99.0),
-                    pct_ms(v, 99.9)
+                    pct_ms(v, 99.9),
+                    mean_ms,
+                    over_10ms
                 );
             }
         }

@@ -114,8 +114,17 @@ func (r *report) print(a *args) {
 	}{{"lat", r.latencyUs}, {"commit", r.commitUs}} {
 		if len(l.v) > 0 {
 			sort.Slice(l.v, func(i, j int) bool { return l.v[i] < l.v[j] })
-			fmt.Fprintf(&b, `,"%s_n":%d,"%s_p50_ms":%.3f,"%s_p99_ms":%.3f,"%s_p999_ms":%.3f`,
-				l.name, len(l.v), l.name, pct(l.v, 50), l.name, pct(l.v, 99), l.name, pct(l.v, 99.9))
+			var sum float64
+			over10 := 0
+			for _, us := range l.v {
+				sum += float64(us)
+				if us > 10_000 {
+					over10++
+				}
+			}
+			fmt.Fprintf(&b, `,"%s_n":%d,"%s_p50_ms":%.3f,"%s_p99_ms":%.3f,"%s_p999_ms":%.3f,"%s_mean_ms":%.3f,"%s_over10ms_n":%d`,
+				l.name, len(l.v), l.name, pct(l.v, 50), l.name, pct(l.v, 99), l.name, pct(l.v, 99.9),
+				l.name, sum/float64(len(l.v))/1000, l.name, over10)
 		}
 	}
 	if r.read != nil {

@@ -214,8 +214,11 @@ public class BenchClient {
             int n = (Integer) l[2];
             if (n > 0) {
                 Arrays.sort(v, 0, n);
-                s.append(String.format(Locale.ROOT, ",\"%s_n\":%d,\"%s_p50_ms\":%.3f,\"%s_p99_ms\":%.3f,\"%s_p999_ms\":%.3f",
-                    l[0], n, l[0], pct(v, n, 50), l[0], pct(v, n, 99), l[0], pct(v, n, 99.9)));
+                double sum = 0;
+                int over10 = 0;
+                for (int i = 0; i < n; i++) { sum += v[i]; if (v[i] > 10_000) over10++; }
+                s.append(String.format(Locale.ROOT, ",\"%s_n\":%d,\"%s_p50_ms\":%.3f,\"%s_p99_ms\":%.3f,\"%s_p999_ms\":%.3f,\"%s_mean_ms\":%.3f,\"%s_over10ms_n\":%d",
+                    l[0], n, l[0], pct(v, n, 50), l[0], pct(v, n, 99), l[0], pct(v, n, 99.9), l[0], sum / n / 1000, l[0], over10));
             }
         }
         if (read) s.append(String.format(Locale.ROOT, ",\"unique\":%d,\"dups\":%d,\"aborted_seen\":%d,\"bad\":%d", unique(), rDups, rAborted, rBad));
