@@ -20,7 +20,9 @@ async fn main() -> kafkawire::Result<()> {
         .isolation_level(IsolationLevel::ReadCommitted)
         .auto_offset_reset(OffsetReset::Earliest)
         .build()?;
-    let tps: Vec<_> = (0..partitions).map(|p| TopicPartition::new(&topic, p)).collect();
+    let tps: Vec<_> = (0..partitions)
+        .map(|p| TopicPartition::new(&topic, p))
+        .collect();
     consumer.assign(&tps)?;
     loop {
         let records = consumer.poll(Duration::from_secs(5)).await?;

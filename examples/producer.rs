@@ -13,9 +13,13 @@ use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() -> kafkawire::Result<()> {
-    let bootstrap = std::env::var("KAFKAWIRE_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let bootstrap =
+        std::env::var("KAFKAWIRE_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into());
     let mut args = std::env::args().skip(1);
-    let records: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let records: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let codec = args
         .next()
@@ -25,7 +29,9 @@ async fn main() -> kafkawire::Result<()> {
     let topic = "kafkawire-producer-example";
     let admin = Admin::builder().bootstrap_servers(&bootstrap).build()?;
     let _ = admin.create_topics(&[NewTopic::new(topic, 6, 1)]).await?;
-    admin.wait_for_topics(&[topic], Duration::from_secs(30)).await?;
+    admin
+        .wait_for_topics(&[topic], Duration::from_secs(30))
+        .await?;
 
     let producer = Producer::builder()
         .bootstrap_servers(&bootstrap)
@@ -38,7 +44,9 @@ async fn main() -> kafkawire::Result<()> {
 
     let t0 = Instant::now();
     for _ in 0..records {
-        producer.send_and_forget(ProducerRecord::new(topic).value(&value)).await?;
+        producer
+            .send_and_forget(ProducerRecord::new(topic).value(&value))
+            .await?;
     }
     producer.flush().await;
     let secs = t0.elapsed().as_secs_f64();
@@ -53,12 +61,19 @@ async fn main() -> kafkawire::Result<()> {
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let key = (i as u64).to_be_bytes();
-        pending.push(producer.send(ProducerRecord::new(topic).key(&key).value(&value)).await?);
+        pending.push(
+            producer
+                .send(ProducerRecord::new(topic).key(&key).value(&value))
+                .await?,
+        );
     }
     for f in pending {
         f.await?;
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!("with futures: {n} keyed records in {secs:.2}s: {:.0} records/s", n as f64 / secs);
+    println!(
+        "with futures: {n} keyed records in {secs:.2}s: {:.0} records/s",
+        n as f64 / secs
+    );
     producer.close(Duration::from_secs(30)).await
 }

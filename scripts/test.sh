@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer and CI run it:
-#   1. the default build compiles no C;
+#   1. the code is rustfmt-formatted (default style) and the default build
+#      compiles no C;
 #   2. unit tests (sans-IO cores, codecs, scripted hostile peers);
 #   3. tests against real Apache Kafka: 100 transaction-coordinator kills on
 #      4.x with 3 brokers (in the background, from the unit tests on), 4.x
@@ -24,6 +25,10 @@ cleanup() {
 trap cleanup EXIT
 
 section() { printf '\n==== %s ====\n' "$*"; }
+
+section "formatting (cargo fmt)"
+cargo fmt --all --check
+(cd fuzz && cargo fmt --check)
 
 section "no C in the default build"
 scripts/check-no-c.sh

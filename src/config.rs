@@ -67,25 +67,38 @@ impl ClientConfig {
     /// Checks every field; the error names the first offending one.
     pub fn validate(&self) -> Result<()> {
         if self.bootstrap_servers.is_empty() {
-            return Err(Error::config("bootstrap.servers", "at least one host:port is required"));
+            return Err(Error::config(
+                "bootstrap.servers",
+                "at least one host:port is required",
+            ));
         }
         for s in &self.bootstrap_servers {
-            parse_host_port(s).map_err(|why| Error::config("bootstrap.servers", format!("`{s}`: {why}")))?;
+            parse_host_port(s)
+                .map_err(|why| Error::config("bootstrap.servers", format!("`{s}`: {why}")))?;
         }
         if self.client_id.len() > i16::MAX as usize {
-            return Err(Error::config("client.id", "must be shorter than 32768 bytes"));
+            return Err(Error::config(
+                "client.id",
+                "must be shorter than 32768 bytes",
+            ));
         }
         for (name, d) in [
             ("request.timeout.ms", self.request_timeout),
             ("default.api.timeout.ms", self.default_api_timeout),
-            ("socket.connection.setup.timeout.ms", self.socket_connection_setup_timeout),
+            (
+                "socket.connection.setup.timeout.ms",
+                self.socket_connection_setup_timeout,
+            ),
         ] {
             if d.is_zero() {
                 return Err(Error::config(name, "must be greater than 0"));
             }
         }
         if self.max_response_size < 1024 {
-            return Err(Error::config("max.response.size", "must be at least 1024 bytes"));
+            return Err(Error::config(
+                "max.response.size",
+                "must be at least 1024 bytes",
+            ));
         }
         Ok(())
     }
@@ -103,7 +116,9 @@ pub fn parse_host_port(s: &str) -> std::result::Result<(&str, u16), String> {
     if host.is_empty() {
         return Err("empty host".into());
     }
-    let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a valid port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a valid port"))?;
     if port == 0 {
         return Err("port 0 is not valid".into());
     }

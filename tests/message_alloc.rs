@@ -68,7 +68,10 @@ fn impossible_counts_allocate_nothing() {
     assert_eq!(n, 0);
     // Fetch v12: throttle, error, session, then a compact count of u32::MAX - 1.
     let prefix = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    assert_eq!(largest_allocation::<FetchResponse>(frame(&prefix, 64), 12), 0);
+    assert_eq!(
+        largest_allocation::<FetchResponse>(frame(&prefix, 64), 12),
+        0
+    );
     // A records length of i32::MAX with 64 bytes behind it: records are a
     // zero-copy slice, so only the one-element topic and partition vectors
     // (and the topic name) were allocated when the bounds check fails.
@@ -82,10 +85,7 @@ fn impossible_counts_allocate_nothing() {
 fn plausible_counts_over_junk_reserve_little() {
     // 100,000 brokers fit in 1 MB by count (10 bytes each at least), but the
     // first one is junk. Reserving them all would take several MB.
-    let n = largest_allocation::<MetadataResponse>(
-        frame(&100_000i32.to_be_bytes(), 1_000_000),
-        0,
-    );
+    let n = largest_allocation::<MetadataResponse>(frame(&100_000i32.to_be_bytes(), 1_000_000), 0);
     assert!(n <= 256 * 1024, "reserved {n} bytes for a failing decode");
     // ApiVersions v3 api_keys: compact count 200,000 over 1 MB of junk.
     let mut prefix = vec![0, 0];

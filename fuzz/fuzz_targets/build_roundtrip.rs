@@ -10,7 +10,11 @@ struct In<'a>(&'a [u8]);
 
 impl<'a> In<'a> {
     fn byte(&mut self) -> u8 {
-        let (b, rest) = self.0.split_first().map(|(b, r)| (*b, r)).unwrap_or((0, &[]));
+        let (b, rest) = self
+            .0
+            .split_first()
+            .map(|(b, r)| (*b, r))
+            .unwrap_or((0, &[]));
         self.0 = rest;
         b
     }
@@ -30,7 +34,12 @@ impl<'a> In<'a> {
     }
 }
 
-type Rec<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>, Vec<(String, Option<&'a [u8]>)>);
+type Rec<'a> = (
+    i64,
+    Option<&'a [u8]>,
+    Option<&'a [u8]>,
+    Vec<(String, Option<&'a [u8]>)>,
+);
 
 fuzz_target!(|data: &[u8]| {
     let mut i = In(data);
@@ -52,8 +61,9 @@ fuzz_target!(|data: &[u8]| {
         let key = i.opt();
         let value = i.opt();
         let nh = i.byte() % 4;
-        let headers: Vec<(String, Option<&[u8]>)> =
-            (0..nh).map(|_| (String::from_utf8_lossy(i.take(3)).into_owned(), i.opt())).collect();
+        let headers: Vec<(String, Option<&[u8]>)> = (0..nh)
+            .map(|_| (String::from_utf8_lossy(i.take(3)).into_owned(), i.opt()))
+            .collect();
         let hs = headers.iter().map(|(k, v)| (k.as_str(), *v));
         if !b.append(ts, key, value, hs) {
             break;
@@ -74,8 +84,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(r.timestamp, *ts);
         assert_eq!(r.key(), *k);
         assert_eq!(r.value(), *v);
-        let h: Vec<(String, Option<&[u8]>)> =
-            r.headers().iter().map(|h| (h.key_str().unwrap().to_owned(), h.value())).collect();
+        let h: Vec<(String, Option<&[u8]>)> = r
+            .headers()
+            .iter()
+            .map(|h| (h.key_str().unwrap().to_owned(), h.value()))
+            .collect();
         assert_eq!(&h, hs);
     }
 });

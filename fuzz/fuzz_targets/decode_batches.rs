@@ -8,7 +8,9 @@ use kafkawire::record::{Batches, DecodeLimits, DecodeOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else { return };
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
     let opts = DecodeOptions {
         // Mostly off: with CRCs on, almost every mutation stops at the CRC.
         check_crcs: flags & 1 == 1 && flags & 2 == 2,
@@ -24,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
         let Ok(batch) = batch else { break };
         assert!(batch.size_in_bytes() <= rest.len());
         let _ = batch.control_record();
-        let Ok(set) = batch.record_set() else { continue };
+        let Ok(set) = batch.record_set() else {
+            continue;
+        };
         let views: Vec<_> = set.iter().collect();
         let owned: Vec<_> = set.clone().into_iter().collect();
         assert_eq!(views.len(), owned.len());

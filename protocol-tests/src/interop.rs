@@ -48,7 +48,10 @@ pub fn run(peer: Peer, mode: &str, args: &[&str]) -> Vec<Value> {
         .filter_map(|l| {
             let l = l.trim();
             if l.starts_with('{') {
-                Some(serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad JSON line {l:?}: {e}", peer.name())))
+                Some(
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("{}: bad JSON line {l:?}: {e}", peer.name())),
+                )
             } else {
                 if !l.is_empty() {
                     eprintln!("[{}] {l}", peer.name());
@@ -89,17 +92,39 @@ pub fn consume(peer: Peer, topic: &str, isolation: &str, expect: usize) -> Vec<P
 
 /// Runs a peer's `consume` mode on `topic` until no record came for
 /// `idle_ms` (however many records that is) and returns the records.
-pub fn consume_until_idle(peer: Peer, topic: &str, isolation: &str, idle_ms: u64) -> Vec<PeerRecord> {
+pub fn consume_until_idle(
+    peer: Peer,
+    topic: &str,
+    isolation: &str,
+    idle_ms: u64,
+) -> Vec<PeerRecord> {
     consume_args(peer, topic, isolation, "-1", idle_ms)
 }
 
-fn consume_args(peer: Peer, topic: &str, isolation: &str, expect: &str, idle_ms: u64) -> Vec<PeerRecord> {
+fn consume_args(
+    peer: Peer,
+    topic: &str,
+    isolation: &str,
+    expect: &str,
+    idle_ms: u64,
+) -> Vec<PeerRecord> {
     let bootstrap = crate::bootstrap();
     let idle = idle_ms.to_string();
     run(
         peer,
         "consume",
-        &["--bootstrap", &bootstrap, "--topic", topic, "--isolation", isolation, "--expect", expect, "--idle-ms", &idle],
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            topic,
+            "--isolation",
+            isolation,
+            "--expect",
+            expect,
+            "--idle-ms",
+            &idle,
+        ],
     )
     .into_iter()
     .filter(|v| v.get("offset").is_some())
@@ -112,7 +137,12 @@ fn consume_args(peer: Peer, topic: &str, isolation: &str, expect: &str, idle_ms:
             .as_array()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| (h[0].as_str().unwrap_or_default().to_string(), h[1].as_str().map(str::to_string)))
+                    .map(|h| {
+                        (
+                            h[0].as_str().unwrap_or_default().to_string(),
+                            h[1].as_str().map(str::to_string),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -161,9 +191,24 @@ pub fn txn_produce(peer: Peer, args: &[&str]) -> TxnSummary {
     let mut all = vec!["--bootstrap", bootstrap.as_str()];
     all.extend_from_slice(args);
     let lines = run(peer, "txn-produce", &all);
-    let last = lines.iter().rev().find(|v| v.get("committed").is_some()).expect("txn-produce summary line");
-    let strings = |v: &Value| v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
-    TxnSummary { committed: strings(&last["committed"]), aborted: strings(&last["aborted"]) }
+    let last = lines
+        .iter()
+        .rev()
+        .find(|v| v.get("committed").is_some())
+        .expect("txn-produce summary line");
+    let strings = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    TxnSummary {
+        committed: strings(&last["committed"]),
+        aborted: strings(&last["aborted"]),
+    }
 }
 
 /// Runs a peer's `produce` mode and returns (partition, offset, value) per record.
@@ -198,7 +243,15 @@ impl GroupPeer {
     pub fn spawn(peer: Peer, topic: &str, group: &str, assignor: &str, run_ms: u64) -> GroupPeer {
         let script = format!("{}/interop/{}", env!("CARGO_MANIFEST_DIR"), peer.name());
         let mut child = tokio::process::Command::new(&script)
-            .args(["group-consume", "--bootstrap", &crate::bootstrap(), "--topic", topic, "--group", group])
+            .args([
+                "group-consume",
+                "--bootstrap",
+                &crate::bootstrap(),
+                "--topic",
+                topic,
+                "--group",
+                group,
+            ])
             .args(["--assignor", assignor, "--run-ms", &run_ms.to_string()])
             .env("KAFKAWIRE_PEER_KAFKA", crate::kafka_major().to_string())
             .stdout(std::process::Stdio::piped())
@@ -206,16 +259,24 @@ impl GroupPeer {
             .spawn()
             .unwrap_or_else(|e| panic!("could not run {script}: {e}"));
         let stdout = child.stdout.take().expect("peer stdout");
-        let holds: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>> = Default::default();
+        let holds: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>> =
+            Default::default();
         let h = holds.clone();
         let reader = tokio::spawn(async move {
             use tokio::io::AsyncBufReadExt;
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 let parts: Vec<i32> = v["partitions"]
                     .as_array()
-                    .map(|ps| ps.iter().filter_map(|p| p[1].as_i64()).map(|p| p as i32).collect())
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| p[1].as_i64())
+                            .map(|p| p as i32)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let mut held = h.lock().unwrap_or_else(|p| p.into_inner());
                 match v["event"].as_str() {
@@ -227,7 +288,11 @@ impl GroupPeer {
                 }
             }
         });
-        GroupPeer { child, holds, reader }
+        GroupPeer {
+            child,
+            holds,
+            reader,
+        }
     }
 
     /// The partitions the peer holds now.

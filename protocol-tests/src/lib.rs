@@ -111,15 +111,23 @@ pub fn admin() -> kafkawire::admin::Admin {
 /// replication factor 3 and `min.insync.replicas=2` (the fault tests'
 /// shape: one broker may die without losing an acknowledged write), waits
 /// until every broker knows it, and returns its name.
-pub async fn create_replicated_topic(admin: &kafkawire::admin::Admin, prefix: &str, partitions: i32) -> String {
+pub async fn create_replicated_topic(
+    admin: &kafkawire::admin::Admin,
+    prefix: &str,
+    partitions: i32,
+) -> String {
     let topic = unique(prefix);
     admin
-        .create_topics(&[kafkawire::admin::NewTopic::new(&topic, partitions, 3).config("min.insync.replicas", "2")])
+        .create_topics(&[kafkawire::admin::NewTopic::new(&topic, partitions, 3)
+            .config("min.insync.replicas", "2")])
         .await
         .expect("create topic")
         .into_result()
         .expect("topic created");
-    admin.wait_for_topics(&[&topic], Duration::from_secs(60)).await.expect("topic known to every broker");
+    admin
+        .wait_for_topics(&[&topic], Duration::from_secs(60))
+        .await
+        .expect("topic known to every broker");
     topic
 }
 

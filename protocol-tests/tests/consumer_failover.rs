@@ -37,15 +37,27 @@ async fn follow_a_killed_leader(fetch_buffer: Option<&str>, pause_per_poll: Dura
         .unwrap()
         .into_result()
         .unwrap();
-    admin.wait_for_topics(&[&topic], Duration::from_secs(60)).await.unwrap();
+    admin
+        .wait_for_topics(&[&topic], Duration::from_secs(60))
+        .await
+        .unwrap();
 
     let n_per_partition = 10_000usize;
-    let producer = Producer::builder().bootstrap_servers(&bootstrap()).linger(Duration::from_millis(5)).build().unwrap();
+    let producer = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .linger(Duration::from_millis(5))
+        .build()
+        .unwrap();
     let mut acks = Vec::new();
     for i in 0..n_per_partition {
         for p in 0..3 {
             let v = format!("{p}-{i}");
-            acks.push(producer.send(ProducerRecord::new(&topic).partition(p).value(&v)).await.unwrap());
+            acks.push(
+                producer
+                    .send(ProducerRecord::new(&topic).partition(p).value(&v))
+                    .await
+                    .unwrap(),
+            );
         }
     }
     for a in acks {
@@ -62,7 +74,13 @@ async fn follow_a_killed_leader(fetch_buffer: Option<&str>, pause_per_poll: Dura
         builder = builder.set("fetch.buffer.max.bytes", bytes);
     }
     let mut consumer = builder.build().unwrap();
-    consumer.assign(&(0..3).map(|p| TopicPartition::new(&topic, p)).collect::<Vec<_>>()).unwrap();
+    consumer
+        .assign(
+            &(0..3)
+                .map(|p| TopicPartition::new(&topic, p))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
 
     let total = 3 * n_per_partition;
     let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
@@ -75,14 +93,22 @@ async fn follow_a_killed_leader(fetch_buffer: Option<&str>, pause_per_poll: Dura
             "only {count} of {total} records within the deadline: {:?}",
             got.iter().map(|(p, r)| (p, r.len())).collect::<Vec<_>>()
         );
-        for r in consumer.poll(Duration::from_millis(500)).await.expect("poll") {
+        for r in consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
             let v = String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap();
             got.entry(r.partition).or_default().push((r.offset, v));
             count += 1;
         }
         tokio::time::sleep(pause_per_poll).await;
         if killed.is_none() && count >= total / 4 {
-            let leader = admin.describe_topics(&[&topic]).await.unwrap()[0].partition(0).unwrap().leader.unwrap();
+            let leader = admin.describe_topics(&[&topic]).await.unwrap()[0]
+                .partition(0)
+                .unwrap()
+                .leader
+                .unwrap();
             println!("killing node {leader} (leader of partition 0) after {count} records");
             kafka_local_async(&["kill", &leader.to_string()]).await;
             killed = Some(RestartOnDrop(leader));
@@ -94,8 +120,16 @@ async fn follow_a_killed_leader(fetch_buffer: Option<&str>, pause_per_poll: Dura
         let recs = &got[&p];
         assert_eq!(recs.len(), n_per_partition, "partition {p}");
         for (i, (offset, value)) in recs.iter().enumerate() {
-            assert_eq!(*offset, i as i64, "partition {p}: offsets in order without gaps");
-            assert_eq!(value, &format!("{p}-{i}"), "partition {p} offset {offset}: values in send order; around: {:?}", &recs[i.saturating_sub(3)..(i + 3).min(recs.len())]);
+            assert_eq!(
+                *offset, i as i64,
+                "partition {p}: offsets in order without gaps"
+            );
+            assert_eq!(
+                value,
+                &format!("{p}-{i}"),
+                "partition {p} offset {offset}: values in send order; around: {:?}",
+                &recs[i.saturating_sub(3)..(i + 3).min(recs.len())]
+            );
         }
     }
 }

@@ -433,7 +433,6 @@ async fn check_rewind(
     }
 }
 
-
 async fn create_topic(name: &str) {
     let admin = admin();
     admin

@@ -12,7 +12,8 @@ use kafkawire::admin::NewTopic;
 use kafkawire::cluster::Cluster;
 use kafkawire::config::ClientConfig;
 use kafkawire::consumer::group::{
-    GroupConfig, GroupEvent, GroupHandle, GroupMember, GroupProtocol, OffsetToCommit, TopicPartition,
+    GroupConfig, GroupEvent, GroupHandle, GroupMember, GroupProtocol, OffsetToCommit,
+    TopicPartition,
 };
 use protocol_tests::interop;
 use protocol_tests::*;
@@ -44,8 +45,16 @@ struct Sim {
 async fn topic_with_partitions(n: i32) -> String {
     let admin = admin();
     let name = unique("group");
-    admin.create_topics(&[NewTopic::new(&name, n, 1)]).await.unwrap().into_result().unwrap();
-    admin.wait_for_topics(&[&name], Duration::from_secs(30)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(&name, n, 1)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin
+        .wait_for_topics(&[&name], Duration::from_secs(30))
+        .await
+        .unwrap();
     name
 }
 
@@ -77,10 +86,19 @@ fn kip848(group: &str) -> GroupConfig {
 fn spawn(name: &str, cfg: GroupConfig, topic: &str, book: Shared) -> Sim {
     let (handle, events) = GroupMember::start(cluster(), cfg, vec![topic.to_string()]).unwrap();
     let task = tokio::spawn(play(name.to_string(), handle.clone(), events, book));
-    Sim { name: name.to_string(), handle, task }
+    Sim {
+        name: name.to_string(),
+        handle,
+        task,
+    }
 }
 
-async fn play(name: String, handle: GroupHandle, mut events: mpsc::Receiver<GroupEvent>, book: Shared) {
+async fn play(
+    name: String,
+    handle: GroupHandle,
+    mut events: mpsc::Receiver<GroupEvent>,
+    book: Shared,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     loop {
         tokio::select! {
@@ -151,7 +169,12 @@ async fn settled(live: &[&Sim], topic: &str, book: &Shared, what: &str) {
         let book_view: BTreeSet<TopicPartition> = b.owners.keys().cloned().collect();
         let agrees = live.iter().all(|s| {
             let h: BTreeSet<_> = s.handle.assignment().into_iter().collect();
-            let k: BTreeSet<_> = b.owners.iter().filter(|(_, o)| **o == s.name).map(|(p, _)| p.clone()).collect();
+            let k: BTreeSet<_> = b
+                .owners
+                .iter()
+                .filter(|(_, o)| **o == s.name)
+                .map(|(p, _)| p.clone())
+                .collect();
             h == k
         });
         // Every assignor here balances a single topic to within one partition.
@@ -162,8 +185,10 @@ async fn settled(live: &[&Sim], topic: &str, book: &Shared, what: &str) {
     .await;
     let b = book.lock().unwrap();
     assert!(b.violations.is_empty(), "{what}: {:?}", b.violations);
-    let sizes: Vec<usize> =
-        live.iter().map(|s| b.owners.values().filter(|o| **o == s.name).count()).collect();
+    let sizes: Vec<usize> = live
+        .iter()
+        .map(|s| b.owners.values().filter(|o| **o == s.name).count())
+        .collect();
     println!("{what}: {sizes:?}");
 }
 
@@ -206,9 +231,16 @@ async fn classic_default_strategy_rebalances_eagerly_with_range() {
     let a = spawn("a", cfg.clone(), &topic, book.clone());
     let b = spawn("b", cfg.clone(), &topic, book.clone());
     settled(&[&a, &b], &topic, &book, "two default members").await;
-    let mut held: Vec<Vec<i32>> = [&a, &b].iter().map(|s| s.handle.assignment().iter().map(|p| p.1).collect()).collect();
+    let mut held: Vec<Vec<i32>> = [&a, &b]
+        .iter()
+        .map(|s| s.handle.assignment().iter().map(|p| p.1).collect())
+        .collect();
     held.sort();
-    assert_eq!(held, vec![vec![0, 1, 2], vec![3, 4, 5]], "range's contiguous ranges");
+    assert_eq!(
+        held,
+        vec![vec![0, 1, 2], vec![3, 4, 5]],
+        "range's contiguous ranges"
+    );
     leave(a).await;
     leave(b).await;
 }
@@ -247,9 +279,23 @@ async fn static_member_rejoins_without_a_rebalance() {
     // a's process dies and restarts within the session timeout.
     kill(a, &book);
     let a2 = spawn("a2", cfg("inst-a"), &topic, book.clone());
-    settled(&[&a2, &b], &topic, &book, "after the static member restarted").await;
-    assert_eq!(a2.handle.assignment(), a_parts, "the restarted static member gets its partitions back");
-    assert_eq!(b.handle.generation().unwrap().generation_id, b_generation.generation_id, "b saw no rebalance");
+    settled(
+        &[&a2, &b],
+        &topic,
+        &book,
+        "after the static member restarted",
+    )
+    .await;
+    assert_eq!(
+        a2.handle.assignment(),
+        a_parts,
+        "the restarted static member gets its partitions back"
+    );
+    assert_eq!(
+        b.handle.generation().unwrap().generation_id,
+        b_generation.generation_id,
+        "b saw no rebalance"
+    );
     // Static members do not leave on close; a clean shutdown of both is fine.
     leave(a2).await;
     leave(b).await;
@@ -269,7 +315,10 @@ async fn group_commits_carry_the_generation_and_read_back() {
             GroupProtocol::Consumer => kip848(&group),
         };
         let a = spawn("a", cfg, &topic, book.clone());
-        eventually(WAIT, "assignment", || async { (a.handle.assignment().len() == 2).then_some(()) }).await;
+        eventually(WAIT, "assignment", || async {
+            (a.handle.assignment().len() == 2).then_some(())
+        })
+        .await;
         let offsets: Vec<OffsetToCommit> = (0..2)
             .map(|p| OffsetToCommit {
                 topic: topic.clone(),
@@ -280,7 +329,11 @@ async fn group_commits_carry_the_generation_and_read_back() {
             })
             .collect();
         a.handle.commit_offsets(&offsets).await.unwrap();
-        let back = a.handle.fetch_committed(&[(topic.clone(), 0), (topic.clone(), 1)]).await.unwrap();
+        let back = a
+            .handle
+            .fetch_committed(&[(topic.clone(), 0), (topic.clone(), 1)])
+            .await
+            .unwrap();
         assert_eq!(back[0].1.as_ref().unwrap().offset, 10, "{protocol:?}");
         assert_eq!(back[1].1.as_ref().unwrap().offset, 11);
         assert_eq!(back[1].1.as_ref().unwrap().metadata.as_deref(), Some("m1"));
@@ -297,22 +350,43 @@ async fn librdkafka_member_shares_partitions_without_overlap() {
         let topic = topic_with_partitions(PARTITIONS).await;
         let group = unique("g");
         let book: Shared = Shared::default();
-        let ours = spawn("kafkawire", classic(&group, &[assignor]), &topic, book.clone());
+        let ours = spawn(
+            "kafkawire",
+            classic(&group, &[assignor]),
+            &topic,
+            book.clone(),
+        );
         settled(&[&ours], &topic, &book, "kafkawire alone").await;
-        let peer = interop::GroupPeer::spawn(interop::Peer::Rdkafka, &topic, &group, assignor, 40000);
+        let peer =
+            interop::GroupPeer::spawn(interop::Peer::Rdkafka, &topic, &group, assignor, 40000);
         // Shared: both hold some, together all, never the same one.
-        eventually(WAIT, "kafkawire and librdkafka share the partitions", || async {
-            let peer: BTreeSet<i32> = peer.holds();
-            let mine: BTreeSet<i32> = ours.handle.assignment().iter().map(|p| p.1).collect();
-            assert!(peer.is_disjoint(&mine), "{assignor}: overlap: librdkafka {peer:?}, kafkawire {mine:?}");
-            let union: BTreeSet<i32> = peer.union(&mine).copied().collect();
-            (union.len() == PARTITIONS as usize && !peer.is_empty() && !mine.is_empty()).then_some(())
-        })
+        eventually(
+            WAIT,
+            "kafkawire and librdkafka share the partitions",
+            || async {
+                let peer: BTreeSet<i32> = peer.holds();
+                let mine: BTreeSet<i32> = ours.handle.assignment().iter().map(|p| p.1).collect();
+                assert!(
+                    peer.is_disjoint(&mine),
+                    "{assignor}: overlap: librdkafka {peer:?}, kafkawire {mine:?}"
+                );
+                let union: BTreeSet<i32> = peer.union(&mine).copied().collect();
+                (union.len() == PARTITIONS as usize && !peer.is_empty() && !mine.is_empty())
+                    .then_some(())
+            },
+        )
         .await;
-        println!("{assignor}: kafkawire {:?}, librdkafka {:?}", ours.handle.assignment(), peer.holds());
-        assert!(book.lock().unwrap().violations.is_empty(), "{:?}", book.lock().unwrap().violations);
+        println!(
+            "{assignor}: kafkawire {:?}, librdkafka {:?}",
+            ours.handle.assignment(),
+            peer.holds()
+        );
+        assert!(
+            book.lock().unwrap().violations.is_empty(),
+            "{:?}",
+            book.lock().unwrap().violations
+        );
         peer.kill().await;
         leave(ours).await;
     }
 }
-

@@ -10,24 +10,64 @@ use std::time::Duration;
 async fn peers_produce_transact_and_consume_read_committed() {
     let admin = admin();
     let topic = unique("peers");
-    admin.create_topics(&[NewTopic::new(&topic, 2, 1)]).await.unwrap().into_result().unwrap();
-    admin.wait_for_topics(&[&topic], Duration::from_secs(30)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(&topic, 2, 1)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin
+        .wait_for_topics(&[&topic], Duration::from_secs(30))
+        .await
+        .unwrap();
     for peer in Peer::all() {
         let prefix = format!("{}-plain-", peer.name());
-        let acked = interop::produce(peer, &["--topic", &topic, "--count", "5", "--key-prefix", "k", "--value-prefix", &prefix]);
+        let acked = interop::produce(
+            peer,
+            &[
+                "--topic",
+                &topic,
+                "--count",
+                "5",
+                "--key-prefix",
+                "k",
+                "--value-prefix",
+                &prefix,
+            ],
+        );
         assert_eq!(acked.len(), 5);
         let txn_prefix = format!("{}-txn-", peer.name());
         let tid = unique("tid");
         let s = interop::txn_produce(
             peer,
-            &["--topic", &topic, "--transactional-id", &tid, "--transactions", "2", "--per-transaction", "3", "--abort-every", "2", "--value-prefix", &txn_prefix],
+            &[
+                "--topic",
+                &topic,
+                "--transactional-id",
+                &tid,
+                "--transactions",
+                "2",
+                "--per-transaction",
+                "3",
+                "--abort-every",
+                "2",
+                "--value-prefix",
+                &txn_prefix,
+            ],
         );
         assert_eq!((s.committed.len(), s.aborted.len()), (3, 3));
     }
     for peer in Peer::all() {
         let committed = interop::consume(peer, &topic, "read_committed", 16);
-        assert_eq!(committed.len(), 16, "{} read_committed: {committed:?}", peer.name());
-        assert!(committed.iter().all(|r| !r.value.as_deref().unwrap_or("").contains("txn-1-")));
+        assert_eq!(
+            committed.len(),
+            16,
+            "{} read_committed: {committed:?}",
+            peer.name()
+        );
+        assert!(committed
+            .iter()
+            .all(|r| !r.value.as_deref().unwrap_or("").contains("txn-1-")));
         let all = interop::consume(peer, &topic, "read_uncommitted", 22);
         assert_eq!(all.len(), 22, "{} read_uncommitted", peer.name());
     }

@@ -18,12 +18,17 @@ async fn topic(partitions: i32) -> String {
         .expect("create topic")
         .into_result()
         .expect("topic created");
-    admin().wait_for_topics(&[&name], Duration::from_secs(30)).await.expect("topic visible");
+    admin()
+        .wait_for_topics(&[&name], Duration::from_secs(30))
+        .await
+        .expect("topic visible");
     name
 }
 
 fn producer() -> kafkawire::producer::ProducerBuilder {
-    Producer::builder().bootstrap_servers(&bootstrap()).client_id("producer-tests")
+    Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .client_id("producer-tests")
 }
 
 /// Every acknowledged record is read back exactly once, at the offset its
@@ -32,18 +37,28 @@ fn producer() -> kafkawire::producer::ProducerBuilder {
 #[tokio::test]
 async fn acknowledged_records_are_read_back_once_in_send_order() {
     let topic = topic(3).await;
-    let p = producer().linger(Duration::from_millis(10)).build().unwrap();
+    let p = producer()
+        .linger(Duration::from_millis(10))
+        .build()
+        .unwrap();
     let n = 30_000usize;
     let mut futures: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(n);
     for i in 0..n {
         let key = format!("k{}", i % 97);
         let value = format!("v{i}");
-        let mut r = ProducerRecord::new(&topic).value(&value).timestamp(1_700_000_000_000 + i as i64);
+        let mut r = ProducerRecord::new(&topic)
+            .value(&value)
+            .timestamp(1_700_000_000_000 + i as i64);
         match i % 4 {
             0 => r = r.key(&key),
             1 => r = r.partition((i % 3) as i32),
             2 => {} // keyless: sticky
-            _ => r = r.key(&key).header("h", Some("x")).header("null", None::<&[u8]>),
+            _ => {
+                r = r
+                    .key(&key)
+                    .header("h", Some("x"))
+                    .header("null", None::<&[u8]>)
+            }
         }
         futures.push((i, p.send(r).await.expect("enqueue")));
     }
@@ -52,7 +67,10 @@ async fn acknowledged_records_are_read_back_once_in_send_order() {
         let m = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
         assert_eq!(m.topic(), topic);
         assert_eq!(m.timestamp(), 1_700_000_000_000 + i as i64);
-        assert!(sent.insert((m.partition(), m.offset()), i).is_none(), "two records at one offset");
+        assert!(
+            sent.insert((m.partition(), m.offset()), i).is_none(),
+            "two records at one offset"
+        );
     }
     p.close(Duration::from_secs(30)).await.unwrap();
 
@@ -62,7 +80,9 @@ async fn acknowledged_records_are_read_back_once_in_send_order() {
     for (partition, records) in &all {
         let mut last = None;
         for r in records {
-            let i = *sent.get(&(*partition, r.offset)).unwrap_or_else(|| panic!("unacknowledged record at {partition}/{}", r.offset));
+            let i = *sent
+                .get(&(*partition, r.offset))
+                .unwrap_or_else(|| panic!("unacknowledged record at {partition}/{}", r.offset));
             assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
             assert_eq!(r.timestamp, 1_700_000_000_000 + i as i64);
             match i % 4 {
@@ -70,14 +90,20 @@ async fn acknowledged_records_are_read_back_once_in_send_order() {
                 1 | 2 => assert_eq!(r.key, None),
                 _ => {
                     assert_eq!(r.headers.len(), 2);
-                    assert_eq!(r.headers[0], ("h".to_string(), Some(bytes::Bytes::from_static(b"x"))));
+                    assert_eq!(
+                        r.headers[0],
+                        ("h".to_string(), Some(bytes::Bytes::from_static(b"x")))
+                    );
                     assert_eq!(r.headers[1], ("null".to_string(), None));
                 }
             }
             if i % 4 == 1 {
                 assert_eq!(*partition, (i % 3) as i32, "explicit partition honoured");
             }
-            assert!(last < Some(i), "partition {partition}: record {i} after {last:?}: send order broken");
+            assert!(
+                last < Some(i),
+                "partition {partition}: record {i} after {last:?}: send order broken"
+            );
             last = Some(i);
             seen += 1;
         }
@@ -100,7 +126,12 @@ async fn keyed_records_land_where_java_and_librdkafka_put_them() {
     let mut got = HashMap::new();
     let mut fs = Vec::new();
     for k in &keys {
-        fs.push((k.clone(), p.send(ProducerRecord::new(&topic).key(k).value("v")).await.unwrap()));
+        fs.push((
+            k.clone(),
+            p.send(ProducerRecord::new(&topic).key(k).value("v"))
+                .await
+                .unwrap(),
+        ));
     }
     for (k, f) in fs {
         got.insert(k, f.await.unwrap().partition());
@@ -143,8 +174,11 @@ async fn every_compression_is_read_by_java_and_librdkafka() {
         let mut fs = Vec::new();
         for i in 0..per_codec {
             let key = format!("{codec}-{i}");
-            let value = (i % 10 != 9).then(|| format!("{codec} value {i} {}", "lorem ipsum ".repeat(i % 7)));
-            let mut r = ProducerRecord::new(&topic).key(&key).header("codec", Some(codec.name()));
+            let value = (i % 10 != 9)
+                .then(|| format!("{codec} value {i} {}", "lorem ipsum ".repeat(i % 7)));
+            let mut r = ProducerRecord::new(&topic)
+                .key(&key)
+                .header("codec", Some(codec.name()));
             if let Some(v) = &value {
                 r = r.value(v);
             }
@@ -168,12 +202,22 @@ async fn every_compression_is_read_by_java_and_librdkafka() {
             .map(|r| {
                 let k = r.key.clone().expect("key");
                 let codec = k.split('-').next().unwrap().to_string();
-                assert_eq!(r.headers.first(), Some(&("codec".to_string(), Some(codec))), "{}", peer.name());
+                assert_eq!(
+                    r.headers.first(),
+                    Some(&("codec".to_string(), Some(codec))),
+                    "{}",
+                    peer.name()
+                );
                 (k, r.value.clone(), r.headers[1..].to_vec())
             })
             .collect();
         got.sort();
-        assert_eq!(got, want, "{} read every record of every codec", peer.name());
+        assert_eq!(
+            got,
+            want,
+            "{} read every record of every codec",
+            peer.name()
+        );
     }
 }
 
@@ -183,7 +227,10 @@ fn extra_headers(i: usize) -> Vec<(String, Option<String>)> {
     match i % 3 {
         0 => vec![],
         1 => vec![("null".to_string(), None)],
-        _ => vec![("dup".to_string(), Some(format!("a{i}"))), ("dup".to_string(), Some(format!("b{i}")))],
+        _ => vec![
+            ("dup".to_string(), Some(format!("a{i}"))),
+            ("dup".to_string(), Some(format!("b{i}"))),
+        ],
     }
 }
 
@@ -192,11 +239,19 @@ fn extra_headers(i: usize) -> Vec<(String, Option<String>)> {
 async fn every_compression_round_trips() {
     for codec in Compression::ALL {
         let topic = topic(2).await;
-        let p = producer().compression(codec).linger(Duration::from_millis(20)).build().unwrap();
+        let p = producer()
+            .compression(codec)
+            .linger(Duration::from_millis(20))
+            .build()
+            .unwrap();
         let mut fs = Vec::new();
         for i in 0..5_000 {
             let v = format!("{codec}-value-{i}-{}", "abc".repeat(i % 20));
-            fs.push(p.send(ProducerRecord::new(&topic).key(&i.to_string()).value(&v)).await.unwrap());
+            fs.push(
+                p.send(ProducerRecord::new(&topic).key(&i.to_string()).value(&v))
+                    .await
+                    .unwrap(),
+            );
         }
         for f in fs {
             f.await.unwrap_or_else(|e| panic!("{codec}: {e}"));
@@ -209,7 +264,9 @@ async fn every_compression_round_trips() {
             .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
             .collect();
         values.sort();
-        let mut want: Vec<String> = (0..5_000).map(|i| format!("{codec}-value-{i}-{}", "abc".repeat(i % 20))).collect();
+        let mut want: Vec<String> = (0..5_000)
+            .map(|i| format!("{codec}-value-{i}-{}", "abc".repeat(i % 20)))
+            .collect();
         want.sort();
         assert_eq!(values, want, "{codec}");
     }
@@ -219,10 +276,18 @@ async fn every_compression_round_trips() {
 async fn acks_zero_and_one_without_idempotence() {
     let topic = topic(1).await;
     for acks in [Acks::None, Acks::Leader] {
-        let p = producer().enable_idempotence(false).acks(acks).build().unwrap();
+        let p = producer()
+            .enable_idempotence(false)
+            .acks(acks)
+            .build()
+            .unwrap();
         let mut fs = Vec::new();
         for i in 0..1000 {
-            fs.push(p.send(ProducerRecord::new(&topic).value(&format!("{acks:?}-{i}"))).await.unwrap());
+            fs.push(
+                p.send(ProducerRecord::new(&topic).value(&format!("{acks:?}-{i}")))
+                    .await
+                    .unwrap(),
+            );
         }
         for f in fs {
             let m = f.await.unwrap();
@@ -243,27 +308,52 @@ async fn acks_zero_and_one_without_idempotence() {
 #[tokio::test]
 async fn bad_records_fail_alone_with_clear_errors() {
     let topic = topic(2).await;
-    let p = producer().max_request_size(10_000).max_block(Duration::from_secs(2)).build().unwrap();
-    let ok1 = p.send(ProducerRecord::new(&topic).value("before")).await.unwrap();
+    let p = producer()
+        .max_request_size(10_000)
+        .max_block(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let ok1 = p
+        .send(ProducerRecord::new(&topic).value("before"))
+        .await
+        .unwrap();
 
     let big = vec![7u8; 20_000];
-    let e = p.send(ProducerRecord::new(&topic).value(&big)).await.unwrap_err();
+    let e = p
+        .send(ProducerRecord::new(&topic).value(&big))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::TooLarge, "{e}");
     assert!(e.to_string().contains("max.request.size"), "{e}");
 
     let t0 = Instant::now();
-    let e = p.send(ProducerRecord::new(&unique("missing")).value("x")).await.unwrap_err();
+    let e = p
+        .send(ProducerRecord::new(&unique("missing")).value("x"))
+        .await
+        .unwrap_err();
     assert!(t0.elapsed() >= Duration::from_secs(2), "waits max.block.ms");
-    assert!(e.to_string().contains("max.block.ms") || e.to_string().contains("UNKNOWN_TOPIC"), "{e}");
+    assert!(
+        e.to_string().contains("max.block.ms") || e.to_string().contains("UNKNOWN_TOPIC"),
+        "{e}"
+    );
 
-    let e = p.send(ProducerRecord::new(&topic).partition(5).value("x")).await.unwrap_err();
+    let e = p
+        .send(ProducerRecord::new(&topic).partition(5).value("x"))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("partition 5"), "{e}");
 
-    let ok2 = p.send(ProducerRecord::new(&topic).value("after")).await.unwrap();
+    let ok2 = p
+        .send(ProducerRecord::new(&topic).value("after"))
+        .await
+        .unwrap();
     ok1.await.unwrap();
     ok2.await.unwrap();
     p.close(Duration::from_secs(10)).await.unwrap();
-    let e = p.send(ProducerRecord::new(&topic).value("closed")).await.unwrap_err();
+    let e = p
+        .send(ProducerRecord::new(&topic).value("closed"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::Closed, "{e}");
     let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(30)).await;
     assert_eq!(all.values().map(Vec::len).sum::<usize>(), 2);
@@ -282,10 +372,19 @@ async fn full_buffer_memory_blocks_then_fails() {
         .max_block(Duration::from_millis(800))
         .build()
         .unwrap();
-    let a = p.send(ProducerRecord::new(&topic).partition(0).value("a")).await.unwrap();
-    let b = p.send(ProducerRecord::new(&topic).partition(1).value("b")).await.unwrap();
+    let a = p
+        .send(ProducerRecord::new(&topic).partition(0).value("a"))
+        .await
+        .unwrap();
+    let b = p
+        .send(ProducerRecord::new(&topic).partition(1).value("b"))
+        .await
+        .unwrap();
     let t0 = Instant::now();
-    let e = p.send(ProducerRecord::new(&topic).partition(2).value("c")).await.unwrap_err();
+    let e = p
+        .send(ProducerRecord::new(&topic).partition(2).value("c"))
+        .await
+        .unwrap_err();
     assert!(t0.elapsed() >= Duration::from_millis(800));
     assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
     assert!(e.to_string().contains("buffer.memory"), "{e}");
@@ -293,7 +392,10 @@ async fn full_buffer_memory_blocks_then_fails() {
     a.await.unwrap();
     b.await.unwrap();
     // Memory is back: the third partition works now.
-    let c = p.send(ProducerRecord::new(&topic).partition(2).value("c")).await.unwrap();
+    let c = p
+        .send(ProducerRecord::new(&topic).partition(2).value("c"))
+        .await
+        .unwrap();
     p.flush().await;
     c.await.unwrap();
 }
@@ -308,11 +410,16 @@ async fn fire_and_forget_then_flush_delivers_everything() {
     let t0 = Instant::now();
     for i in 0..n {
         let k = (i as u32).to_be_bytes();
-        p.send_and_forget(ProducerRecord::new(&topic).key(&k).value(&value)).await.unwrap();
+        p.send_and_forget(ProducerRecord::new(&topic).key(&k).value(&value))
+            .await
+            .unwrap();
     }
     p.flush().await;
     let secs = t0.elapsed().as_secs_f64();
-    println!("fire-and-forget: {n} records of 100 bytes in {secs:.2}s = {:.0} records/s", n as f64 / secs);
+    println!(
+        "fire-and-forget: {n} records of 100 bytes in {secs:.2}s = {:.0} records/s",
+        n as f64 / secs
+    );
     let all = support::read_all(&support::cluster(), &topic, Duration::from_secs(60)).await;
     assert_eq!(all.values().map(Vec::len).sum::<usize>(), n);
 }
@@ -326,7 +433,11 @@ async fn fire_and_forget_then_flush_delivers_everything() {
 /// failed record leaves is repaired by the epoch bump.
 #[tokio::test]
 async fn too_large_batches_are_split_and_delivered_in_order() {
-    for (idempotent, codec) in [(true, Compression::None), (true, Compression::Lz4), (false, Compression::None)] {
+    for (idempotent, codec) in [
+        (true, Compression::None),
+        (true, Compression::Lz4),
+        (false, Compression::None),
+    ] {
         let name = unique("split");
         admin()
             .create_topics(&[NewTopic::new(&name, 1, 1).config("max.message.bytes", "2000")])
@@ -334,7 +445,10 @@ async fn too_large_batches_are_split_and_delivered_in_order() {
             .expect("create topic")
             .into_result()
             .expect("topic created");
-        admin().wait_for_topics(&[&name], Duration::from_secs(30)).await.expect("topic visible");
+        admin()
+            .wait_for_topics(&[&name], Duration::from_secs(30))
+            .await
+            .expect("topic visible");
         let p = producer()
             .enable_idempotence(idempotent)
             .compression(codec)
@@ -360,32 +474,62 @@ async fn too_large_batches_are_split_and_delivered_in_order() {
         }
         let mut fs = Vec::with_capacity(n);
         for (i, v) in values.iter().enumerate() {
-            fs.push(p.send(ProducerRecord::new(&name).key(&i.to_string()).value(v)).await.unwrap());
+            fs.push(
+                p.send(ProducerRecord::new(&name).key(&i.to_string()).value(v))
+                    .await
+                    .unwrap(),
+            );
         }
         let mut offsets = Vec::new();
         for (i, f) in fs.into_iter().enumerate() {
-            let r = tokio::time::timeout(Duration::from_secs(120), f).await.expect("delivery within 120 s");
+            let r = tokio::time::timeout(Duration::from_secs(120), f)
+                .await
+                .expect("delivery within 120 s");
             if i == too_big {
                 let e = r.expect_err("a record over max.message.bytes fails");
-                assert_eq!(e.code(), Some(kafkawire::ErrorCode::MESSAGE_TOO_LARGE), "{e}");
+                assert_eq!(
+                    e.code(),
+                    Some(kafkawire::ErrorCode::MESSAGE_TOO_LARGE),
+                    "{e}"
+                );
                 assert!(e.to_string().contains("max.message.bytes"), "{e}");
             } else {
-                let m = r.unwrap_or_else(|e| panic!("{codec} idempotent={idempotent}: record {i} failed: {e}"));
+                let m = r.unwrap_or_else(|e| {
+                    panic!("{codec} idempotent={idempotent}: record {i} failed: {e}")
+                });
                 offsets.push((m.offset(), i));
             }
         }
         p.close(Duration::from_secs(30)).await.unwrap();
         let mut sorted = offsets.clone();
         sorted.sort();
-        assert_eq!(sorted, offsets, "{codec} idempotent={idempotent}: offsets follow send order");
+        assert_eq!(
+            sorted, offsets,
+            "{codec} idempotent={idempotent}: offsets follow send order"
+        );
         let all = support::read_all(&support::cluster(), &name, Duration::from_secs(60)).await;
         let got: Vec<(i64, String)> = all[&0]
             .iter()
-            .map(|r| (r.offset, String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()))
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap(),
+                )
+            })
             .collect();
-        let want: Vec<(i64, String)> = offsets.iter().map(|(o, i)| (*o, values[*i].clone())).collect();
-        assert_eq!(got.len(), n - 1, "{codec} idempotent={idempotent}: every record once, nothing else");
-        assert!(got == want, "{codec} idempotent={idempotent}: log differs from the acknowledged records");
+        let want: Vec<(i64, String)> = offsets
+            .iter()
+            .map(|(o, i)| (*o, values[*i].clone()))
+            .collect();
+        assert_eq!(
+            got.len(),
+            n - 1,
+            "{codec} idempotent={idempotent}: every record once, nothing else"
+        );
+        assert!(
+            got == want,
+            "{codec} idempotent={idempotent}: log differs from the acknowledged records"
+        );
     }
 }
 
@@ -403,20 +547,41 @@ async fn idempotent_producer_continues_after_delete_records_past_its_writes() {
     for round in 0..3 {
         let mut fs = Vec::new();
         for i in 0..200 {
-            fs.push(p.send(ProducerRecord::new(&topic).value(&format!("{round}-{i}"))).await.unwrap());
+            fs.push(
+                p.send(ProducerRecord::new(&topic).value(&format!("{round}-{i}")))
+                    .await
+                    .unwrap(),
+            );
         }
         for f in fs {
-            offsets.push(f.await.unwrap_or_else(|e| panic!("round {round}: {e}")).offset());
+            offsets.push(
+                f.await
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                    .offset(),
+            );
         }
         if round < 2 {
-            let low = admin().delete_records(&topic, 0, -1).await.expect("delete records");
-            assert_eq!(low, offsets.last().unwrap() + 1, "everything written so far deleted");
+            let low = admin()
+                .delete_records(&topic, 0, -1)
+                .await
+                .expect("delete records");
+            assert_eq!(
+                low,
+                offsets.last().unwrap() + 1,
+                "everything written so far deleted"
+            );
         }
     }
     p.close(Duration::from_secs(10)).await.unwrap();
-    assert!(offsets.windows(2).all(|w| w[0] + 1 == w[1]), "contiguous offsets in send order");
+    assert!(
+        offsets.windows(2).all(|w| w[0] + 1 == w[1]),
+        "contiguous offsets in send order"
+    );
     // Read from the log start (the reader helper starts at 0).
-    let mut c = kafkawire::consumer::Consumer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    let mut c = kafkawire::consumer::Consumer::builder()
+        .bootstrap_servers(&bootstrap())
+        .build()
+        .unwrap();
     let tp = kafkawire::consumer::TopicPartition::new(&topic, 0);
     c.assign(std::slice::from_ref(&tp)).unwrap();
     c.seek_to_beginning(std::slice::from_ref(&tp)).unwrap();
@@ -424,10 +589,15 @@ async fn idempotent_producer_continues_after_delete_records_past_its_writes() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < 200 && Instant::now() < deadline {
         for r in c.poll(Duration::from_millis(500)).await.unwrap() {
-            got.push((r.offset, String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()));
+            got.push((
+                r.offset,
+                String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap(),
+            ));
         }
     }
-    let want: Vec<(i64, String)> = (0..200).map(|i| (offsets[400 + i], format!("2-{i}"))).collect();
+    let want: Vec<(i64, String)> = (0..200)
+        .map(|i| (offsets[400 + i], format!("2-{i}")))
+        .collect();
     assert_eq!(got, want);
 }
 

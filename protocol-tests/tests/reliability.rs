@@ -119,8 +119,9 @@ impl Drop for HealOnDrop {
 /// moment of a commit. `kafka-local thaw`/`up` undo it.
 fn freeze_now(n: i32) {
     let clusters = std::env::var("KAFKAWIRE_CLUSTERS").unwrap_or_else(|_| {
-        let cache = std::env::var("KAFKAWIRE_CACHE")
-            .unwrap_or_else(|_| format!("{}/.cache/kafkawire", std::env::var("HOME").expect("HOME")));
+        let cache = std::env::var("KAFKAWIRE_CACHE").unwrap_or_else(|_| {
+            format!("{}/.cache/kafkawire", std::env::var("HOME").expect("HOME"))
+        });
         format!("{cache}/clusters")
     });
     let pidfile = format!("{clusters}/{}/node-{n}/pid", cluster_name());

@@ -23,8 +23,16 @@ const WAIT: Duration = Duration::from_secs(180);
 async fn topic_with_partitions(n: i32) -> String {
     let admin = admin();
     let name = unique("sub");
-    admin.create_topics(&[NewTopic::new(&name, n, 1)]).await.unwrap().into_result().unwrap();
-    admin.wait_for_topics(&[&name], Duration::from_secs(30)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(&name, n, 1)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin
+        .wait_for_topics(&[&name], Duration::from_secs(30))
+        .await
+        .unwrap();
     name
 }
 
@@ -35,10 +43,13 @@ async fn produce(topic: &str, count: usize) -> Vec<(i32, i64)> {
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
         let n = count.to_string();
-        interop::produce(Peer::Java, &["--topic", &topic, "--count", &n, "--key-prefix", "k"])
-            .into_iter()
-            .map(|(p, o, _)| (p, o))
-            .collect()
+        interop::produce(
+            Peer::Java,
+            &["--topic", &topic, "--count", &n, "--key-prefix", "k"],
+        )
+        .into_iter()
+        .map(|(p, o, _)| (p, o))
+        .collect()
     })
     .await
     .unwrap()
@@ -66,7 +77,9 @@ fn consumer(group: &str, flavour: Flavour) -> Consumer {
     };
     let b = match flavour {
         Flavour::Kip848 => b,
-        _ => b.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "500"),
+        _ => b
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500"),
     };
     b.build().unwrap()
 }
@@ -123,8 +136,10 @@ fn spawn_member(name: &str, group: &str, topic: &str, flavour: Flavour, log: Sha
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             let topic: Arc<str> = records[0].topic.clone();
-            let offsets =
-                next.iter().map(|(p, o)| (TopicPartition::new(&*topic, *p), OffsetAndMetadata::new(*o))).collect();
+            let offsets = next
+                .iter()
+                .map(|(p, o)| (TopicPartition::new(&*topic, *p), OffsetAndMetadata::new(*o)))
+                .collect();
             // A failed commit (the group rebalanced meanwhile) is normal:
             // those records may be processed again by the next owner.
             if c.commit_offsets_sync(offsets).await.is_ok() {
@@ -140,12 +155,19 @@ fn spawn_member(name: &str, group: &str, topic: &str, flavour: Flavour, log: Sha
             log.lock().unwrap().errors.push(format!("{n} close: {e}"));
         }
     });
-    Member { name: name.to_string(), leave, task }
+    Member {
+        name: name.to_string(),
+        leave,
+        task,
+    }
 }
 
 async fn leave(m: Member) {
     m.leave.store(true, Ordering::SeqCst);
-    tokio::time::timeout(WAIT, m.task).await.expect("member closes").unwrap();
+    tokio::time::timeout(WAIT, m.task)
+        .await
+        .expect("member closes")
+        .unwrap();
 }
 
 /// A kill: the task and its consumer are dropped mid-flight, without
@@ -157,7 +179,13 @@ async fn kill(m: Member) {
 }
 
 fn distinct_processed(log: &SharedLog) -> usize {
-    log.lock().unwrap().processed.iter().map(|(_, _, p, o)| (*p, *o)).collect::<HashSet<_>>().len()
+    log.lock()
+        .unwrap()
+        .processed
+        .iter()
+        .map(|(_, _, p, o)| (*p, *o))
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 async fn group_churn(flavour: Flavour) {
@@ -173,8 +201,10 @@ async fn group_churn(flavour: Flavour) {
     let progress = |frac: f64, what: &'static str| {
         let log = log.clone();
         async move {
-            eventually(WAIT, what, || async { (distinct_processed(&log) as f64 >= frac * N as f64).then_some(()) })
-                .await
+            eventually(WAIT, what, || async {
+                (distinct_processed(&log) as f64 >= frac * N as f64).then_some(())
+            })
+            .await
         }
     };
     progress(0.15, "15% processed").await;
@@ -193,8 +223,15 @@ async fn group_churn(flavour: Flavour) {
     let g = log.lock().unwrap();
     // Every record produced was processed at least once.
     let seen: HashSet<(i32, i64)> = g.processed.iter().map(|(_, _, p, o)| (*p, *o)).collect();
-    let missing: Vec<_> = produced.iter().filter(|r| !seen.contains(r)).take(10).collect();
-    assert!(missing.is_empty(), "{flavour:?}: records never processed, e.g. {missing:?}");
+    let missing: Vec<_> = produced
+        .iter()
+        .filter(|r| !seen.contains(r))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{flavour:?}: records never processed, e.g. {missing:?}"
+    );
     // "No committed record is processed twice by a live member": once a
     // commit of offset C for partition P has returned successfully (logged
     // at sequence S), the records of P below C are done for the group, so
@@ -209,7 +246,10 @@ async fn group_churn(flavour: Flavour) {
     }
     let mut violations = Vec::new();
     for (s, m, p, o) in &g.processed {
-        if let Some(c) = high.get(p).and_then(|cs| cs.iter().filter(|(cs, _)| cs < s).map(|(_, c)| *c).max()) {
+        if let Some(c) = high
+            .get(p)
+            .and_then(|cs| cs.iter().filter(|(cs, _)| cs < s).map(|(_, c)| *c).max())
+        {
             if *o < c {
                 violations.push(format!("{m} processed {p}@{o} after {c} was committed"));
             }
@@ -264,10 +304,16 @@ impl RebalanceListener for Seen {
         for tp in partitions {
             h.remove(&tp.partition());
         }
-        self.revoked.lock().unwrap().extend(partitions.iter().cloned());
+        self.revoked
+            .lock()
+            .unwrap()
+            .extend(partitions.iter().cloned());
     }
     fn on_partitions_assigned(&mut self, partitions: &[TopicPartition], _: &mut RebalanceContext) {
-        self.holds.lock().unwrap().extend(partitions.iter().map(|tp| tp.partition()));
+        self.holds
+            .lock()
+            .unwrap()
+            .extend(partitions.iter().map(|tp| tp.partition()));
     }
 }
 
@@ -300,14 +346,22 @@ async fn auto_commit_commits_revoked_partitions() {
         };
         let mut first = mk();
         let seen = Seen::default();
-        first.subscribe_with_listener(&[&topic], seen.clone()).unwrap();
+        first
+            .subscribe_with_listener(&[&topic], seen.clone())
+            .unwrap();
         let mut got = 0;
         let deadline = tokio::time::Instant::now() + WAIT;
         while got < produced.len() {
-            assert!(tokio::time::Instant::now() < deadline, "{strategy}: consumed only {got}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{strategy}: consumed only {got}"
+            );
             got += first.poll(Duration::from_millis(500)).await.unwrap().len();
         }
-        assert!(first.committed(&[TopicPartition::new(&topic, 0)]).await.unwrap()[&TopicPartition::new(&topic, 0)]
+        assert!(first
+            .committed(&[TopicPartition::new(&topic, 0)])
+            .await
+            .unwrap()[&TopicPartition::new(&topic, 0)]
             .is_none());
         // A second member joins; the first keeps polling (that is where the
         // revocation is handled and its commit made).
@@ -321,27 +375,45 @@ async fn auto_commit_commits_revoked_partitions() {
             (second, n)
         });
         let deadline = tokio::time::Instant::now() + WAIT;
-        while seen.revoked.lock().unwrap().is_empty() || seen.holds.lock().unwrap().len() == PARTITIONS as usize {
-            assert!(tokio::time::Instant::now() < deadline, "{strategy}: no revocation");
+        while seen.revoked.lock().unwrap().is_empty()
+            || seen.holds.lock().unwrap().len() == PARTITIONS as usize
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{strategy}: no revocation"
+            );
             first.poll(Duration::from_millis(200)).await.unwrap();
         }
         // The commit is made before the revocation is acknowledged, inside
         // the polls; keep polling until it is visible.
         let revoked: Vec<TopicPartition> = seen.revoked.lock().unwrap().clone();
-        let want: BTreeMap<TopicPartition, Option<i64>> =
-            revoked.iter().map(|tp| (tp.clone(), Some(ends[&tp.partition()]))).collect();
+        let want: BTreeMap<TopicPartition, Option<i64>> = revoked
+            .iter()
+            .map(|tp| (tp.clone(), Some(ends[&tp.partition()])))
+            .collect();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let got: BTreeMap<TopicPartition, Option<i64>> =
-                first.committed(&revoked).await.unwrap().into_iter().map(|(tp, o)| (tp, o.map(|o| o.offset))).collect();
+            let got: BTreeMap<TopicPartition, Option<i64>> = first
+                .committed(&revoked)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(tp, o)| (tp, o.map(|o| o.offset)))
+                .collect();
             if got == want {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{strategy}: committed {got:?}, want {want:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{strategy}: committed {got:?}, want {want:?}"
+            );
             first.poll(Duration::from_millis(200)).await.unwrap();
         }
         let (second, n) = second_task.await.unwrap();
-        assert_eq!(n, 0, "{strategy}: the second member re-read records the first had processed");
+        assert_eq!(
+            n, 0,
+            "{strategy}: the second member re-read records the first had processed"
+        );
         println!("{strategy}: revoked {revoked:?}, committed at the end offsets; the new owner read nothing again");
         first.close().await.unwrap();
         second.close().await.unwrap();
@@ -377,27 +449,37 @@ async fn librdkafka_consumer_shares_the_group() {
             (seen.holds.lock().unwrap().len() == PARTITIONS as usize).then_some(())
         })
         .await;
-        let peer = interop::GroupPeer::spawn(interop::Peer::Rdkafka, &topic, &group, assignor, 60000);
-        eventually(WAIT, "kafkawire and librdkafka share the partitions", || async {
-            let theirs = peer.holds();
-            let mine = seen.holds.lock().unwrap().clone();
-            let union: BTreeSet<i32> = theirs.union(&mine).copied().collect();
-            (union.len() == PARTITIONS as usize && theirs.is_disjoint(&mine) && !theirs.is_empty() && !mine.is_empty())
+        let peer =
+            interop::GroupPeer::spawn(interop::Peer::Rdkafka, &topic, &group, assignor, 60000);
+        eventually(
+            WAIT,
+            "kafkawire and librdkafka share the partitions",
+            || async {
+                let theirs = peer.holds();
+                let mine = seen.holds.lock().unwrap().clone();
+                let union: BTreeSet<i32> = theirs.union(&mine).copied().collect();
+                (union.len() == PARTITIONS as usize
+                    && theirs.is_disjoint(&mine)
+                    && !theirs.is_empty()
+                    && !mine.is_empty())
                 .then_some(())
-        })
+            },
+        )
         .await;
         // Settled: hold for a moment and check again that nobody overlaps.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let theirs = peer.holds();
         let mine = seen.holds.lock().unwrap().clone();
-        assert!(theirs.is_disjoint(&mine), "{assignor}: overlap: librdkafka {theirs:?}, kafkawire {mine:?}");
+        assert!(
+            theirs.is_disjoint(&mine),
+            "{assignor}: overlap: librdkafka {theirs:?}, kafkawire {mine:?}"
+        );
         println!("{assignor}: kafkawire {mine:?}, librdkafka {theirs:?}");
         peer.kill().await;
         stop.store(true, Ordering::SeqCst);
         tokio::time::timeout(WAIT, ours).await.unwrap().unwrap();
     }
 }
-
 
 /// `max.poll.interval.ms` on a real broker, as in the Java client: a member
 /// that stops polling leaves the group once the interval passes (its
@@ -422,7 +504,9 @@ async fn poll_interval_expiry(flavour: Flavour) {
         };
         let b = match flavour {
             Flavour::Kip848 => b,
-            _ => b.set("session.timeout.ms", "30000").set("heartbeat.interval.ms", "500"),
+            _ => b
+                .set("session.timeout.ms", "30000")
+                .set("heartbeat.interval.ms", "500"),
         };
         b.build().unwrap()
     };
@@ -436,7 +520,10 @@ async fn poll_interval_expiry(flavour: Flavour) {
         let (others, stop) = (others.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let records = other.poll(Duration::from_millis(200)).await.expect("the polling member's poll");
+                let records = other
+                    .poll(Duration::from_millis(200))
+                    .await
+                    .expect("the polling member's poll");
                 let mut g = others.lock().unwrap();
                 g.0 = other.assignment().iter().map(|tp| tp.partition()).collect();
                 g.1.extend(records.iter().map(|r| r.partition));
@@ -449,7 +536,10 @@ async fn poll_interval_expiry(flavour: Flavour) {
     let held = |c: &Consumer| c.assignment().len();
     let deadline = tokio::time::Instant::now() + WAIT;
     while held(&idle) == 0 || others.lock().unwrap().0.len() + held(&idle) != partitions as usize {
-        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the two members never shared the partitions");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{flavour:?}: the two members never shared the partitions"
+        );
         idle.poll(Duration::from_millis(200)).await.unwrap();
     }
     println!("{flavour:?}: idle member holds {:?}", idle.assignment());
@@ -458,27 +548,43 @@ async fn poll_interval_expiry(flavour: Flavour) {
     // other one takes (and consumes) every partition.
     let deadline = tokio::time::Instant::now() + WAIT;
     while others.lock().unwrap().0.len() != partitions as usize {
-        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the idle member's partitions never moved");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{flavour:?}: the idle member's partitions never moved"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let p = kafkawire::producer::Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    let p = kafkawire::producer::Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .build()
+        .unwrap();
     for partition in 0..partitions {
-        p.send(kafkawire::producer::ProducerRecord::new(&topic).partition(partition).value("x"))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        p.send(
+            kafkawire::producer::ProducerRecord::new(&topic)
+                .partition(partition)
+                .value("x"),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     while others.lock().unwrap().1.len() != partitions as usize {
-        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the remaining member did not consume every partition");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{flavour:?}: the remaining member did not consume every partition"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // The next poll rejoins.
     let deadline = tokio::time::Instant::now() + WAIT;
     while held(&idle) == 0 || others.lock().unwrap().0.len() == partitions as usize {
-        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: the idle member did not rejoin on poll");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{flavour:?}: the idle member did not rejoin on poll"
+        );
         idle.poll(Duration::from_millis(200)).await.unwrap();
     }
     println!("{flavour:?}: rejoined with {:?}", idle.assignment());
@@ -519,7 +625,9 @@ fn fast_metadata_consumer(group: &str, flavour: Flavour) -> Consumer {
     };
     let b = match flavour {
         Flavour::Kip848 => b,
-        _ => b.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "500"),
+        _ => b
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500"),
     };
     b.build().unwrap()
 }
@@ -527,12 +635,23 @@ fn fast_metadata_consumer(group: &str, flavour: Flavour) -> Consumer {
 /// Sends `per_partition` records to each of `partitions` with values
 /// `{topic}/{partition}/{i}`.
 async fn produce_to(topic: &str, partitions: std::ops::Range<i32>, per_partition: usize) {
-    let p = kafkawire::producer::Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    let p = kafkawire::producer::Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .build()
+        .unwrap();
     let mut fs = Vec::new();
     for partition in partitions {
         for i in 0..per_partition {
             let v = format!("{topic}/{partition}/{i}");
-            fs.push(p.send(kafkawire::producer::ProducerRecord::new(topic).partition(partition).value(&v)).await.unwrap());
+            fs.push(
+                p.send(
+                    kafkawire::producer::ProducerRecord::new(topic)
+                        .partition(partition)
+                        .value(&v),
+                )
+                .await
+                .unwrap(),
+            );
         }
     }
     for f in fs {
@@ -543,14 +662,30 @@ async fn produce_to(topic: &str, partitions: std::ops::Range<i32>, per_partition
 
 /// Polls until `want` (topic, partition) pairs each delivered `per_partition`
 /// records, and returns how many records each pair delivered.
-async fn consume_until(c: &mut Consumer, want: &BTreeSet<(String, i32)>, per_partition: usize, what: &str) -> BTreeMap<(String, i32), usize> {
+async fn consume_until(
+    c: &mut Consumer,
+    want: &BTreeSet<(String, i32)>,
+    per_partition: usize,
+    what: &str,
+) -> BTreeMap<(String, i32), usize> {
     let mut got: BTreeMap<(String, i32), usize> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !want.iter().all(|k| got.get(k).copied().unwrap_or(0) >= per_partition) {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: got {got:?}");
+    while !want
+        .iter()
+        .all(|k| got.get(k).copied().unwrap_or(0) >= per_partition)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: got {got:?}"
+        );
         for r in c.poll(Duration::from_millis(300)).await.unwrap() {
             let v = String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap();
-            assert!(v.starts_with(&format!("{}/{}/", r.topic, r.partition)), "{what}: {v} at {}-{}", r.topic, r.partition);
+            assert!(
+                v.starts_with(&format!("{}/{}/", r.topic, r.partition)),
+                "{what}: {v} at {}-{}",
+                r.topic,
+                r.partition
+            );
             *got.entry((r.topic.to_string(), r.partition)).or_default() += 1;
         }
     }
@@ -565,29 +700,62 @@ async fn pattern_subscription(flavour: Flavour) {
     let prefix = unique("pat");
     let admin = admin();
     let first = format!("{prefix}-a");
-    admin.create_topics(&[NewTopic::new(&first, 2, 1)]).await.unwrap().into_result().unwrap();
-    admin.wait_for_topics(&[&first], Duration::from_secs(30)).await.unwrap();
-    produce_to(&first, 0..2, 5).await;
-    let mut c = fast_metadata_consumer(&unique("g"), flavour);
-    c.subscribe_pattern(&format!("{prefix}-[a-z]+")).unwrap();
-    let want: BTreeSet<(String, i32)> = (0..2).map(|p| (first.clone(), p)).collect();
-    consume_until(&mut c, &want, 5, &format!("{flavour:?}: the first matching topic")).await;
-
-    let second = format!("{prefix}-b");
-    let not_matching = format!("x{prefix}-c");
     admin
-        .create_topics(&[NewTopic::new(&second, 3, 1), NewTopic::new(&not_matching, 1, 1)])
+        .create_topics(&[NewTopic::new(&first, 2, 1)])
         .await
         .unwrap()
         .into_result()
         .unwrap();
-    admin.wait_for_topics(&[&second, &not_matching], Duration::from_secs(30)).await.unwrap();
+    admin
+        .wait_for_topics(&[&first], Duration::from_secs(30))
+        .await
+        .unwrap();
+    produce_to(&first, 0..2, 5).await;
+    let mut c = fast_metadata_consumer(&unique("g"), flavour);
+    c.subscribe_pattern(&format!("{prefix}-[a-z]+")).unwrap();
+    let want: BTreeSet<(String, i32)> = (0..2).map(|p| (first.clone(), p)).collect();
+    consume_until(
+        &mut c,
+        &want,
+        5,
+        &format!("{flavour:?}: the first matching topic"),
+    )
+    .await;
+
+    let second = format!("{prefix}-b");
+    let not_matching = format!("x{prefix}-c");
+    admin
+        .create_topics(&[
+            NewTopic::new(&second, 3, 1),
+            NewTopic::new(&not_matching, 1, 1),
+        ])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin
+        .wait_for_topics(&[&second, &not_matching], Duration::from_secs(30))
+        .await
+        .unwrap();
     produce_to(&second, 0..3, 5).await;
     produce_to(&not_matching, 0..1, 5).await;
     let want: BTreeSet<(String, i32)> = (0..3).map(|p| (second.clone(), p)).collect();
-    let got = consume_until(&mut c, &want, 5, &format!("{flavour:?}: a matching topic created after subscribing")).await;
-    assert!(!got.keys().any(|(t, _)| *t == not_matching), "{flavour:?}: read a topic the pattern does not match");
-    assert_eq!(c.subscription(), vec![first.clone(), second.clone()], "{flavour:?}");
+    let got = consume_until(
+        &mut c,
+        &want,
+        5,
+        &format!("{flavour:?}: a matching topic created after subscribing"),
+    )
+    .await;
+    assert!(
+        !got.keys().any(|(t, _)| *t == not_matching),
+        "{flavour:?}: read a topic the pattern does not match"
+    );
+    assert_eq!(
+        c.subscription(),
+        vec![first.clone(), second.clone()],
+        "{flavour:?}"
+    );
     c.close().await.unwrap();
 }
 
@@ -620,30 +788,45 @@ async fn partitions_added(flavour: Flavour) {
     produce_to(&topic, 0..2, 5).await;
     // Both members poll in turns until the two partitions were read.
     let mut got: BTreeMap<i32, usize> = BTreeMap::new();
-    let read = |records: Vec<kafkawire::consumer::ConsumerRecord>, got: &mut BTreeMap<i32, usize>| {
+    let read = |records: Vec<kafkawire::consumer::ConsumerRecord>,
+                got: &mut BTreeMap<i32, usize>| {
         for r in records {
             *got.entry(r.partition).or_default() += 1;
         }
     };
     let deadline = tokio::time::Instant::now() + WAIT;
     while (0..2).any(|p| got.get(&p).copied().unwrap_or(0) < 5) {
-        assert!(tokio::time::Instant::now() < deadline, "{flavour:?}: before growth got {got:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{flavour:?}: before growth got {got:?}"
+        );
         read(a.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
         read(b.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
     }
-    admin().create_partitions(&[(&topic, 4)]).await.unwrap().into_result().unwrap();
+    admin()
+        .create_partitions(&[(&topic, 4)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     admin()
         .wait_for_topics(&[&topic], Duration::from_secs(30))
         .await
         .unwrap();
-    eventually(Duration::from_secs(60), "4 partitions in metadata", || async {
-        let t = admin().describe_topics(&[&topic]).await.ok()?;
-        (t.first()?.partitions.len() == 4).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "4 partitions in metadata",
+        || async {
+            let t = admin().describe_topics(&[&topic]).await.ok()?;
+            (t.first()?.partitions.len() == 4).then_some(())
+        },
+    )
     .await;
     produce_to(&topic, 2..4, 5).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while (0..4).any(|p| got.get(&p).copied().unwrap_or(0) < 5) || a.assignment().len() + b.assignment().len() != 4 {
+    while (0..4).any(|p| got.get(&p).copied().unwrap_or(0) < 5)
+        || a.assignment().len() + b.assignment().len() != 4
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{flavour:?}: after growth got {got:?}, assignments {:?} / {:?}",
@@ -653,8 +836,14 @@ async fn partitions_added(flavour: Flavour) {
         read(a.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
         read(b.poll(Duration::from_millis(200)).await.unwrap(), &mut got);
     }
-    assert!((0..4).all(|p| got[&p] == 5), "{flavour:?}: each record once: {got:?}");
-    assert!(!a.assignment().is_empty() && !b.assignment().is_empty(), "{flavour:?}: both members hold partitions");
+    assert!(
+        (0..4).all(|p| got[&p] == 5),
+        "{flavour:?}: each record once: {got:?}"
+    );
+    assert!(
+        !a.assignment().is_empty() && !b.assignment().is_empty(),
+        "{flavour:?}: both members hold partitions"
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }

@@ -18,22 +18,37 @@ impl Drop for Restart {
 async fn killing_a_partition_leader_yields_a_new_leader() {
     let admin = admin();
     let topic = unique("failover");
-    admin.create_topics(&[NewTopic::new(&topic, 1, 3)]).await.unwrap().into_result().unwrap();
-    admin.wait_for_topics(&[&topic], Duration::from_secs(60)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(&topic, 1, 3)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin
+        .wait_for_topics(&[&topic], Duration::from_secs(60))
+        .await
+        .unwrap();
     let cluster = admin.cluster();
-    let old = cluster.leader_for(&topic, 0, Instant::now() + Duration::from_secs(30)).await.unwrap();
+    let old = cluster
+        .leader_for(&topic, 0, Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
 
     kafka_local(&["kill", &old.to_string()]);
     let _restart = Restart(old);
     let started = Instant::now();
-    let new = eventually(Duration::from_secs(60), "a new leader in metadata", || async {
-        cluster.request_update();
-        let snap = cluster.refresh(Some(&[topic.clone()])).await.ok()?;
-        match snap.leader_of(&topic, 0) {
-            Some(l) if l != old => Some(l),
-            _ => None,
-        }
-    })
+    let new = eventually(
+        Duration::from_secs(60),
+        "a new leader in metadata",
+        || async {
+            cluster.request_update();
+            let snap = cluster.refresh(Some(&[topic.clone()])).await.ok()?;
+            match snap.leader_of(&topic, 0) {
+                Some(l) if l != old => Some(l),
+                _ => None,
+            }
+        },
+    )
     .await;
     println!("leader moved {old} -> {new} in {:?}", started.elapsed());
     assert_ne!(new, old);
@@ -47,19 +62,29 @@ async fn killing_the_group_coordinator_moves_the_lookup() {
     let cluster = admin.cluster();
     let group = unique("coord");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (old, _) = cluster.coordinator(CoordinatorType::Group, &group, deadline).await.unwrap();
+    let (old, _) = cluster
+        .coordinator(CoordinatorType::Group, &group, deadline)
+        .await
+        .unwrap();
 
     kafka_local(&["kill", &old.to_string()]);
     let _restart = Restart(old);
     cluster.invalidate_coordinator(CoordinatorType::Group, &group);
-    let new = eventually(Duration::from_secs(90), "a live group coordinator", || async {
-        cluster.invalidate_coordinator(CoordinatorType::Group, &group);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        match cluster.coordinator(CoordinatorType::Group, &group, deadline).await {
-            Ok((n, _)) if n != old => Some(n),
-            _ => None,
-        }
-    })
+    let new = eventually(
+        Duration::from_secs(90),
+        "a live group coordinator",
+        || async {
+            cluster.invalidate_coordinator(CoordinatorType::Group, &group);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            match cluster
+                .coordinator(CoordinatorType::Group, &group, deadline)
+                .await
+            {
+                Ok((n, _)) if n != old => Some(n),
+                _ => None,
+            }
+        },
+    )
     .await;
     println!("group coordinator moved {old} -> {new}");
     assert_ne!(new, old);

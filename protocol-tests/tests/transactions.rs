@@ -23,8 +23,16 @@ const WAIT: Duration = Duration::from_secs(90);
 async fn topic(prefix: &str, partitions: i32) -> String {
     let name = unique(prefix);
     let admin = admin();
-    admin.create_topics(&[NewTopic::new(&name, partitions, 1)]).await.unwrap().into_result().unwrap();
-    admin.wait_for_topics(&[&name], Duration::from_secs(30)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(&name, partitions, 1)])
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    admin
+        .wait_for_topics(&[&name], Duration::from_secs(30))
+        .await
+        .unwrap();
     name
 }
 
@@ -76,7 +84,10 @@ async fn read(c: &mut Consumer, n: usize, extra: Duration) -> Vec<ConsumerRecord
 }
 
 fn all_partitions(topics: &[String], n: i32) -> Vec<TopicPartition> {
-    topics.iter().flat_map(|t| (0..n).map(move |p| TopicPartition::new(t, p))).collect()
+    topics
+        .iter()
+        .flat_map(|t| (0..n).map(move |p| TopicPartition::new(t, p)))
+        .collect()
 }
 
 /// Sends `per` records to every partition of `topics` with values
@@ -96,8 +107,12 @@ async fn send_all(
         for part in 0..parts {
             for i in 0..per {
                 let v = format!("{prefix}-{t}-{part}-{i}");
-                futures
-                    .push((v.clone(), p.send(ProducerRecord::new(t).partition(part).value(&v)).await.expect("send")));
+                futures.push((
+                    v.clone(),
+                    p.send(ProducerRecord::new(t).partition(part).value(&v))
+                        .await
+                        .expect("send"),
+                ));
                 values.push(v);
             }
         }
@@ -116,7 +131,10 @@ async fn delivered_or_aborted(pending: Vec<(String, DeliveryFuture)>) -> Vec<Str
     for (v, f) in pending {
         match f.await {
             Ok(_) => ok.push(v),
-            Err(e) => assert!(e.is_abortable() && e.to_string().contains("aborted"), "{v}: {e}"),
+            Err(e) => assert!(
+                e.is_abortable() && e.to_string().contains("aborted"),
+                "{v}: {e}"
+            ),
         }
     }
     ok
@@ -131,17 +149,34 @@ async fn commit_and_abort_across_3_topics_x_4_partitions() {
     let p = txn_producer(&unique("txn-3x4"));
     // Illegal calls are typed errors and change nothing.
     assert_eq!(p.transaction_state(), Some(TxnState::Uninitialized));
-    let e = p.send(ProducerRecord::new(&topics[0]).value("x")).await.unwrap_err();
+    let e = p
+        .send(ProducerRecord::new(&topics[0]).value("x"))
+        .await
+        .unwrap_err();
     assert_eq!(*e.kind(), ErrorKind::IllegalState, "{e}");
     p.init_transactions().await.expect("init_transactions");
     assert_eq!(p.transaction_state(), Some(TxnState::Ready));
     let e = p.commit_transaction().await.unwrap_err();
-    assert_eq!(*e.kind(), ErrorKind::IllegalState, "commit without begin: {e}");
-    let e = p.send(ProducerRecord::new(&topics[0]).value("x")).await.unwrap_err();
-    assert!(e.to_string().contains("begin_transaction"), "send outside a transaction: {e}");
+    assert_eq!(
+        *e.kind(),
+        ErrorKind::IllegalState,
+        "commit without begin: {e}"
+    );
+    let e = p
+        .send(ProducerRecord::new(&topics[0]).value("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("begin_transaction"),
+        "send outside a transaction: {e}"
+    );
     assert_eq!(p.transaction_state(), Some(TxnState::Ready));
     p.begin_transaction().unwrap();
-    assert_eq!(*p.begin_transaction().unwrap_err().kind(), ErrorKind::IllegalState, "begin twice");
+    assert_eq!(
+        *p.begin_transaction().unwrap_err().kind(),
+        ErrorKind::IllegalState,
+        "begin twice"
+    );
     assert_eq!(p.transaction_state(), Some(TxnState::InTransaction));
 
     // Four transactions: commit, abort, commit, abort; plus an empty one.
@@ -152,7 +187,8 @@ async fn commit_and_abort_across_3_topics_x_4_partitions() {
     let (v, pending) = send_all(&p, &topics, 4, 5, "c1").await;
     p.commit_transaction().await.expect("commit 1");
     for (_, f) in pending {
-        f.await.expect("a committed transaction's records are all delivered");
+        f.await
+            .expect("a committed transaction's records are all delivered");
     }
     committed.extend(v);
     p.begin_transaction().unwrap();
@@ -174,7 +210,8 @@ async fn commit_and_abort_across_3_topics_x_4_partitions() {
         .in_transaction(|p| {
             let t = topics[0].clone();
             async move {
-                p.send_and_forget(ProducerRecord::new(&t).partition(0).value("a5-closure")).await?;
+                p.send_and_forget(ProducerRecord::new(&t).partition(0).value("a5-closure"))
+                    .await?;
                 Err::<(), _>(kafkawire::Error::illegal_state("the work failed"))
             }
         })
@@ -182,7 +219,8 @@ async fn commit_and_abort_across_3_topics_x_4_partitions() {
     assert!(matches!(r, Err(TransactionError::Aborted(_))), "{r:?}");
     let t = topics[1].clone();
     p.in_transaction(|p| async move {
-        p.send_and_forget(ProducerRecord::new(&t).partition(3).value("c6-closure")).await?;
+        p.send_and_forget(ProducerRecord::new(&t).partition(3).value("c6-closure"))
+            .await?;
         Ok(())
     })
     .await
@@ -194,18 +232,32 @@ async fn commit_and_abort_across_3_topics_x_4_partitions() {
     // kafkawire, read_committed: exactly the committed records.
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
     rc.assign(&tps).unwrap();
-    let got: Vec<String> = read(&mut rc, committed.len(), Duration::from_secs(2)).await.iter().map(value).collect();
+    let got: Vec<String> = read(&mut rc, committed.len(), Duration::from_secs(2))
+        .await
+        .iter()
+        .map(value)
+        .collect();
     let want: HashSet<&String> = committed.iter().collect();
     let seen: HashSet<&String> = got.iter().collect();
     let missing: Vec<_> = want.difference(&seen).collect();
     let extra: Vec<_> = seen.difference(&want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
     assert_eq!(got.len(), committed.len(), "no duplicates");
     // read_uncommitted: both.
     let mut ru = consumer(IsolationLevel::ReadUncommitted, None);
     ru.assign(&tps).unwrap();
-    let all: HashSet<String> =
-        read(&mut ru, committed.len() + aborted.len(), Duration::from_secs(1)).await.iter().map(value).collect();
+    let all: HashSet<String> = read(
+        &mut ru,
+        committed.len() + aborted.len(),
+        Duration::from_secs(1),
+    )
+    .await
+    .iter()
+    .map(value)
+    .collect();
     assert!(committed.iter().chain(&aborted).all(|v| all.contains(v)));
 
     // The Java client and librdkafka, read_committed, per topic.
@@ -213,16 +265,26 @@ async fn commit_and_abort_across_3_topics_x_4_partitions() {
         for t in &topics {
             let expect: HashSet<String> = committed
                 .iter()
-                .filter(|v| v.contains(t.as_str()) || (v.as_str() == "c6-closure" && *t == topics[1]))
+                .filter(|v| {
+                    v.contains(t.as_str()) || (v.as_str() == "c6-closure" && *t == topics[1])
+                })
                 .cloned()
                 .collect();
             let tc = t.clone();
             let n = expect.len();
-            let recs =
-                tokio::task::spawn_blocking(move || interop::consume(peer, &tc, "read_committed", n)).await.unwrap();
+            let recs = tokio::task::spawn_blocking(move || {
+                interop::consume(peer, &tc, "read_committed", n)
+            })
+            .await
+            .unwrap();
             let seen: Vec<String> = recs.into_iter().filter_map(|r| r.value).collect();
             assert_eq!(seen.len(), n, "{} on {t}: {seen:?}", peer.name());
-            assert_eq!(seen.into_iter().collect::<HashSet<_>>(), expect, "{} on {t}", peer.name());
+            assert_eq!(
+                seen.into_iter().collect::<HashSet<_>>(),
+                expect,
+                "{} on {t}",
+                peer.name()
+            );
         }
     }
 }
@@ -234,7 +296,11 @@ async fn a_newer_producer_fences_the_zombie() {
     let old = txn_producer(&id);
     old.init_transactions().await.unwrap();
     old.begin_transaction().unwrap();
-    old.send(ProducerRecord::new(&t).partition(0).value("zombie-before")).await.unwrap().await.unwrap();
+    old.send(ProducerRecord::new(&t).partition(0).value("zombie-before"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     // The new instance fences the old one and aborts its open transaction.
     let new = txn_producer(&id);
@@ -248,7 +314,14 @@ async fn a_newer_producer_fences_the_zombie() {
     // fatal fenced error.
     let mut errors = Vec::new();
     for part in [0, 1] {
-        match old.send(ProducerRecord::new(&t).partition(part).value("zombie-after")).await {
+        match old
+            .send(
+                ProducerRecord::new(&t)
+                    .partition(part)
+                    .value("zombie-after"),
+            )
+            .await
+        {
             Ok(f) => {
                 if let Err(e) = f.await {
                     errors.push(e)
@@ -257,8 +330,17 @@ async fn a_newer_producer_fences_the_zombie() {
             Err(e) => errors.push(e),
         }
     }
-    let commit = old.commit_transaction().await.expect_err("commit by the zombie must fail");
-    let e = if commit.is_fatal() { commit } else { old.abort_transaction().await.expect_err("abort by the zombie") };
+    let commit = old
+        .commit_transaction()
+        .await
+        .expect_err("commit by the zombie must fail");
+    let e = if commit.is_fatal() {
+        commit
+    } else {
+        old.abort_transaction()
+            .await
+            .expect_err("abort by the zombie")
+    };
     assert!(e.is_fatal(), "the zombie ends with a fatal error: {e}");
     assert!(e.to_string().to_lowercase().contains("fenced"), "{e}");
     assert_eq!(old.transaction_state(), Some(TxnState::FatalError));
@@ -268,14 +350,26 @@ async fn a_newer_producer_fences_the_zombie() {
     assert!(old.abort_transaction().await.unwrap_err().is_fatal());
 
     new.begin_transaction().unwrap();
-    new.send_and_forget(ProducerRecord::new(&t).partition(1).value("new-1")).await.unwrap();
-    new.send_and_forget(ProducerRecord::new(&t).partition(0).value("new-0")).await.unwrap();
+    new.send_and_forget(ProducerRecord::new(&t).partition(1).value("new-1"))
+        .await
+        .unwrap();
+    new.send_and_forget(ProducerRecord::new(&t).partition(0).value("new-0"))
+        .await
+        .unwrap();
     new.commit_transaction().await.unwrap();
 
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
-    rc.assign(&all_partitions(std::slice::from_ref(&t), 2)).unwrap();
-    let got: HashSet<String> = read(&mut rc, 2, Duration::from_secs(3)).await.iter().map(value).collect();
-    assert_eq!(got, HashSet::from(["new-0".to_string(), "new-1".to_string()]));
+    rc.assign(&all_partitions(std::slice::from_ref(&t), 2))
+        .unwrap();
+    let got: HashSet<String> = read(&mut rc, 2, Duration::from_secs(3))
+        .await
+        .iter()
+        .map(value)
+        .collect();
+    assert_eq!(
+        got,
+        HashSet::from(["new-0".to_string(), "new-1".to_string()])
+    );
 }
 
 /// One copier instance: consumes `input` (manual assignment, group `group`,
@@ -294,7 +388,8 @@ async fn copier(
     let p = txn_producer(txn_id);
     p.init_transactions().await.expect("copier init");
     let mut c = consumer(IsolationLevel::ReadCommitted, Some(group));
-    c.assign(&all_partitions(&[input.to_string()], parts)).unwrap();
+    c.assign(&all_partitions(&[input.to_string()], parts))
+        .unwrap();
     let mut copied = 0;
     let mut idle = 0;
     for n in 0..max_txns {
@@ -310,9 +405,13 @@ async fn copier(
         p.begin_transaction().unwrap();
         for r in &recs {
             let v = format!("copy-{}", value(r));
-            p.send_and_forget(ProducerRecord::new(output).partition(r.partition).value(&v)).await.unwrap();
+            p.send_and_forget(ProducerRecord::new(output).partition(r.partition).value(&v))
+                .await
+                .unwrap();
         }
-        p.send_offsets_to_transaction(c.positions(), &c.group_metadata().unwrap()).await.expect("send offsets");
+        p.send_offsets_to_transaction(c.positions(), &c.group_metadata().unwrap())
+            .await
+            .expect("send offsets");
         if crash && n + 1 == max_txns {
             // Crash with the transaction open: nothing of it may show.
             p.flush().await;
@@ -330,10 +429,20 @@ async fn consume_transform_produce_copies_exactly_once() {
     const N: usize = 3000;
     let input = topic("txn-copy-in", 6).await;
     let output = topic("txn-copy-out", 6).await;
-    let plain = Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
+    let plain = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .build()
+        .unwrap();
     for i in 0..N {
         let v = format!("r{i}");
-        plain.send_and_forget(ProducerRecord::new(&input).partition((i % 6) as i32).value(&v)).await.unwrap();
+        plain
+            .send_and_forget(
+                ProducerRecord::new(&input)
+                    .partition((i % 6) as i32)
+                    .value(&v),
+            )
+            .await
+            .unwrap();
     }
     plain.flush().await;
     let group = unique("txn-copy-group");
@@ -345,7 +454,8 @@ async fn consume_transform_produce_copies_exactly_once() {
     copier(&txn_id, &group, &input, &output, 6, 10_000, false).await;
 
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
-    rc.assign(&all_partitions(std::slice::from_ref(&output), 6)).unwrap();
+    rc.assign(&all_partitions(std::slice::from_ref(&output), 6))
+        .unwrap();
     let got = read(&mut rc, N, Duration::from_secs(3)).await;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for r in &got {
@@ -353,7 +463,9 @@ async fn consume_transform_produce_copies_exactly_once() {
     }
     let dups: BTreeMap<&String, &usize> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dups.is_empty(), "duplicates: {dups:?}");
-    let missing: Vec<usize> = (0..N).filter(|i| !counts.contains_key(&format!("copy-r{i}"))).collect();
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| !counts.contains_key(&format!("copy-r{i}")))
+        .collect();
     assert!(missing.is_empty(), "lost: {missing:?}");
     assert_eq!(got.len(), N);
 }
@@ -399,9 +511,16 @@ async fn peer_transactions_interleaved_are_filtered_by_read_committed() {
     assert!(!committed.is_empty() && !aborted.is_empty());
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
     rc.assign(&[TopicPartition::new(&t, 0)]).unwrap();
-    let got: Vec<String> = read(&mut rc, committed.len(), Duration::from_secs(2)).await.iter().map(value).collect();
+    let got: Vec<String> = read(&mut rc, committed.len(), Duration::from_secs(2))
+        .await
+        .iter()
+        .map(value)
+        .collect();
     assert_eq!(got.len(), committed.len(), "{got:?}");
-    assert_eq!(got.iter().collect::<HashSet<_>>(), committed.iter().collect::<HashSet<_>>());
+    assert_eq!(
+        got.iter().collect::<HashSet<_>>(),
+        committed.iter().collect::<HashSet<_>>()
+    );
     assert!(aborted.iter().all(|a| !got.contains(a)));
 }
 
@@ -424,14 +543,21 @@ async fn a_transaction_the_broker_timed_out_is_abortable() {
         .expect("producer");
     p.init_transactions().await.unwrap();
     p.begin_transaction().unwrap();
-    p.send(ProducerRecord::new(&t).partition(0).value("timed-out-0")).await.unwrap().await.unwrap();
+    p.send(ProducerRecord::new(&t).partition(0).value("timed-out-0"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     // The broker checks for expired transactions every second (compose
     // config); leave it ample time to abort this one.
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let mut errors = Vec::new();
     for part in [0, 1] {
-        match p.send(ProducerRecord::new(&t).partition(part).value("timed-out-1")).await {
+        match p
+            .send(ProducerRecord::new(&t).partition(part).value("timed-out-1"))
+            .await
+        {
             Ok(f) => {
                 if let Err(e) = f.await {
                     errors.push(e)
@@ -441,36 +567,67 @@ async fn a_transaction_the_broker_timed_out_is_abortable() {
         }
     }
     let commit = p.commit_transaction().await;
-    eprintln!("sends after timeout: {errors:?}\ncommit: {commit:?}\nstate: {:?}", p.transaction_state());
+    eprintln!(
+        "sends after timeout: {errors:?}\ncommit: {commit:?}\nstate: {:?}",
+        p.transaction_state()
+    );
     let e = commit.expect_err("committing a transaction the broker aborted must fail");
-    assert!(!e.is_fatal(), "a stale epoch on Produce is abortable, not fatal: {e}");
-    assert!(e.to_string().contains("transaction.timeout.ms"), "the error names the timeout: {e}");
+    assert!(
+        !e.is_fatal(),
+        "a stale epoch on Produce is abortable, not fatal: {e}"
+    );
+    assert!(
+        e.to_string().contains("transaction.timeout.ms"),
+        "the error names the timeout: {e}"
+    );
     let p = if kafka_major() >= 4 {
         // Transactions v2: the coordinator accepts the abort and the
         // producer goes on under a new epoch.
-        p.abort_transaction().await.expect("abort after the timeout");
+        p.abort_transaction()
+            .await
+            .expect("abort after the timeout");
         p
     } else {
         // Transactions v1 (as with the Java client): the coordinator refuses
         // the abort as fenced, and the fatal error names the timeout as a
         // possible cause. A new producer with the same id carries on.
-        let e = p.abort_transaction().await.expect_err("v1 refuses the stale epoch");
+        let e = p
+            .abort_transaction()
+            .await
+            .expect_err("v1 refuses the stale epoch");
         assert!(e.is_fatal(), "{e}");
-        assert!(e.to_string().contains("transaction.timeout.ms"), "the error names the timeout: {e}");
+        assert!(
+            e.to_string().contains("transaction.timeout.ms"),
+            "the error names the timeout: {e}"
+        );
         let p = txn_producer(&id);
         p.init_transactions().await.unwrap();
         p
     };
 
     p.begin_transaction().unwrap();
-    p.send_and_forget(ProducerRecord::new(&t).partition(0).value("after-0")).await.unwrap();
-    p.send_and_forget(ProducerRecord::new(&t).partition(1).value("after-1")).await.unwrap();
-    p.commit_transaction().await.expect("a new transaction after the timed-out one commits");
+    p.send_and_forget(ProducerRecord::new(&t).partition(0).value("after-0"))
+        .await
+        .unwrap();
+    p.send_and_forget(ProducerRecord::new(&t).partition(1).value("after-1"))
+        .await
+        .unwrap();
+    p.commit_transaction()
+        .await
+        .expect("a new transaction after the timed-out one commits");
 
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
-    rc.assign(&all_partitions(std::slice::from_ref(&t), 2)).unwrap();
-    let got: HashSet<String> = read(&mut rc, 2, Duration::from_secs(3)).await.iter().map(value).collect();
-    assert_eq!(got, HashSet::from(["after-0".to_string(), "after-1".to_string()]));
+    rc.assign(&all_partitions(std::slice::from_ref(&t), 2))
+        .unwrap();
+    let got: HashSet<String> = read(&mut rc, 2, Duration::from_secs(3))
+        .await
+        .iter()
+        .map(value)
+        .collect();
+    assert_eq!(
+        got,
+        HashSet::from(["after-0".to_string(), "after-1".to_string()])
+    );
 }
 
 /// close() aborts a transaction left open, like the Java client, so a
@@ -490,20 +647,46 @@ async fn close_aborts_an_open_transaction() {
         .expect("producer");
     p.init_transactions().await.unwrap();
     p.begin_transaction().unwrap();
-    p.send(ProducerRecord::new(&t).partition(0).value("open")).await.unwrap().await.unwrap();
-    let queued = p.send(ProducerRecord::new(&t).partition(0).value("queued")).await.unwrap();
+    p.send(ProducerRecord::new(&t).partition(0).value("open"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let queued = p
+        .send(ProducerRecord::new(&t).partition(0).value("queued"))
+        .await
+        .unwrap();
     p.close(Duration::from_secs(30)).await.expect("close");
     // The record still pending either made it into the aborted transaction
     // or failed; it is never visible.
     let _ = queued.await;
-    assert!(p.send(ProducerRecord::new(&t).value("x")).await.is_err(), "a closed producer refuses records");
+    assert!(
+        p.send(ProducerRecord::new(&t).value("x")).await.is_err(),
+        "a closed producer refuses records"
+    );
 
-    let plain = Producer::builder().bootstrap_servers(&bootstrap()).build().unwrap();
-    plain.send(ProducerRecord::new(&t).partition(0).value("after")).await.unwrap().await.unwrap();
+    let plain = Producer::builder()
+        .bootstrap_servers(&bootstrap())
+        .build()
+        .unwrap();
+    plain
+        .send(ProducerRecord::new(&t).partition(0).value("after"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
     rc.assign(&[TopicPartition::new(&t, 0)]).unwrap();
-    let got: Vec<String> = read(&mut rc, 1, Duration::from_secs(2)).await.iter().map(value).collect();
-    assert_eq!(got, vec!["after".to_string()], "only the record after the aborted transaction is visible");
+    let got: Vec<String> = read(&mut rc, 1, Duration::from_secs(2))
+        .await
+        .iter()
+        .map(value)
+        .collect();
+    assert_eq!(
+        got,
+        vec!["after".to_string()],
+        "only the record after the aborted transaction is visible"
+    );
 }
 
 /// Many small batches of one partition pipelined to one broker inside
@@ -527,13 +710,18 @@ async fn pipelined_batches_of_one_partition_commit() {
         p.begin_transaction().unwrap();
         for i in 0..3000 {
             let v = format!("r{round}-{i:05}-padding-padding-padding");
-            p.send_and_forget(ProducerRecord::new(&t).partition(i % 2).value(&v)).await.unwrap();
+            p.send_and_forget(ProducerRecord::new(&t).partition(i % 2).value(&v))
+                .await
+                .unwrap();
             sent += 1;
         }
-        p.commit_transaction().await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        p.commit_transaction()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
     let mut rc = consumer(IsolationLevel::ReadCommitted, None);
-    rc.assign(&all_partitions(std::slice::from_ref(&t), 2)).unwrap();
+    rc.assign(&all_partitions(std::slice::from_ref(&t), 2))
+        .unwrap();
     let got = read(&mut rc, sent, Duration::from_secs(1)).await;
     assert_eq!(got.len(), sent);
 }

@@ -15,11 +15,17 @@
 use crate::cluster::{BrokerInfo, Cluster, TopicInfo};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorCode, Result};
-use crate::net::NodeId;
 use crate::net::ConnKind;
-use crate::protocol::messages::create_partitions::{CreatePartitionsRequest, CreatePartitionsTopic};
-use crate::protocol::messages::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
-use crate::protocol::messages::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
+use crate::net::NodeId;
+use crate::protocol::messages::create_partitions::{
+    CreatePartitionsRequest, CreatePartitionsTopic,
+};
+use crate::protocol::messages::create_topics::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
+use crate::protocol::messages::delete_records::{
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+};
 use crate::protocol::messages::delete_topics::{DeleteTopicState, DeleteTopicsRequest};
 use crate::protocol::messages::describe_cluster::DescribeClusterRequest;
 use std::sync::Arc;
@@ -66,7 +72,9 @@ impl AdminBuilder {
     /// Validates the settings and creates the client (no IO yet). Must be
     /// called inside a Tokio runtime.
     pub fn build(self) -> Result<Admin> {
-        Ok(Admin { cluster: Cluster::new(self.cfg)? })
+        Ok(Admin {
+            cluster: Cluster::new(self.cfg)?,
+        })
     }
 }
 
@@ -84,7 +92,12 @@ pub struct NewTopic {
 
 impl NewTopic {
     pub fn new(name: impl Into<String>, num_partitions: i32, replication_factor: i16) -> Self {
-        NewTopic { name: name.into(), num_partitions, replication_factor, configs: Vec::new() }
+        NewTopic {
+            name: name.into(),
+            num_partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
     }
 
     /// Adds a topic config.
@@ -151,7 +164,8 @@ impl Admin {
     {
         let cfg = self.cluster.config();
         let deadline = self.deadline();
-        let mut backoff = crate::net::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+        let mut backoff =
+            crate::net::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
         // The last error a broker (or a connection attempt) gave: reported
         // when the deadline ends an attempt mid-way, so the caller learns
         // what was wrong (e.g. "connection refused by 127.0.0.1:1").
@@ -177,11 +191,16 @@ impl Admin {
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tracing::debug!(api, error = %e, "retrying");
                     last = Some(e);
-                    let wait = backoff.on_failure().min(deadline.saturating_duration_since(Instant::now()));
+                    let wait = backoff
+                        .on_failure()
+                        .min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) if e.is_retriable() => {
-                    return Err(Error::timeout(format!("{api} did not succeed within default.api.timeout.ms; last error: {e}")).with_api(api))
+                    return Err(Error::timeout(format!(
+                        "{api} did not succeed within default.api.timeout.ms; last error: {e}"
+                    ))
+                    .with_api(api))
                 }
                 r => return r,
             }
@@ -192,7 +211,12 @@ impl Admin {
     /// with [`with_retries`](Self::with_retries), retrying the whole request
     /// when any of the codes `error_codes` picks out of the response is
     /// NOT_CONTROLLER.
-    async fn controller_call<R, F, I>(&self, api: &'static str, req: &R, error_codes: F) -> Result<R::Response>
+    async fn controller_call<R, F, I>(
+        &self,
+        api: &'static str,
+        req: &R,
+        error_codes: F,
+    ) -> Result<R::Response>
     where
         R: crate::protocol::messages::Request,
         F: Fn(&R::Response) -> I,
@@ -212,7 +236,12 @@ impl Admin {
     /// topic is TOPIC_ALREADY_EXISTS). Metadata may lag: see
     /// [`Admin::wait_for_topics`].
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<TopicOutcomes> {
-        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let timeout_ms = self
+            .cluster
+            .config()
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
         let req = CreateTopicsRequest {
             topics: topics
                 .iter()
@@ -223,7 +252,11 @@ impl Admin {
                     configs: t
                         .configs
                         .iter()
-                        .map(|(k, v)| CreatableTopicConfig { name: k.clone(), value: Some(v.clone()), ..Default::default() })
+                        .map(|(k, v)| CreatableTopicConfig {
+                            name: k.clone(),
+                            value: Some(v.clone()),
+                            ..Default::default()
+                        })
                         .collect(),
                     ..Default::default()
                 })
@@ -233,18 +266,27 @@ impl Admin {
             ..Default::default()
         };
         let resp = self
-            .controller_call("CreateTopics", &req, |r| r.topics.iter().map(|t| t.error_code).collect::<Vec<_>>())
+            .controller_call("CreateTopics", &req, |r| {
+                r.topics.iter().map(|t| t.error_code).collect::<Vec<_>>()
+            })
             .await?;
         Ok(topic_outcomes(
             "CreateTopics",
             "topic not created",
-            resp.topics.into_iter().map(|t| (t.name, t.error_code, t.error_message)),
+            resp.topics
+                .into_iter()
+                .map(|t| (t.name, t.error_code, t.error_message)),
         ))
     }
 
     /// Deletes topics by name.
     pub async fn delete_topics(&self, names: &[&str]) -> Result<TopicOutcomes> {
-        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let timeout_ms = self
+            .cluster
+            .config()
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let resp = self
             .with_retries("DeleteTopics", |conn| {
@@ -253,15 +295,28 @@ impl Admin {
                     let v = conn.version_of::<DeleteTopicsRequest>()?;
                     let req = if v >= 6 {
                         DeleteTopicsRequest {
-                            topics: names.iter().map(|n| DeleteTopicState { name: Some(n.clone()), ..Default::default() }).collect(),
+                            topics: names
+                                .iter()
+                                .map(|n| DeleteTopicState {
+                                    name: Some(n.clone()),
+                                    ..Default::default()
+                                })
+                                .collect(),
                             timeout_ms,
                             ..Default::default()
                         }
                     } else {
-                        DeleteTopicsRequest { topic_names: names.clone(), timeout_ms, ..Default::default() }
+                        DeleteTopicsRequest {
+                            topic_names: names.clone(),
+                            timeout_ms,
+                            ..Default::default()
+                        }
                     };
                     let resp = conn.send(&req).await?;
-                    retry_if_controller_moved("DeleteTopics", resp.responses.iter().map(|t| t.error_code))?;
+                    retry_if_controller_moved(
+                        "DeleteTopics",
+                        resp.responses.iter().map(|t| t.error_code),
+                    )?;
                     Ok(resp)
                 }
             })
@@ -269,7 +324,9 @@ impl Admin {
         Ok(topic_outcomes(
             "DeleteTopics",
             "topic not deleted",
-            resp.responses.into_iter().map(|t| (t.name.unwrap_or_default(), t.error_code, t.error_message)),
+            resp.responses
+                .into_iter()
+                .map(|t| (t.name.unwrap_or_default(), t.error_code, t.error_message)),
         ))
     }
 
@@ -278,7 +335,12 @@ impl Admin {
     /// than the current one (INVALID_PARTITIONS otherwise). Per-topic
     /// results as for [`create_topics`](Self::create_topics).
     pub async fn create_partitions(&self, topics: &[(&str, i32)]) -> Result<TopicOutcomes> {
-        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let timeout_ms = self
+            .cluster
+            .config()
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
         let req = CreatePartitionsRequest {
             topics: topics
                 .iter()
@@ -294,12 +356,16 @@ impl Admin {
             ..Default::default()
         };
         let resp = self
-            .controller_call("CreatePartitions", &req, |r| r.results.iter().map(|t| t.error_code).collect::<Vec<_>>())
+            .controller_call("CreatePartitions", &req, |r| {
+                r.results.iter().map(|t| t.error_code).collect::<Vec<_>>()
+            })
             .await?;
         Ok(topic_outcomes(
             "CreatePartitions",
             "partitions not created",
-            resp.results.into_iter().map(|t| (t.name, t.error_code, t.error_message)),
+            resp.results
+                .into_iter()
+                .map(|t| (t.name, t.error_code, t.error_message)),
         ))
     }
 
@@ -307,12 +373,21 @@ impl Admin {
     /// high watermark) by advancing the log start offset (DeleteRecords, sent
     /// to the partition leader). Returns the new low watermark.
     pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
-        let timeout_ms = self.cluster.config().request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let timeout_ms = self
+            .cluster
+            .config()
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
         let names = vec![topic.to_string()];
         let req = DeleteRecordsRequest {
             topics: vec![DeleteRecordsTopic {
                 name: topic.to_string(),
-                partitions: vec![DeleteRecordsPartition { partition_index: partition, offset, ..Default::default() }],
+                partitions: vec![DeleteRecordsPartition {
+                    partition_index: partition,
+                    offset,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             timeout_ms,
@@ -324,7 +399,9 @@ impl Admin {
             async move {
                 let snap = self.cluster.refresh(Some(&names)).await?;
                 let leader = snap.leader_of(topic, partition).ok_or_else(|| {
-                    Error::broker(ErrorCode::LEADER_NOT_AVAILABLE, "no leader").with_api("DeleteRecords").with_partition(topic, partition)
+                    Error::broker(ErrorCode::LEADER_NOT_AVAILABLE, "no leader")
+                        .with_api("DeleteRecords")
+                        .with_partition(topic, partition)
                 })?;
                 let conn = self.cluster.connection(leader, ConnKind::Control).await?;
                 let resp = conn.send(&req).await?;
@@ -333,10 +410,15 @@ impl Admin {
                     .iter()
                     .flat_map(|t| t.partitions.iter())
                     .find(|p| p.partition_index == partition)
-                    .ok_or_else(|| Error::protocol("DeleteRecords response without the partition").with_api("DeleteRecords"))?;
+                    .ok_or_else(|| {
+                        Error::protocol("DeleteRecords response without the partition")
+                            .with_api("DeleteRecords")
+                    })?;
                 let code = ErrorCode(p.error_code);
                 if !code.is_ok() {
-                    return Err(Error::broker(code, "records not deleted").with_api("DeleteRecords").with_partition(topic, partition));
+                    return Err(Error::broker(code, "records not deleted")
+                        .with_api("DeleteRecords")
+                        .with_partition(topic, partition));
                 }
                 Ok(p.low_watermark)
             }
@@ -350,12 +432,18 @@ impl Admin {
             let resp = conn.send(&DescribeClusterRequest::default()).await?;
             let code = ErrorCode(resp.error_code);
             if !code.is_ok() {
-                return Err(Error::broker(code, resp.error_message.unwrap_or_default()).with_api("DescribeCluster"));
+                return Err(Error::broker(code, resp.error_message.unwrap_or_default())
+                    .with_api("DescribeCluster"));
             }
             let mut brokers: Vec<BrokerInfo> = resp
                 .brokers
                 .into_iter()
-                .map(|b| BrokerInfo { node_id: b.broker_id, host: b.host, port: b.port, rack: b.rack })
+                .map(|b| BrokerInfo {
+                    node_id: b.broker_id,
+                    host: b.host,
+                    port: b.port,
+                    rack: b.rack,
+                })
                 .collect();
             brokers.sort_by_key(|b| b.node_id);
             Ok(ClusterDescription {
@@ -371,14 +459,22 @@ impl Admin {
     /// A topic that does not exist is an UNKNOWN_TOPIC_OR_PARTITION error.
     pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<Arc<TopicInfo>>> {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let snap = self.with_retries("Metadata", |_| self.cluster.refresh(Some(&names))).await?;
+        let snap = self
+            .with_retries("Metadata", |_| self.cluster.refresh(Some(&names)))
+            .await?;
         names
             .iter()
             .map(|n| match snap.topic(n) {
                 Some(t) => Ok(t.clone()),
                 None => {
-                    let code = snap.topic_errors.get(n).copied().unwrap_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
-                    Err(Error::broker(code, "cannot describe topic").with_api("Metadata").with_topic(n.clone()))
+                    let code = snap
+                        .topic_errors
+                        .get(n)
+                        .copied()
+                        .unwrap_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+                    Err(Error::broker(code, "cannot describe topic")
+                        .with_api("Metadata")
+                        .with_topic(n.clone()))
                 }
             })
             .collect()
@@ -386,7 +482,9 @@ impl Admin {
 
     /// Names of all topics (internal ones included).
     pub async fn list_topics(&self) -> Result<Vec<String>> {
-        let snap = self.with_retries("Metadata", |_| self.cluster.refresh(None)).await?;
+        let snap = self
+            .with_retries("Metadata", |_| self.cluster.refresh(None))
+            .await?;
         let mut v: Vec<String> = snap.topics.keys().cloned().collect();
         v.sort();
         Ok(v)
@@ -396,14 +494,24 @@ impl Admin {
     /// partition, or `timeout` passes.
     pub async fn wait_for_topics(&self, names: &[&str], timeout: Duration) -> Result<()> {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        self.cluster.metadata_for(&names, Instant::now() + timeout).await.map(|_| ())
+        self.cluster
+            .metadata_for(&names, Instant::now() + timeout)
+            .await
+            .map(|_| ())
     }
 }
 
 /// NOT_CONTROLLER for any topic of a controller request: the controller
 /// moved, so the whole request is retried (a retriable error).
-fn retry_if_controller_moved(api: &'static str, codes: impl IntoIterator<Item = i16>) -> Result<()> {
-    match codes.into_iter().map(ErrorCode).find(|c| *c == ErrorCode::NOT_CONTROLLER) {
+fn retry_if_controller_moved(
+    api: &'static str,
+    codes: impl IntoIterator<Item = i16>,
+) -> Result<()> {
+    match codes
+        .into_iter()
+        .map(ErrorCode)
+        .find(|c| *c == ErrorCode::NOT_CONTROLLER)
+    {
         Some(code) => Err(Error::broker(code, "controller moved").with_api(api)),
         None => Ok(()),
     }
@@ -423,9 +531,11 @@ fn topic_outcomes(
                 let r = if code.is_ok() {
                     Ok(())
                 } else {
-                    Err(Error::broker(code, message.unwrap_or_else(|| missing.to_string()))
-                        .with_api(api)
-                        .with_topic(name.clone()))
+                    Err(
+                        Error::broker(code, message.unwrap_or_else(|| missing.to_string()))
+                            .with_api(api)
+                            .with_topic(name.clone()),
+                    )
                 };
                 (name, r)
             })

@@ -39,29 +39,69 @@ pub async fn find(conn: &BrokerConnection, ty: CoordinatorType, key: &str) -> Re
     let version = conn.version_of::<FindCoordinatorRequest>()?;
     let batched = version >= 4;
     let req = FindCoordinatorRequest {
-        key: if batched { String::new() } else { key.to_string() },
+        key: if batched {
+            String::new()
+        } else {
+            key.to_string()
+        },
         key_type: ty.key_type(),
-        coordinator_keys: if batched { vec![key.to_string()] } else { Vec::new() },
+        coordinator_keys: if batched {
+            vec![key.to_string()]
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     let resp = conn.send(&req).await?;
     let (code, msg, node, host, port) = if batched {
-        let c = resp.coordinators.iter().find(|c| c.key == key).ok_or_else(|| {
-            Error::protocol(format!("FindCoordinator response did not answer for key `{key}`")).with_api("FindCoordinator")
-        })?;
-        (c.error_code, c.error_message.clone(), c.node_id, c.host.clone(), c.port)
+        let c = resp
+            .coordinators
+            .iter()
+            .find(|c| c.key == key)
+            .ok_or_else(|| {
+                Error::protocol(format!(
+                    "FindCoordinator response did not answer for key `{key}`"
+                ))
+                .with_api("FindCoordinator")
+            })?;
+        (
+            c.error_code,
+            c.error_message.clone(),
+            c.node_id,
+            c.host.clone(),
+            c.port,
+        )
     } else {
-        (resp.error_code, resp.error_message.clone(), resp.node_id, resp.host.clone(), resp.port)
+        (
+            resp.error_code,
+            resp.error_message.clone(),
+            resp.node_id,
+            resp.host.clone(),
+            resp.port,
+        )
     };
     let code = ErrorCode(code);
     if !code.is_ok() {
-        return Err(Error::broker(code, msg.unwrap_or_else(|| format!("no coordinator for `{key}`")))
-            .with_api("FindCoordinator")
-            .with_broker(conn.label()));
+        return Err(Error::broker(
+            code,
+            msg.unwrap_or_else(|| format!("no coordinator for `{key}`")),
+        )
+        .with_api("FindCoordinator")
+        .with_broker(conn.label()));
     }
     if node < 0 || port <= 0 || port > u16::MAX as i32 {
-        return Err(Error::protocol(format!("FindCoordinator answered node {node} at port {port}")).with_api("FindCoordinator"));
+        return Err(Error::protocol(format!(
+            "FindCoordinator answered node {node} at port {port}"
+        ))
+        .with_api("FindCoordinator"));
     }
-    let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    Ok(Found { node_id: node, address })
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(Found {
+        node_id: node,
+        address,
+    })
 }

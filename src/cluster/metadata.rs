@@ -91,7 +91,11 @@ impl MetadataSnapshot {
 
     /// Applies a response. `requested` lists the topics asked for (`None`:
     /// all topics, so topics absent from the response are dropped).
-    pub fn merged(&self, resp: &MetadataResponse, requested: Option<&[String]>) -> MetadataSnapshot {
+    pub fn merged(
+        &self,
+        resp: &MetadataResponse,
+        requested: Option<&[String]>,
+    ) -> MetadataSnapshot {
         let mut next = MetadataSnapshot {
             cluster_id: resp.cluster_id.clone(),
             controller_id: (resp.controller_id >= 0).then_some(resp.controller_id),
@@ -101,12 +105,25 @@ impl MetadataSnapshot {
                 .map(|b| {
                     (
                         b.node_id,
-                        BrokerInfo { node_id: b.node_id, host: b.host.clone(), port: b.port, rack: b.rack.clone() },
+                        BrokerInfo {
+                            node_id: b.node_id,
+                            host: b.host.clone(),
+                            port: b.port,
+                            rack: b.rack.clone(),
+                        },
                     )
                 })
                 .collect(),
-            topics: if requested.is_some() { self.topics.clone() } else { HashMap::new() },
-            topic_errors: if requested.is_some() { self.topic_errors.clone() } else { HashMap::new() },
+            topics: if requested.is_some() {
+                self.topics.clone()
+            } else {
+                HashMap::new()
+            },
+            topic_errors: if requested.is_some() {
+                self.topic_errors.clone()
+            } else {
+                HashMap::new()
+            },
         };
         for t in &resp.topics {
             let Some(name) = t.name.clone() else { continue };
@@ -137,7 +154,11 @@ impl MetadataSnapshot {
                     };
                     match old.and_then(|o| o.partition(p.partition_index)) {
                         // KIP-320: never go back to an older leader epoch.
-                        Some(cached) if same_topic && fresh.leader_epoch >= 0 && cached.leader_epoch > fresh.leader_epoch => {
+                        Some(cached)
+                            if same_topic
+                                && fresh.leader_epoch >= 0
+                                && cached.leader_epoch > fresh.leader_epoch =>
+                        {
                             cached.clone()
                         }
                         _ => fresh,
@@ -147,7 +168,12 @@ impl MetadataSnapshot {
             partitions.sort_by_key(|p| p.partition);
             next.topics.insert(
                 name.clone(),
-                Arc::new(TopicInfo { name, id: t.topic_id, is_internal: t.is_internal, partitions }),
+                Arc::new(TopicInfo {
+                    name,
+                    id: t.topic_id,
+                    is_internal: t.is_internal,
+                    partitions,
+                }),
             );
         }
         next
@@ -188,7 +214,10 @@ impl RefreshPolicy {
 
     /// How long until the next refresh should start.
     pub fn time_to_next(&self, now: Instant) -> Duration {
-        let backoff_wait = self.backoff.not_before().map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        let backoff_wait = self
+            .backoff
+            .not_before()
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
         let age_wait = if self.requested {
             Duration::ZERO
         } else {
@@ -214,22 +243,44 @@ impl RefreshPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::messages::metadata::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+    use crate::protocol::messages::metadata::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
 
     fn resp(epoch: i32, leader: i32) -> MetadataResponse {
         MetadataResponse {
             cluster_id: Some("c".into()),
             controller_id: 1,
             brokers: vec![
-                MetadataResponseBroker { node_id: 1, host: "127.0.0.1".into(), port: 9092, ..Default::default() },
-                MetadataResponseBroker { node_id: 2, host: "::1".into(), port: 9093, ..Default::default() },
+                MetadataResponseBroker {
+                    node_id: 1,
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                    ..Default::default()
+                },
+                MetadataResponseBroker {
+                    node_id: 2,
+                    host: "::1".into(),
+                    port: 9093,
+                    ..Default::default()
+                },
             ],
             topics: vec![MetadataResponseTopic {
                 name: Some("t".into()),
                 topic_id: Uuid([7; 16]),
                 partitions: vec![
-                    MetadataResponsePartition { partition_index: 1, leader_id: leader, leader_epoch: epoch, ..Default::default() },
-                    MetadataResponsePartition { partition_index: 0, leader_id: -1, leader_epoch: epoch, ..Default::default() },
+                    MetadataResponsePartition {
+                        partition_index: 1,
+                        leader_id: leader,
+                        leader_epoch: epoch,
+                        ..Default::default()
+                    },
+                    MetadataResponsePartition {
+                        partition_index: 0,
+                        leader_id: -1,
+                        leader_epoch: epoch,
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             }],
@@ -264,7 +315,10 @@ mod tests {
         r.topics[0].partitions.clear();
         let s2 = s.merged(&r, Some(&["t".into()]));
         assert!(s2.topic("t").is_none());
-        assert_eq!(s2.topic_errors.get("t"), Some(&ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(
+            s2.topic_errors.get("t"),
+            Some(&ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+        );
     }
 
     #[test]
@@ -281,7 +335,11 @@ mod tests {
     #[test]
     fn refresh_policy_due_on_request_age_and_backoff() {
         let t0 = Instant::now();
-        let mut p = RefreshPolicy::new(Duration::from_secs(300), Duration::from_millis(100), Duration::from_secs(1));
+        let mut p = RefreshPolicy::new(
+            Duration::from_secs(300),
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        );
         assert!(p.is_due(t0), "first refresh is due at once");
         p.on_success(t0);
         assert!(!p.is_due(t0));

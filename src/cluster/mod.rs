@@ -41,7 +41,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("bootstrap", &self.cfg.bootstrap_servers).finish()
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.cfg.bootstrap_servers)
+            .finish()
     }
 }
 
@@ -50,12 +52,17 @@ impl Cluster {
     /// no IO itself. Must be called inside a Tokio runtime.
     pub fn new(cfg: ClientConfig) -> Result<Arc<Cluster>> {
         cfg.validate()?;
-        let rt = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::illegal_state("kafkawire clients must be created inside a Tokio runtime"))?;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::illegal_state("kafkawire clients must be created inside a Tokio runtime")
+        })?;
         let cluster = Arc::new(Cluster {
             pool: Pool::new(&cfg),
             snapshot: RwLock::new(Arc::new(MetadataSnapshot::default())),
-            policy: Mutex::new(RefreshPolicy::new(cfg.metadata_max_age, cfg.retry_backoff, cfg.retry_backoff_max)),
+            policy: Mutex::new(RefreshPolicy::new(
+                cfg.metadata_max_age,
+                cfg.retry_backoff,
+                cfg.retry_backoff_max,
+            )),
             refresh_lock: tokio::sync::Mutex::new(()),
             tracked: Mutex::new(BTreeSet::new()),
             coordinators: Mutex::new(HashMap::new()),
@@ -76,7 +83,10 @@ impl Cluster {
 
     /// The current metadata.
     pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
-        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Marks metadata stale; the next refresh check runs at once.
@@ -125,7 +135,10 @@ impl Cluster {
         let req = MetadataRequest {
             topics: topics.map(|ts| {
                 ts.iter()
-                    .map(|t| MetadataRequestTopic { name: Some(t.clone()), ..Default::default() })
+                    .map(|t| MetadataRequestTopic {
+                        name: Some(t.clone()),
+                        ..Default::default()
+                    })
                     .collect()
             }),
             allow_auto_topic_creation: false,
@@ -133,7 +146,9 @@ impl Cluster {
         };
         let resp = conn.send(&req).await?;
         if resp.brokers.is_empty() {
-            return Err(Error::protocol("metadata response named no brokers").with_api("Metadata").with_broker(conn.label()));
+            return Err(Error::protocol("metadata response named no brokers")
+                .with_api("Metadata")
+                .with_broker(conn.label()));
         }
         let next = {
             let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
@@ -141,7 +156,8 @@ impl Cluster {
             *guard = next.clone();
             next
         };
-        self.pool.set_addresses(next.brokers.values().map(|b| (b.node_id, b.address())));
+        self.pool
+            .set_addresses(next.brokers.values().map(|b| (b.node_id, b.address())));
         Ok(next)
     }
 
@@ -151,7 +167,11 @@ impl Cluster {
     /// A topic the cluster does not have fails after the deadline with an
     /// UNKNOWN_TOPIC_OR_PARTITION error naming it (as Java's producer does
     /// after `max.block.ms`); authorization failures fail at once.
-    pub async fn metadata_for(&self, topics: &[String], deadline: Instant) -> Result<Arc<MetadataSnapshot>> {
+    pub async fn metadata_for(
+        &self,
+        topics: &[String],
+        deadline: Instant,
+    ) -> Result<Arc<MetadataSnapshot>> {
         self.track_topics(topics.iter().map(String::as_str));
         let mut backoff = Backoff::new(self.cfg.retry_backoff, self.cfg.retry_backoff_max);
         let mut last_err: Option<Error> = None;
@@ -160,7 +180,10 @@ impl Cluster {
             let missing: Vec<String> = topics
                 .iter()
                 .filter(|t| match snap.topic(t) {
-                    Some(info) => info.partitions.is_empty() || info.partitions.iter().any(|p| p.leader.is_none()),
+                    Some(info) => {
+                        info.partitions.is_empty()
+                            || info.partitions.iter().any(|p| p.leader.is_none())
+                    }
                     None => true,
                 })
                 .cloned()
@@ -170,13 +193,19 @@ impl Cluster {
             }
             for t in &missing {
                 if let Some(code) = snap.topic_errors.get(t) {
-                    if *code == ErrorCode::TOPIC_AUTHORIZATION_FAILED || *code == ErrorCode::INVALID_TOPIC_EXCEPTION {
-                        return Err(Error::broker(*code, "metadata refused the topic").with_api("Metadata").with_topic(t.clone()));
+                    if *code == ErrorCode::TOPIC_AUTHORIZATION_FAILED
+                        || *code == ErrorCode::INVALID_TOPIC_EXCEPTION
+                    {
+                        return Err(Error::broker(*code, "metadata refused the topic")
+                            .with_api("Metadata")
+                            .with_topic(t.clone()));
                     }
                 }
             }
             if Instant::now() >= deadline {
-                let code = missing.iter().find_map(|t| snap.topic_errors.get(t).copied());
+                let code = missing
+                    .iter()
+                    .find_map(|t| snap.topic_errors.get(t).copied());
                 let msg = format!("topics {missing:?} not present in metadata (or without leaders) before the deadline");
                 return Err(match (code, last_err) {
                     (Some(c), _) => Error::broker(c, msg).with_api("Metadata"),
@@ -187,15 +216,25 @@ impl Cluster {
             // One refresh may try every known and bootstrap broker, each up
             // to the connection setup timeout: bound it by the caller's
             // deadline, or silent brokers stretch a call far past it.
-            let refreshed = match tokio::time::timeout_at(deadline.into(), self.refresh(Some(&missing))).await {
+            let refreshed = match tokio::time::timeout_at(
+                deadline.into(),
+                self.refresh(Some(&missing)),
+            )
+            .await
+            {
                 Ok(r) => r,
-                Err(_) => Err(Error::timeout("metadata refresh did not finish before the deadline")),
+                Err(_) => Err(Error::timeout(
+                    "metadata refresh did not finish before the deadline",
+                )),
             };
             match refreshed {
                 Ok(_) => {
                     // Present now? Loop re-checks; otherwise back off.
                     let s = self.snapshot();
-                    if missing.iter().all(|t| s.topic(t).is_some_and(|i| i.partitions.iter().all(|p| p.leader.is_some()))) {
+                    if missing.iter().all(|t| {
+                        s.topic(t)
+                            .is_some_and(|i| i.partitions.iter().all(|p| p.leader.is_some()))
+                    }) {
                         continue;
                     }
                 }
@@ -208,20 +247,40 @@ impl Cluster {
     }
 
     /// The leader of `topic`/`partition`, refreshing if unknown.
-    pub async fn leader_for(&self, topic: &str, partition: i32, deadline: Instant) -> Result<NodeId> {
+    pub async fn leader_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        deadline: Instant,
+    ) -> Result<NodeId> {
         let snap = self.metadata_for(&[topic.to_string()], deadline).await?;
-        let info = snap.topic(topic).ok_or_else(|| Error::new(ErrorKind::NotFound, "topic vanished").with_topic(topic))?;
+        let info = snap
+            .topic(topic)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "topic vanished").with_topic(topic))?;
         let p = info.partition(partition).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("topic has {} partitions", info.partitions.len()))
-                .with_partition(topic, partition)
+            Error::new(
+                ErrorKind::NotFound,
+                format!("topic has {} partitions", info.partitions.len()),
+            )
+            .with_partition(topic, partition)
         })?;
-        p.leader.ok_or_else(|| Error::broker(ErrorCode::LEADER_NOT_AVAILABLE, "no leader").with_partition(topic, partition))
+        p.leader.ok_or_else(|| {
+            Error::broker(ErrorCode::LEADER_NOT_AVAILABLE, "no leader")
+                .with_partition(topic, partition)
+        })
     }
 
     /// The coordinator for `key`, from cache or by FindCoordinator, retrying
     /// retriable errors until `deadline`.
-    pub async fn coordinator(&self, ty: CoordinatorType, key: &str, deadline: Instant) -> Result<(NodeId, BrokerConnection)> {
-        let cached = lock(&self.coordinators).get(&(ty, key.to_string())).copied();
+    pub async fn coordinator(
+        &self,
+        ty: CoordinatorType,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<(NodeId, BrokerConnection)> {
+        let cached = lock(&self.coordinators)
+            .get(&(ty, key.to_string()))
+            .copied();
         if let Some(node) = cached {
             match self.pool.get(node, ConnKind::Control).await {
                 Ok(c) => return Ok((node, c)),
@@ -241,7 +300,9 @@ impl Cluster {
             // far longer when they accept connections but never answer.
             let attempt = match tokio::time::timeout_at(deadline.into(), attempt).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::timeout(format!("{ty:?} coordinator lookup did not finish before the deadline"))),
+                Err(_) => Err(Error::timeout(format!(
+                    "{ty:?} coordinator lookup did not finish before the deadline"
+                ))),
             };
             match attempt {
                 Ok((node, c)) => {
@@ -251,7 +312,10 @@ impl Cluster {
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tracing::debug!(error = %e, ?ty, key, "coordinator lookup failed, retrying");
                     let wait = backoff.on_failure();
-                    tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+                    tokio::time::sleep(
+                        wait.min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
                 }
                 Err(e) => return Err(e),
             }
@@ -266,7 +330,9 @@ impl Cluster {
 
     /// The cached coordinator for `key`, if any.
     pub fn cached_coordinator(&self, ty: CoordinatorType, key: &str) -> Option<NodeId> {
-        lock(&self.coordinators).get(&(ty, key.to_string())).copied()
+        lock(&self.coordinators)
+            .get(&(ty, key.to_string()))
+            .copied()
     }
 }
 

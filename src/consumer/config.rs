@@ -52,7 +52,10 @@ impl std::str::FromStr for OffsetReset {
             "earliest" => Ok(OffsetReset::Earliest),
             "latest" => Ok(OffsetReset::Latest),
             "none" => Ok(OffsetReset::None),
-            other => Err(Error::config("auto.offset.reset", format!("`{other}` is not one of earliest, latest, none"))),
+            other => Err(Error::config(
+                "auto.offset.reset",
+                format!("`{other}` is not one of earliest, latest, none"),
+            )),
         }
     }
 }
@@ -205,7 +208,10 @@ impl ConsumerConfig {
         self.client.validate()?;
         if let Some(g) = &self.group_id {
             if g.is_empty() {
-                return Err(Error::config("group.id", "must not be empty (leave it unset instead)"));
+                return Err(Error::config(
+                    "group.id",
+                    "must not be empty (leave it unset instead)",
+                ));
             }
         }
         if let Some(g) = self.group_config() {
@@ -218,7 +224,10 @@ impl ConsumerConfig {
             return Err(Error::config("fetch.max.bytes", "must be at least 1"));
         }
         if self.max_partition_fetch_bytes < 1 {
-            return Err(Error::config("max.partition.fetch.bytes", "must be at least 1"));
+            return Err(Error::config(
+                "max.partition.fetch.bytes",
+                "must be at least 1",
+            ));
         }
         if self.max_poll_records == 0 {
             return Err(Error::config("max.poll.records", "must be at least 1"));
@@ -227,16 +236,28 @@ impl ConsumerConfig {
             return Err(Error::config("fetch.max.wait.ms", "must fit in 32 bits"));
         }
         if self.fetch_max_wait >= self.client.request_timeout {
-            return Err(Error::config("fetch.max.wait.ms", "must be less than request.timeout.ms"));
+            return Err(Error::config(
+                "fetch.max.wait.ms",
+                "must be less than request.timeout.ms",
+            ));
         }
         if self.auto_commit_interval.is_zero() && self.auto_commit() {
-            return Err(Error::config("auto.commit.interval.ms", "must be greater than 0"));
+            return Err(Error::config(
+                "auto.commit.interval.ms",
+                "must be greater than 0",
+            ));
         }
         if self.fetch_buffer_max_bytes < 1024 {
-            return Err(Error::config("fetch.buffer.max.bytes", "must be at least 1024"));
+            return Err(Error::config(
+                "fetch.buffer.max.bytes",
+                "must be at least 1024",
+            ));
         }
         if self.fetch_max_decompressed_bytes < 1024 {
-            return Err(Error::config("fetch.max.decompressed.bytes", "must be at least 1024"));
+            return Err(Error::config(
+                "fetch.max.decompressed.bytes",
+                "must be at least 1024",
+            ));
         }
         Ok(())
     }
@@ -267,19 +288,38 @@ mod tests {
     fn errors_name_the_field() {
         let mut c = valid();
         c.fetch_max_decompressed_bytes = 100;
-        assert!(c.validate().unwrap_err().to_string().contains("fetch.max.decompressed.bytes"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("fetch.max.decompressed.bytes"));
         let mut c = valid();
         c.fetch_max_wait = c.client.request_timeout;
-        assert!(c.validate().unwrap_err().to_string().contains("fetch.max.wait.ms"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("fetch.max.wait.ms"));
         let mut c = valid();
         c.group_id = Some(String::new());
         assert!(c.validate().unwrap_err().to_string().contains("group.id"));
-        assert!("sometimes".parse::<OffsetReset>().unwrap_err().to_string().contains("auto.offset.reset"));
-        assert_eq!("read_committed".parse::<IsolationLevel>().unwrap(), IsolationLevel::ReadCommitted);
+        assert!("sometimes"
+            .parse::<OffsetReset>()
+            .unwrap_err()
+            .to_string()
+            .contains("auto.offset.reset"));
+        assert_eq!(
+            "read_committed".parse::<IsolationLevel>().unwrap(),
+            IsolationLevel::ReadCommitted
+        );
         let mut c = valid();
         c.group_id = Some("g".into());
         c.heartbeat_interval = c.session_timeout;
-        assert!(c.validate().unwrap_err().to_string().contains("heartbeat.interval.ms"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("heartbeat.interval.ms"));
     }
 
     #[test]
@@ -288,7 +328,10 @@ mod tests {
         assert_eq!(c.session_timeout, Duration::from_secs(45));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(c.max_poll_interval, Duration::from_secs(300));
-        assert_eq!(c.partition_assignment_strategy, vec!["range", "cooperative-sticky"]);
+        assert_eq!(
+            c.partition_assignment_strategy,
+            vec!["range", "cooperative-sticky"]
+        );
         assert_eq!(c.group_protocol, GroupProtocol::Classic);
         assert!(c.group_config().is_none());
     }

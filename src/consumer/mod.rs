@@ -99,7 +99,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// Names partition `partition` of `topic`.
     pub fn new(topic: impl AsRef<str>, partition: i32) -> Self {
-        TopicPartition { topic: Arc::from(topic.as_ref()), partition }
+        TopicPartition {
+            topic: Arc::from(topic.as_ref()),
+            partition,
+        }
     }
 
     pub(crate) fn from_arc(topic: Arc<str>, partition: i32) -> Self {
@@ -147,7 +150,11 @@ pub struct OffsetAndMetadata {
 impl OffsetAndMetadata {
     /// An offset without leader epoch or metadata.
     pub fn new(offset: i64) -> Self {
-        OffsetAndMetadata { offset, leader_epoch: None, metadata: String::new() }
+        OffsetAndMetadata {
+            offset,
+            leader_epoch: None,
+            metadata: String::new(),
+        }
     }
 }
 
@@ -212,7 +219,9 @@ impl ConsumerRecord {
     /// The record's headers, in wire order (duplicates kept), read lazily
     /// from the fetched bytes.
     pub fn headers(&self) -> Headers<'_> {
-        self.with_headers.as_ref().map_or(Headers::EMPTY, Record::headers)
+        self.with_headers
+            .as_ref()
+            .map_or(Headers::EMPTY, Record::headers)
     }
 
     /// The record's partition.
@@ -327,14 +336,22 @@ impl ConsumerBuilder {
 }
 
 fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
-    let int = |v: &str| v.parse::<i64>().map_err(|_| Error::config(key, format!("`{v}` is not an integer")));
+    let int = |v: &str| {
+        v.parse::<i64>()
+            .map_err(|_| Error::config(key, format!("`{v}` is not an integer")))
+    };
     let ms = |v: &str| {
         int(v)
             .and_then(|n| u64::try_from(n).map_err(|_| Error::config(key, "must not be negative")))
             .map(Duration::from_millis)
     };
-    let i32v = |v: &str| int(v).and_then(|n| i32::try_from(n).map_err(|_| Error::config(key, "out of range")));
-    let boolean = |v: &str| v.parse::<bool>().map_err(|_| Error::config(key, format!("`{v}` is not true or false")));
+    let i32v = |v: &str| {
+        int(v).and_then(|n| i32::try_from(n).map_err(|_| Error::config(key, "out of range")))
+    };
+    let boolean = |v: &str| {
+        v.parse::<bool>()
+            .map_err(|_| Error::config(key, format!("`{v}` is not true or false")))
+    };
     match key {
         "bootstrap.servers" => cfg.client.set_bootstrap_servers(value),
         "client.id" => cfg.client.client_id = value.to_string(),
@@ -344,8 +361,12 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
         "heartbeat.interval.ms" => cfg.heartbeat_interval = ms(value)?,
         "max.poll.interval.ms" => cfg.max_poll_interval = ms(value)?,
         "partition.assignment.strategy" => {
-            cfg.partition_assignment_strategy =
-                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(assignor_name).collect()
+            cfg.partition_assignment_strategy = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(assignor_name)
+                .collect()
         }
         "group.protocol" => cfg.group_protocol = group::GroupProtocol::parse(value)?,
         "group.remote.assignor" => {
@@ -360,18 +381,18 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
         "fetch.max.wait.ms" => cfg.fetch_max_wait = ms(value)?,
         "max.partition.fetch.bytes" => cfg.max_partition_fetch_bytes = i32v(value)?,
         "max.poll.records" => {
-            cfg.max_poll_records =
-                usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
+            cfg.max_poll_records = usize::try_from(int(value)?)
+                .map_err(|_| Error::config(key, "must not be negative"))?
         }
         "check.crcs" => cfg.check_crcs = boolean(value)?,
         "client.rack" => cfg.client_rack = value.to_string(),
         "fetch.buffer.max.bytes" => {
-            cfg.fetch_buffer_max_bytes =
-                usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
+            cfg.fetch_buffer_max_bytes = usize::try_from(int(value)?)
+                .map_err(|_| Error::config(key, "must not be negative"))?
         }
         "fetch.max.decompressed.bytes" => {
-            cfg.fetch_max_decompressed_bytes =
-                usize::try_from(int(value)?).map_err(|_| Error::config(key, "must not be negative"))?
+            cfg.fetch_max_decompressed_bytes = usize::try_from(int(value)?)
+                .map_err(|_| Error::config(key, "must not be negative"))?
         }
         "request.timeout.ms" => cfg.client.request_timeout = ms(value)?,
         "default.api.timeout.ms" => cfg.client.default_api_timeout = ms(value)?,
@@ -380,7 +401,12 @@ fn apply(cfg: &mut ConsumerConfig, key: &str, value: &str) -> Result<()> {
         "reconnect.backoff.ms" => cfg.client.reconnect_backoff = ms(value)?,
         "reconnect.backoff.max.ms" => cfg.client.reconnect_backoff_max = ms(value)?,
         "metadata.max.age.ms" => cfg.client.metadata_max_age = ms(value)?,
-        other => return Err(Error::config(other, "unknown or unsupported consumer config")),
+        other => {
+            return Err(Error::config(
+                other,
+                "unknown or unsupported consumer config",
+            ))
+        }
     }
     Ok(())
 }
@@ -423,7 +449,14 @@ struct Assigned {
 
 impl Assigned {
     fn new(gen: u64) -> Self {
-        Assigned { gen, position: None, paused: false, queue: VecDeque::new(), cursor: None, log_end: None }
+        Assigned {
+            gen,
+            position: None,
+            paused: false,
+            queue: VecDeque::new(),
+            cursor: None,
+            log_end: None,
+        }
     }
 
     fn reset(&mut self, gen: u64, position: Option<Position>) {
@@ -438,8 +471,14 @@ impl Assigned {
     fn settle(&mut self) {
         while self.cursor.is_none() {
             match self.queue.front() {
-                Some(EventKind::Position { offset, leader_epoch }) => {
-                    self.position = Some(Position { offset: *offset, leader_epoch: *leader_epoch });
+                Some(EventKind::Position {
+                    offset,
+                    leader_epoch,
+                }) => {
+                    self.position = Some(Position {
+                        offset: *offset,
+                        leader_epoch: *leader_epoch,
+                    });
                     self.queue.pop_front();
                 }
                 _ => break,
@@ -450,20 +489,32 @@ impl Assigned {
     /// The next record (or error) ready in this partition, without waiting.
     /// `Err(.., true)`: the data is unusable past the position; the caller
     /// must refetch from the position.
-    fn next(&mut self, tp: &TopicPartition) -> Option<std::result::Result<ConsumerRecord, (Error, bool)>> {
+    fn next(
+        &mut self,
+        tp: &TopicPartition,
+    ) -> Option<std::result::Result<ConsumerRecord, (Error, bool)>> {
         if self.paused {
             return None;
         }
         loop {
             let Some(cur) = &mut self.cursor else {
                 match self.queue.pop_front()? {
-                    EventKind::Position { offset, leader_epoch } => {
-                        self.position = Some(Position { offset, leader_epoch })
+                    EventKind::Position {
+                        offset,
+                        leader_epoch,
+                    } => {
+                        self.position = Some(Position {
+                            offset,
+                            leader_epoch,
+                        })
                     }
                     EventKind::Error(e) => return Some(Err((e, false))),
                     EventKind::Chunk(chunk) => {
                         self.log_end = Some((chunk.high_watermark, chunk.last_stable_offset));
-                        self.cursor = Some(Cursor { chunk, records: None })
+                        self.cursor = Some(Cursor {
+                            chunk,
+                            records: None,
+                        })
                     }
                 }
                 continue;
@@ -489,7 +540,10 @@ impl Assigned {
                 match next {
                     Some(Ok(None)) => continue,
                     Some(Ok(Some(r))) => {
-                        self.position = Some(Position { offset: r.offset.saturating_add(1), leader_epoch: epoch });
+                        self.position = Some(Position {
+                            offset: r.offset.saturating_add(1),
+                            leader_epoch: epoch,
+                        });
                         return Some(Ok(r));
                     }
                     Some(Err(e)) => {
@@ -524,7 +578,12 @@ impl Assigned {
                     match &mut self.position {
                         Some(p) if p.offset < next => p.offset = next,
                         Some(_) => {}
-                        None => self.position = Some(Position { offset: next, leader_epoch: None }),
+                        None => {
+                            self.position = Some(Position {
+                                offset: next,
+                                leader_epoch: None,
+                            })
+                        }
                     }
                     if let Some(e) = err {
                         return Some(Err((e, false)));
@@ -547,10 +606,13 @@ pub(crate) fn record_error_summary(e: &crate::record::RecordError) -> &'static s
 }
 
 fn corrupt_records(tp: &TopicPartition, pos: i64, e: crate::record::RecordError) -> Error {
-    Error::protocol(format!("{} at or after offset {pos}", record_error_summary(&e)))
-        .with_source(e)
-        .with_api("Fetch")
-        .with_partition(tp.topic(), tp.partition())
+    Error::protocol(format!(
+        "{} at or after offset {pos}",
+        record_error_summary(&e)
+    ))
+    .with_source(e)
+    .with_api("Fetch")
+    .with_partition(tp.topic(), tp.partition())
 }
 
 /// A commit in progress. Awaiting it gives the outcome; dropping it does
@@ -563,9 +625,10 @@ impl Future for PendingCommit {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         match Pin::new(&mut self.0).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => {
-                Poll::Ready(Err(Error::new(ErrorKind::Closed, "consumer closed before the commit finished")))
-            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::new(
+                ErrorKind::Closed,
+                "consumer closed before the commit finished",
+            ))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -582,20 +645,39 @@ enum CommitRoute {
     Member(group::GroupHandle, Option<GroupMetadata>),
 }
 
-type CommitJob = (CommitRoute, Vec<(TopicPartition, OffsetAndMetadata)>, oneshot::Sender<Result<()>>);
+type CommitJob = (
+    CommitRoute,
+    Vec<(TopicPartition, OffsetAndMetadata)>,
+    oneshot::Sender<Result<()>>,
+);
 
 /// Commits run one at a time, in the order they were asked for, so an
 /// older asynchronous commit can never overwrite a newer one (this holds
 /// across both routes, including commits made on revocation).
-async fn committer(cluster: Arc<Cluster>, timeout: Duration, mut jobs: mpsc::UnboundedReceiver<CommitJob>) {
+async fn committer(
+    cluster: Arc<Cluster>,
+    timeout: Duration,
+    mut jobs: mpsc::UnboundedReceiver<CommitJob>,
+) {
     while let Some((route, offsets, done)) = jobs.recv().await {
         let r = match route {
-            CommitRoute::Plain(group) => offsets::commit(&cluster, &group, &offsets, Instant::now() + timeout).await,
+            CommitRoute::Plain(group) => {
+                offsets::commit(&cluster, &group, &offsets, Instant::now() + timeout).await
+            }
             CommitRoute::Member(handle, None) => {
-                handle.commit_offsets(&subscription::to_member_offsets(&offsets)).await
+                handle
+                    .commit_offsets(&subscription::to_member_offsets(&offsets))
+                    .await
             }
             CommitRoute::Member(handle, Some(last)) => {
-                subscription::commit_while_revoking(&cluster, &handle, &last, &offsets, Instant::now() + timeout).await
+                subscription::commit_while_revoking(
+                    &cluster,
+                    &handle,
+                    &last,
+                    &offsets,
+                    Instant::now() + timeout,
+                )
+                .await
             }
         };
         if let Err(e) = &r {
@@ -658,7 +740,11 @@ impl Consumer {
         let cfg = Arc::new(cfg);
         let f = fetcher::spawn(cfg.clone(), cluster.clone());
         let (ctx, crx) = mpsc::unbounded_channel();
-        tokio::spawn(committer(cluster.clone(), cfg.client.default_api_timeout, crx));
+        tokio::spawn(committer(
+            cluster.clone(),
+            cfg.client.default_api_timeout,
+            crx,
+        ));
         let group = cfg.group_id.as_ref().map(|g| GroupMetadata {
             group_instance_id: cfg.group_instance_id.clone(),
             ..GroupMetadata::new(g.clone())
@@ -687,7 +773,9 @@ impl Consumer {
     }
 
     fn send(&self, c: Command) -> Result<()> {
-        self.commands.send(c).map_err(|_| Error::new(ErrorKind::Closed, "the consumer's fetcher has stopped"))
+        self.commands
+            .send(c)
+            .map_err(|_| Error::new(ErrorKind::Closed, "the consumer's fetcher has stopped"))
     }
 
     fn gen(&mut self) -> u64 {
@@ -696,9 +784,9 @@ impl Consumer {
     }
 
     fn assigned_mut(&mut self, tp: &TopicPartition) -> Result<&mut Assigned> {
-        self.parts
-            .get_mut(tp)
-            .ok_or_else(|| Error::illegal_state(format!("partition {tp} is not assigned to this consumer")))
+        self.parts.get_mut(tp).ok_or_else(|| {
+            Error::illegal_state(format!("partition {tp} is not assigned to this consumer"))
+        })
     }
 
     // ---- assignment ----
@@ -745,14 +833,19 @@ impl Consumer {
         }
         self.parts = next;
         self.order = self.parts.keys().cloned().collect();
-        self.cluster.track_topics(partitions.iter().map(|tp| tp.topic()));
+        self.cluster
+            .track_topics(partitions.iter().map(|tp| tp.topic()));
         self.send(Command::Assign(list))
     }
 
     /// The seam for group membership: applies an assignment received from
     /// the group (as [`assign`](Self::assign)) together with the group
     /// generation that commits must carry from now on.
-    pub fn set_assignment(&mut self, partitions: &[TopicPartition], group: GroupMetadata) -> Result<()> {
+    pub fn set_assignment(
+        &mut self,
+        partitions: &[TopicPartition],
+        group: GroupMetadata,
+    ) -> Result<()> {
         self.group = Some(group);
         self.apply_assignment(partitions)
     }
@@ -771,7 +864,9 @@ impl Consumer {
     /// The group identity for the transactional producer's
     /// `send_offsets_to_transaction`. Fails without a `group.id`.
     pub fn group_metadata(&self) -> Result<GroupMetadata> {
-        self.group.clone().ok_or_else(|| offsets::no_group("group_metadata()"))
+        self.group
+            .clone()
+            .ok_or_else(|| offsets::no_group("group_metadata()"))
     }
 
     // ---- positions ----
@@ -786,12 +881,25 @@ impl Consumer {
     /// `offset` (enables truncation detection from that point).
     pub fn seek_with_epoch(&mut self, tp: &TopicPartition, to: OffsetAndMetadata) -> Result<()> {
         if to.offset < 0 {
-            return Err(Error::illegal_state(format!("cannot seek {tp} to negative offset {}", to.offset)));
+            return Err(Error::illegal_state(format!(
+                "cannot seek {tp} to negative offset {}",
+                to.offset
+            )));
         }
         let gen = self.gen();
-        let pos = Position { offset: to.offset, leader_epoch: to.leader_epoch };
+        let pos = Position {
+            offset: to.offset,
+            leader_epoch: to.leader_epoch,
+        };
         self.assigned_mut(tp)?.reset(gen, Some(pos));
-        self.send(Command::Seek(tp.clone(), gen, StartAt::Offset { offset: to.offset, leader_epoch: to.leader_epoch }))
+        self.send(Command::Seek(
+            tp.clone(),
+            gen,
+            StartAt::Offset {
+                offset: to.offset,
+                leader_epoch: to.leader_epoch,
+            },
+        ))
     }
 
     /// Moves each partition to its earliest offset (looked up lazily).
@@ -828,7 +936,8 @@ impl Consumer {
     /// Waits (up to `default.api.timeout.ms`) while the starting position
     /// is being looked up.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
-        self.position_within(tp, self.cfg.client.default_api_timeout).await
+        self.position_within(tp, self.cfg.client.default_api_timeout)
+            .await
     }
 
     /// As [`position`](Self::position) with an explicit timeout.
@@ -845,10 +954,17 @@ impl Consumer {
             }
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(ev)) => self.route(ev),
-                Ok(None) => return Err(Error::new(ErrorKind::Closed, "the consumer's fetcher has stopped")),
+                Ok(None) => {
+                    return Err(Error::new(
+                        ErrorKind::Closed,
+                        "the consumer's fetcher has stopped",
+                    ))
+                }
                 Err(_) => {
-                    return Err(Error::timeout(format!("position of {tp} not known within {timeout:?}"))
-                        .with_partition(tp.topic(), tp.partition()))
+                    return Err(Error::timeout(format!(
+                        "position of {tp} not known within {timeout:?}"
+                    ))
+                    .with_partition(tp.topic(), tp.partition()))
                 }
             }
         }
@@ -886,7 +1002,11 @@ impl Consumer {
 
     /// The paused partitions.
     pub fn paused(&self) -> Vec<TopicPartition> {
-        self.parts.iter().filter(|(_, a)| a.paused).map(|(tp, _)| tp.clone()).collect()
+        self.parts
+            .iter()
+            .filter(|(_, a)| a.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     // ---- records ----
@@ -926,7 +1046,10 @@ impl Consumer {
                             let _ = self.commands.send(Command::Seek(
                                 tp.clone(),
                                 gen,
-                                StartAt::Offset { offset: p.offset, leader_epoch: p.leader_epoch },
+                                StartAt::Offset {
+                                    offset: p.offset,
+                                    leader_epoch: p.leader_epoch,
+                                },
                             ));
                         }
                     }
@@ -969,7 +1092,10 @@ impl Consumer {
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {
         match std::future::poll_fn(|cx| self.poll_record(cx)).await {
             Some(r) => r,
-            None => Err(Error::new(ErrorKind::Closed, "the consumer's fetcher has stopped")),
+            None => Err(Error::new(
+                ErrorKind::Closed,
+                "the consumer's fetcher has stopped",
+            )),
         }
     }
 
@@ -978,10 +1104,16 @@ impl Consumer {
     /// means nothing arrived in time. A partition error is returned on its
     /// own (records ready before it are returned first).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        let first = tokio::time::timeout(timeout, std::future::poll_fn(|cx| self.poll_record(cx))).await;
+        let first =
+            tokio::time::timeout(timeout, std::future::poll_fn(|cx| self.poll_record(cx))).await;
         let mut out = match first {
             Err(_) => return Ok(Vec::new()),
-            Ok(None) => return Err(Error::new(ErrorKind::Closed, "the consumer's fetcher has stopped")),
+            Ok(None) => {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the consumer's fetcher has stopped",
+                ))
+            }
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(r))) => vec![r],
         };
@@ -1009,7 +1141,11 @@ impl Consumer {
                 a.position.map(|p| {
                     (
                         tp.clone(),
-                        OffsetAndMetadata { offset: p.offset, leader_epoch: p.leader_epoch, metadata: String::new() },
+                        OffsetAndMetadata {
+                            offset: p.offset,
+                            leader_epoch: p.leader_epoch,
+                            metadata: String::new(),
+                        },
                     )
                 })
             })
@@ -1049,7 +1185,10 @@ impl Consumer {
     }
 
     /// Commits the given offsets and waits for the outcome.
-    pub async fn commit_offsets_sync(&mut self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>) -> Result<()> {
+    pub async fn commit_offsets_sync(
+        &mut self,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<()> {
         self.start_commit(offsets).await
     }
 
@@ -1061,7 +1200,10 @@ impl Consumer {
     }
 
     /// As [`commit_async`](Self::commit_async) for the given offsets.
-    pub fn commit_offsets_async(&mut self, offsets: Vec<(TopicPartition, OffsetAndMetadata)>) -> PendingCommit {
+    pub fn commit_offsets_async(
+        &mut self,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+    ) -> PendingCommit {
         self.start_commit(offsets)
     }
 
@@ -1070,8 +1212,11 @@ impl Consumer {
             return;
         }
         self.next_auto_commit = Instant::now() + self.cfg.auto_commit_interval;
-        let changed: Vec<_> =
-            self.positions().into_iter().filter(|(tp, o)| self.auto_committed.get(tp) != Some(&o.offset)).collect();
+        let changed: Vec<_> = self
+            .positions()
+            .into_iter()
+            .filter(|(tp, o)| self.auto_committed.get(tp) != Some(&o.offset))
+            .collect();
         if changed.is_empty() {
             return;
         }
@@ -1088,32 +1233,63 @@ impl Consumer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, Option<OffsetAndMetadata>>> {
-        let group = self.cfg.group_id.as_deref().ok_or_else(|| offsets::no_group("committed()"))?;
+        let group = self
+            .cfg
+            .group_id
+            .as_deref()
+            .ok_or_else(|| offsets::no_group("committed()"))?;
         let require_stable = self.cfg.isolation_level == IsolationLevel::ReadCommitted;
         let deadline = Instant::now() + self.cfg.client.default_api_timeout;
         offsets::fetch_committed(&self.cluster, group, partitions, require_stable, deadline).await
     }
 
-    async fn list(&self, query: Vec<(TopicPartition, i64)>) -> Result<HashMap<TopicPartition, ListedOffset>> {
+    async fn list(
+        &self,
+        query: Vec<(TopicPartition, i64)>,
+    ) -> Result<HashMap<TopicPartition, ListedOffset>> {
         let deadline = Instant::now() + self.cfg.client.default_api_timeout;
         let mut out = HashMap::new();
-        for (tp, r) in offsets::list_offsets(&self.cluster, self.cfg.isolation_level, &query, deadline).await {
+        for (tp, r) in
+            offsets::list_offsets(&self.cluster, self.cfg.isolation_level, &query, deadline).await
+        {
             out.insert(tp, r?);
         }
         Ok(out)
     }
 
     /// The earliest offset of each partition.
-    pub async fn beginning_offsets(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, i64>> {
-        let q = partitions.iter().map(|tp| (tp.clone(), offsets::EARLIEST_TIMESTAMP)).collect();
-        Ok(self.list(q).await?.into_iter().map(|(tp, l)| (tp, l.offset)).collect())
+    pub async fn beginning_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let q = partitions
+            .iter()
+            .map(|tp| (tp.clone(), offsets::EARLIEST_TIMESTAMP))
+            .collect();
+        Ok(self
+            .list(q)
+            .await?
+            .into_iter()
+            .map(|(tp, l)| (tp, l.offset))
+            .collect())
     }
 
     /// The end offset of each partition: the high watermark, or the last
     /// stable offset with read_committed.
-    pub async fn end_offsets(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, i64>> {
-        let q = partitions.iter().map(|tp| (tp.clone(), offsets::LATEST_TIMESTAMP)).collect();
-        Ok(self.list(q).await?.into_iter().map(|(tp, l)| (tp, l.offset)).collect())
+    pub async fn end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let q = partitions
+            .iter()
+            .map(|tp| (tp.clone(), offsets::LATEST_TIMESTAMP))
+            .collect();
+        Ok(self
+            .list(q)
+            .await?
+            .into_iter()
+            .map(|(tp, l)| (tp, l.offset))
+            .collect())
     }
 
     /// For each partition, the earliest offset whose timestamp is at or
@@ -1124,7 +1300,9 @@ impl Consumer {
     ) -> Result<HashMap<TopicPartition, Option<OffsetAndTimestamp>>> {
         for (tp, ts) in query {
             if *ts < 0 {
-                return Err(Error::illegal_state(format!("timestamp {ts} for {tp} is negative")));
+                return Err(Error::illegal_state(format!(
+                    "timestamp {ts} for {tp} is negative"
+                )));
             }
         }
         Ok(self

@@ -12,7 +12,9 @@ use crate::consumer::config::IsolationLevel;
 use crate::error::{Error, ErrorCode, ErrorKind, Result};
 use crate::net::backoff::Backoff;
 use crate::net::ConnKind;
-use crate::protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
+use crate::protocol::messages::list_offsets::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
 use crate::protocol::messages::offset_commit::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -46,7 +48,9 @@ fn epoch_opt(e: i32) -> Option<i32> {
 }
 
 async fn sleep_backoff(b: &mut Backoff, deadline: Instant) {
-    let wait = b.on_failure().min(deadline.saturating_duration_since(Instant::now()));
+    let wait = b
+        .on_failure()
+        .min(deadline.saturating_duration_since(Instant::now()));
     tokio::time::sleep(wait).await;
 }
 
@@ -62,7 +66,10 @@ pub async fn list_offsets(
 ) -> Vec<(TopicPartition, Result<ListedOffset>)> {
     let mut done: Vec<(TopicPartition, Result<ListedOffset>)> = Vec::new();
     let mut todo: Vec<(TopicPartition, i64)> = query.to_vec();
-    let mut backoff = Backoff::new(cluster.config().retry_backoff, cluster.config().retry_backoff_max);
+    let mut backoff = Backoff::new(
+        cluster.config().retry_backoff,
+        cluster.config().retry_backoff_max,
+    );
     let mut topics: Vec<String> = query.iter().map(|(tp, _)| tp.topic().to_string()).collect();
     topics.sort();
     topics.dedup();
@@ -78,17 +85,23 @@ pub async fn list_offsets(
         // Group by leader.
         let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64, i32)>> = BTreeMap::new();
         for (tp, ts) in std::mem::take(&mut todo) {
-            let info = snap.topic(tp.topic()).and_then(|t| t.partition(tp.partition()));
+            let info = snap
+                .topic(tp.topic())
+                .and_then(|t| t.partition(tp.partition()));
             match info {
-                Some(p) if p.leader.is_some() => {
-                    by_leader.entry(p.leader.unwrap_or_default()).or_default().push((tp, ts, p.leader_epoch))
-                }
+                Some(p) if p.leader.is_some() => by_leader
+                    .entry(p.leader.unwrap_or_default())
+                    .or_default()
+                    .push((tp, ts, p.leader_epoch)),
                 Some(_) => todo.push((tp, ts)),
                 None => done.push((
                     tp.clone(),
-                    Err(Error::broker(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "partition not in metadata")
-                        .with_api("ListOffsets")
-                        .with_partition(tp.topic(), tp.partition())),
+                    Err(Error::broker(
+                        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                        "partition not in metadata",
+                    )
+                    .with_api("ListOffsets")
+                    .with_partition(tp.topic(), tp.partition())),
                 )),
             }
         }
@@ -102,7 +115,9 @@ pub async fn list_offsets(
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(Error::timeout(format!("ListOffsets to broker {leader}: no answer before the deadline"))),
+                    Err(_) => Err(Error::timeout(format!(
+                        "ListOffsets to broker {leader}: no answer before the deadline"
+                    ))),
                 };
                 (parts, r)
             });
@@ -123,13 +138,17 @@ pub async fn list_offsets(
                     for (tp, ts, _) in parts {
                         match answers.get(&tp) {
                             Some(Ok(lo)) => done.push((tp, Ok(*lo))),
-                            Some(Err(e)) if e.is_retriable() && !last_chance => retry.push((tp, ts)),
+                            Some(Err(e)) if e.is_retriable() && !last_chance => {
+                                retry.push((tp, ts))
+                            }
                             Some(Err(e)) => done.push((tp, Err(e.clone()))),
                             None if !last_chance => retry.push((tp, ts)),
                             None => done.push((
                                 tp.clone(),
-                                Err(Error::protocol("ListOffsets response left the partition out")
-                                    .with_partition(tp.topic(), tp.partition())),
+                                Err(
+                                    Error::protocol("ListOffsets response left the partition out")
+                                        .with_partition(tp.topic(), tp.partition()),
+                                ),
                             )),
                         }
                     }
@@ -157,20 +176,29 @@ async fn list_from(
     let conn = cluster.connection(leader, ConnKind::Fetch).await?;
     let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
     for (tp, ts, epoch) in parts {
-        topics.entry(tp.topic()).or_default().push(ListOffsetsPartition {
-            partition_index: tp.partition(),
-            current_leader_epoch: *epoch,
-            timestamp: *ts,
-            ..Default::default()
-        });
+        topics
+            .entry(tp.topic())
+            .or_default()
+            .push(ListOffsetsPartition {
+                partition_index: tp.partition(),
+                current_leader_epoch: *epoch,
+                timestamp: *ts,
+                ..Default::default()
+            });
     }
-    let timeout = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(100));
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(std::time::Duration::from_millis(100));
     let req = ListOffsetsRequest {
         replica_id: -1,
         isolation_level: isolation.as_i8(),
         topics: topics
             .into_iter()
-            .map(|(name, partitions)| ListOffsetsTopic { name: name.to_string(), partitions, ..Default::default() })
+            .map(|(name, partitions)| ListOffsetsTopic {
+                name: name.to_string(),
+                partitions,
+                ..Default::default()
+            })
             .collect(),
         timeout_ms: timeout.as_millis().min(i32::MAX as u128) as i32,
         ..Default::default()
@@ -183,7 +211,11 @@ async fn list_from(
             let tp = TopicPartition::from_arc(name.clone(), p.partition_index);
             let code = ErrorCode(p.error_code);
             let r = if code.is_ok() {
-                Ok(ListedOffset { offset: p.offset, timestamp: p.timestamp, leader_epoch: epoch_opt(p.leader_epoch) })
+                Ok(ListedOffset {
+                    offset: p.offset,
+                    timestamp: p.timestamp,
+                    leader_epoch: epoch_opt(p.leader_epoch),
+                })
             } else {
                 Err(Error::broker(code, "offset lookup failed")
                     .with_api("ListOffsets")
@@ -227,9 +259,16 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
 /// Topic ids from metadata, for the OffsetCommit/OffsetFetch versions that
 /// address topics by id. Missing ids stay zero (the request then cannot use
 /// such a version; the broker rejects it and the caller sees the error).
-async fn topic_ids(cluster: &Cluster, topics: &[String], deadline: Instant) -> Result<HashMap<String, Uuid>> {
+async fn topic_ids(
+    cluster: &Cluster,
+    topics: &[String],
+    deadline: Instant,
+) -> Result<HashMap<String, Uuid>> {
     let snap = cluster.metadata_for(topics, deadline).await?;
-    Ok(topics.iter().map(|t| (t.clone(), snap.topic(t).map(|i| i.id).unwrap_or_default())).collect())
+    Ok(topics
+        .iter()
+        .map(|t| (t.clone(), snap.topic(t).map(|i| i.id).unwrap_or_default()))
+        .collect())
 }
 
 /// What a coordinator-level error means for the retry loop.
@@ -240,7 +279,9 @@ fn coordinator_retry(cluster: &Cluster, group: &str, code: ErrorCode) -> bool {
     }
     matches!(
         code,
-        ErrorCode::COORDINATOR_LOAD_IN_PROGRESS | ErrorCode::UNSTABLE_OFFSET_COMMIT | ErrorCode::REQUEST_TIMED_OUT
+        ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+            | ErrorCode::UNSTABLE_OFFSET_COMMIT
+            | ErrorCode::REQUEST_TIMED_OUT
     ) || code.is_retriable()
 }
 
@@ -254,7 +295,10 @@ pub async fn fetch_committed(
     require_stable: bool,
     deadline: Instant,
 ) -> Result<HashMap<TopicPartition, Option<OffsetAndMetadata>>> {
-    let mut backoff = Backoff::new(cluster.config().retry_backoff, cluster.config().retry_backoff_max);
+    let mut backoff = Backoff::new(
+        cluster.config().retry_backoff,
+        cluster.config().retry_backoff_max,
+    );
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
         by_topic.entry(tp.topic()).or_default().push(tp.partition());
@@ -264,7 +308,9 @@ pub async fn fetch_committed(
     let names_by_id: HashMap<Uuid, &str> = ids.iter().map(|(n, id)| (*id, n.as_str())).collect();
     loop {
         let attempt = async {
-            let (_, conn) = cluster.coordinator(CoordinatorType::Group, group, deadline).await?;
+            let (_, conn) = cluster
+                .coordinator(CoordinatorType::Group, group, deadline)
+                .await?;
             let version = conn.version_of::<OffsetFetchRequest>()?;
             let req = if version >= 8 {
                 OffsetFetchRequest {
@@ -307,9 +353,12 @@ pub async fn fetch_committed(
             };
             let resp = conn.send(&req).await?;
             let fail = |code: ErrorCode, what: &str| {
-                Error::broker(code, format!("OffsetFetch for group `{group}` failed{what}"))
-                    .with_api("OffsetFetch")
-                    .with_broker(conn.label())
+                Error::broker(
+                    code,
+                    format!("OffsetFetch for group `{group}` failed{what}"),
+                )
+                .with_api("OffsetFetch")
+                .with_broker(conn.label())
             };
             // (topic, partition, offset, epoch, metadata, error)
             let mut rows: Vec<(String, i32, i64, i32, Option<String>, i16)> = Vec::new();
@@ -318,14 +367,19 @@ pub async fn fetch_committed(
                     .groups
                     .into_iter()
                     .find(|g| g.group_id == group)
-                    .ok_or_else(|| Error::protocol("OffsetFetch response did not answer for the group"))?;
+                    .ok_or_else(|| {
+                        Error::protocol("OffsetFetch response did not answer for the group")
+                    })?;
                 let code = ErrorCode(g.error_code);
                 if !code.is_ok() && code != ErrorCode::GROUP_ID_NOT_FOUND {
                     return Err(fail(code, ""));
                 }
                 for t in g.topics {
                     let name = if t.name.is_empty() {
-                        names_by_id.get(&t.topic_id).map(|s| s.to_string()).unwrap_or_default()
+                        names_by_id
+                            .get(&t.topic_id)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
                     } else {
                         t.name
                     };
@@ -413,7 +467,10 @@ pub async fn commit(
         return Ok(());
     }
     let gid = group.group_id.as_str();
-    let mut backoff = Backoff::new(cluster.config().retry_backoff, cluster.config().retry_backoff_max);
+    let mut backoff = Backoff::new(
+        cluster.config().retry_backoff,
+        cluster.config().retry_backoff_max,
+    );
     let mut by_topic: BTreeMap<&str, Vec<&(TopicPartition, OffsetAndMetadata)>> = BTreeMap::new();
     for o in offsets {
         by_topic.entry(o.0.topic()).or_default().push(o);
@@ -449,22 +506,28 @@ pub async fn commit(
     };
     loop {
         let attempt = async {
-            let (_, conn) = cluster.coordinator(CoordinatorType::Group, gid, deadline).await?;
+            let (_, conn) = cluster
+                .coordinator(CoordinatorType::Group, gid, deadline)
+                .await?;
             let resp = conn.send(&req).await?;
             let mut first_err: Option<Error> = None;
             for t in resp.topics {
                 let name = if t.name.is_empty() {
-                    names_by_id.get(&t.topic_id).map(|s| s.to_string()).unwrap_or_default()
+                    names_by_id
+                        .get(&t.topic_id)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
                 } else {
                     t.name
                 };
                 for p in t.partitions {
                     let code = ErrorCode(p.error_code);
                     if !code.is_ok() && first_err.is_none() {
-                        let mut e = Error::broker(code, format!("offset commit for group `{gid}` failed"))
-                            .with_api("OffsetCommit")
-                            .with_broker(conn.label())
-                            .with_partition(name.clone(), p.partition_index);
+                        let mut e =
+                            Error::broker(code, format!("offset commit for group `{gid}` failed"))
+                                .with_api("OffsetCommit")
+                                .with_broker(conn.label())
+                                .with_partition(name.clone(), p.partition_index);
                         if matches!(
                             code,
                             ErrorCode::UNKNOWN_MEMBER_ID
@@ -491,7 +554,9 @@ pub async fn commit(
             Err(e) => {
                 let retry = match e.code() {
                     Some(
-                        ErrorCode::REBALANCE_IN_PROGRESS | ErrorCode::UNKNOWN_MEMBER_ID | ErrorCode::ILLEGAL_GENERATION,
+                        ErrorCode::REBALANCE_IN_PROGRESS
+                        | ErrorCode::UNKNOWN_MEMBER_ID
+                        | ErrorCode::ILLEGAL_GENERATION,
                     ) => false,
                     Some(code) => coordinator_retry(cluster, gid, code),
                     None => e.is_retriable(),
@@ -511,5 +576,8 @@ pub async fn commit(
 
 /// An error for calls that need a `group.id`.
 pub fn no_group(what: &str) -> Error {
-    Error::new(ErrorKind::IllegalState, format!("{what} needs a `group.id` in the consumer config"))
+    Error::new(
+        ErrorKind::IllegalState,
+        format!("{what} needs a `group.id` in the consumer config"),
+    )
 }

@@ -25,7 +25,10 @@ use std::time::Instant;
 pub(crate) enum StartAt {
     /// An explicit offset (from `seek`), with the leader epoch of the
     /// record before it when known.
-    Offset { offset: i64, leader_epoch: Option<i32> },
+    Offset {
+        offset: i64,
+        leader_epoch: Option<i32>,
+    },
     /// The group's committed offset, else `auto.offset.reset`.
     Committed,
     /// The log start.
@@ -88,7 +91,10 @@ impl PartState {
         self.gen = gen;
         self.retry_at = None;
         match start {
-            StartAt::Offset { offset, leader_epoch } => {
+            StartAt::Offset {
+                offset,
+                leader_epoch,
+            } => {
                 self.phase = Phase::Fetching;
                 self.fetch_offset = offset;
                 self.last_epoch = leader_epoch;
@@ -101,12 +107,16 @@ impl PartState {
 
     /// Whether a fetch may include this partition at `now`.
     pub fn fetchable(&self, now: Instant) -> bool {
-        self.phase == Phase::Fetching && !self.paused && !self.in_flight && self.retry_at.is_none_or(|t| t <= now)
+        self.phase == Phase::Fetching
+            && !self.paused
+            && !self.in_flight
+            && self.retry_at.is_none_or(|t| t <= now)
     }
 
     /// Whether an offset lookup should start at `now`.
     pub fn needs_lookup(&self, now: Instant) -> bool {
-        matches!(self.phase, Phase::NeedsCommitted | Phase::NeedsReset(_)) && self.retry_at.is_none_or(|t| t <= now)
+        matches!(self.phase, Phase::NeedsCommitted | Phase::NeedsReset(_))
+            && self.retry_at.is_none_or(|t| t <= now)
     }
 }
 
@@ -120,7 +130,13 @@ mod tests {
         let now = Instant::now();
         let mut s = PartState::new(1, StartAt::Committed);
         assert!(s.needs_lookup(now) && !s.fetchable(now));
-        s.restart(2, StartAt::Offset { offset: 42, leader_epoch: Some(3) });
+        s.restart(
+            2,
+            StartAt::Offset {
+                offset: 42,
+                leader_epoch: Some(3),
+            },
+        );
         assert!(s.fetchable(now));
         assert_eq!((s.gen, s.fetch_offset, s.last_epoch), (2, 42, Some(3)));
         s.paused = true;

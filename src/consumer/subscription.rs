@@ -59,7 +59,11 @@ pub trait RebalanceListener: Send {
     }
 
     /// Partitions added to the assignment (only the new ones).
-    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition], ctx: &mut RebalanceContext) {
+    fn on_partitions_assigned(
+        &mut self,
+        partitions: &[TopicPartition],
+        ctx: &mut RebalanceContext,
+    ) {
         let _ = (partitions, ctx);
     }
 
@@ -82,8 +86,16 @@ pub struct RebalanceContext {
 }
 
 impl RebalanceContext {
-    fn new(positions: Vec<(TopicPartition, OffsetAndMetadata)>, group: Option<GroupMetadata>) -> Self {
-        RebalanceContext { positions, group, commits: Vec::new(), seeks: Vec::new() }
+    fn new(
+        positions: Vec<(TopicPartition, OffsetAndMetadata)>,
+        group: Option<GroupMetadata>,
+    ) -> Self {
+        RebalanceContext {
+            positions,
+            group,
+            commits: Vec::new(),
+            seeks: Vec::new(),
+        }
     }
 
     /// The last positions of the partitions concerned (revoked or lost),
@@ -140,7 +152,9 @@ pub(super) struct Subscription {
     last_tick: Option<Instant>,
 }
 
-pub(super) fn to_member_offsets(offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Vec<OffsetToCommit> {
+pub(super) fn to_member_offsets(
+    offsets: &[(TopicPartition, OffsetAndMetadata)],
+) -> Vec<OffsetToCommit> {
     offsets
         .iter()
         .map(|(tp, om)| OffsetToCommit {
@@ -197,7 +211,9 @@ pub(super) async fn commit_while_revoking(
 }
 
 fn from_member(tps: Vec<group::TopicPartition>) -> Vec<TopicPartition> {
-    tps.into_iter().map(|(t, p)| TopicPartition::new(t, p)).collect()
+    tps.into_iter()
+        .map(|(t, p)| TopicPartition::new(t, p))
+        .collect()
 }
 
 impl Consumer {
@@ -253,12 +269,22 @@ impl Consumer {
         self.subscribe_pattern_inner(pattern, Some(Box::new(listener)))
     }
 
-    fn subscribe_pattern_inner(&mut self, pattern: &str, listener: Option<Box<dyn RebalanceListener>>) -> Result<()> {
+    fn subscribe_pattern_inner(
+        &mut self,
+        pattern: &str,
+        listener: Option<Box<dyn RebalanceListener>>,
+    ) -> Result<()> {
         let Some(gcfg) = self.cfg.group_config() else {
-            return Err(Error::config("group.id", "subscribe_pattern() needs a group.id"));
+            return Err(Error::config(
+                "group.id",
+                "subscribe_pattern() needs a group.id",
+            ));
         };
         let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-            Error::config("subscribe_pattern", format!("`{pattern}` is not a valid regular expression: {e}"))
+            Error::config(
+                "subscribe_pattern",
+                format!("`{pattern}` is not a valid regular expression: {e}"),
+            )
         })?;
         if self.sub.is_none() && !self.parts.is_empty() {
             return Err(Error::illegal_state(
@@ -292,15 +318,26 @@ impl Consumer {
         Ok(())
     }
 
-    fn subscribe_inner(&mut self, topics: &[&str], listener: Option<Box<dyn RebalanceListener>>) -> Result<()> {
+    fn subscribe_inner(
+        &mut self,
+        topics: &[&str],
+        listener: Option<Box<dyn RebalanceListener>>,
+    ) -> Result<()> {
         let Some(gcfg) = self.cfg.group_config() else {
-            return Err(Error::config("group.id", "subscribe() needs a group.id (use assign() without one)"));
+            return Err(Error::config(
+                "group.id",
+                "subscribe() needs a group.id (use assign() without one)",
+            ));
         };
         if topics.is_empty() {
-            return Err(Error::illegal_state("subscribe() with no topics (call unsubscribe() to leave the group)"));
+            return Err(Error::illegal_state(
+                "subscribe() with no topics (call unsubscribe() to leave the group)",
+            ));
         }
         if let Some(t) = topics.iter().find(|t| t.trim().is_empty()) {
-            return Err(Error::illegal_state(format!("subscribe(): topic name `{t}` is empty")));
+            return Err(Error::illegal_state(format!(
+                "subscribe(): topic name `{t}` is empty"
+            )));
         }
         if self.sub.is_none() && !self.parts.is_empty() {
             return Err(Error::illegal_state(
@@ -324,8 +361,15 @@ impl Consumer {
             return Ok(());
         }
         let (handle, events) = GroupMember::start(self.cluster.clone(), gcfg, names.clone())?;
-        self.sub =
-            Some(Subscription { handle, events, topics: names, pattern: None, listener, pending: None, last_tick: None });
+        self.sub = Some(Subscription {
+            handle,
+            events,
+            topics: names,
+            pattern: None,
+            listener,
+            pending: None,
+            last_tick: None,
+        });
         Ok(())
     }
 
@@ -345,7 +389,11 @@ impl Consumer {
     /// a manual assignment. The first error met is returned; the consumer
     /// is unsubscribed either way.
     pub async fn unsubscribe(&mut self) -> Result<()> {
-        let r = if self.sub.is_some() { self.leave_group().await } else { Ok(()) };
+        let r = if self.sub.is_some() {
+            self.leave_group().await
+        } else {
+            Ok(())
+        };
         self.apply_assignment(&[])?;
         r
     }
@@ -430,7 +478,10 @@ impl Consumer {
             return Poll::Ready(Ok(()));
         };
         let now = Instant::now();
-        if sub.last_tick.is_none_or(|t| now.duration_since(t) >= TICK_EVERY) {
+        if sub
+            .last_tick
+            .is_none_or(|t| now.duration_since(t) >= TICK_EVERY)
+        {
             sub.last_tick = Some(now);
             if let Err(e) = sub.handle.poll_tick() {
                 return Poll::Ready(Err(e));
@@ -452,7 +503,6 @@ impl Consumer {
                         return Poll::Ready(Err(e));
                     }
                     tracing::warn!(error = %e, "committing the positions of revoked partitions failed");
-                   
                 }
             }
             match sub.events.poll_recv(cx) {
@@ -485,7 +535,11 @@ impl Consumer {
                 }
                 if !ctx.commits.is_empty() {
                     let commit = self.start_commit(ctx.commits);
-                    self.set_pending(PendingRebalance { commit, ack: None, report: true });
+                    self.set_pending(PendingRebalance {
+                        commit,
+                        ack: None,
+                        report: true,
+                    });
                 }
             }
             GroupEvent::Revoked(tps, ack) => {
@@ -515,7 +569,11 @@ impl Consumer {
                         (_, meta) => meta.clone(),
                     };
                     let commit = self.start_commit_as(commit.into_iter().collect(), revoking);
-                    self.set_pending(PendingRebalance { commit, ack: Some(ack), report });
+                    self.set_pending(PendingRebalance {
+                        commit,
+                        ack: Some(ack),
+                        report,
+                    });
                 }
             }
             GroupEvent::Lost(tps, ack) => {
@@ -543,9 +601,20 @@ impl Consumer {
     }
 
     /// Removes `gone` from the fetcher and returns their last positions.
-    fn drop_partitions(&mut self, gone: &[TopicPartition]) -> Result<Vec<(TopicPartition, OffsetAndMetadata)>> {
-        let positions: Vec<_> = self.positions().into_iter().filter(|(tp, _)| gone.contains(tp)).collect();
-        let keep: Vec<TopicPartition> = self.assignment().into_iter().filter(|tp| !gone.contains(tp)).collect();
+    fn drop_partitions(
+        &mut self,
+        gone: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, OffsetAndMetadata)>> {
+        let positions: Vec<_> = self
+            .positions()
+            .into_iter()
+            .filter(|(tp, _)| gone.contains(tp))
+            .collect();
+        let keep: Vec<TopicPartition> = self
+            .assignment()
+            .into_iter()
+            .filter(|tp| !gone.contains(tp))
+            .collect();
         self.apply_assignment(&keep)?;
         for tp in gone {
             self.auto_committed.remove(tp);
@@ -572,7 +641,10 @@ mod tests {
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
             .set("max.poll.interval.ms", "30000")
-            .set("partition.assignment.strategy", "org.apache.kafka.clients.consumer.CooperativeStickyAssignor, range")
+            .set(
+                "partition.assignment.strategy",
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor, range",
+            )
             .set("group.protocol", "consumer")
             .set("group.remote.assignor", "uniform")
             .set("group.instance.id", "i-1");
@@ -580,7 +652,10 @@ mod tests {
         assert_eq!(c.session_timeout, Duration::from_secs(6));
         assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
         assert_eq!(c.max_poll_interval, Duration::from_secs(30));
-        assert_eq!(c.partition_assignment_strategy, vec!["cooperative-sticky", "range"]);
+        assert_eq!(
+            c.partition_assignment_strategy,
+            vec!["cooperative-sticky", "range"]
+        );
         assert_eq!(c.group_protocol, group::GroupProtocol::Consumer);
         assert_eq!(c.group_remote_assignor.as_deref(), Some("uniform"));
         assert_eq!(c.group_instance_id.as_deref(), Some("i-1"));
@@ -590,14 +665,28 @@ mod tests {
             .set("partition.assignment.strategy", "sticky")
             .build()
             .unwrap_err();
-        assert!(err.to_string().contains("partition.assignment.strategy"), "{err}");
+        assert!(
+            err.to_string().contains("partition.assignment.strategy"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn subscribe_needs_a_group_and_excludes_assign() {
-        let mut c = Consumer::builder().bootstrap_servers("localhost:1").build().unwrap();
-        assert!(c.subscribe(&["t"]).unwrap_err().to_string().contains("group.id"));
-        let mut c = Consumer::builder().bootstrap_servers("localhost:1").group_id("g").build().unwrap();
+        let mut c = Consumer::builder()
+            .bootstrap_servers("localhost:1")
+            .build()
+            .unwrap();
+        assert!(c
+            .subscribe(&["t"])
+            .unwrap_err()
+            .to_string()
+            .contains("group.id"));
+        let mut c = Consumer::builder()
+            .bootstrap_servers("localhost:1")
+            .group_id("g")
+            .build()
+            .unwrap();
         c.assign(&[TopicPartition::new("t", 0)]).unwrap();
         let e = c.subscribe(&["t"]).unwrap_err();
         assert_eq!(*e.kind(), ErrorKind::IllegalState, "{e}");
@@ -611,14 +700,28 @@ mod tests {
 
     #[tokio::test]
     async fn subscribe_pattern_checks_the_pattern_and_switches_with_subscribe() {
-        let mut c = Consumer::builder().bootstrap_servers("localhost:1").build().unwrap();
-        assert!(c.subscribe_pattern("t.*").unwrap_err().to_string().contains("group.id"));
-        let mut c = Consumer::builder().bootstrap_servers("localhost:1").group_id("g").build().unwrap();
+        let mut c = Consumer::builder()
+            .bootstrap_servers("localhost:1")
+            .build()
+            .unwrap();
+        assert!(c
+            .subscribe_pattern("t.*")
+            .unwrap_err()
+            .to_string()
+            .contains("group.id"));
+        let mut c = Consumer::builder()
+            .bootstrap_servers("localhost:1")
+            .group_id("g")
+            .build()
+            .unwrap();
         let e = c.subscribe_pattern("orders-(").unwrap_err();
         assert_eq!(*e.kind(), ErrorKind::Config, "{e}");
         assert!(e.to_string().contains("orders-("), "{e}");
         c.subscribe_pattern("orders-.*").unwrap();
-        assert!(c.subscription().is_empty(), "nothing matched yet (no broker)");
+        assert!(
+            c.subscription().is_empty(),
+            "nothing matched yet (no broker)"
+        );
         c.subscribe(&["t"]).unwrap();
         assert_eq!(c.subscription(), vec!["t"]);
     }

@@ -215,7 +215,10 @@ impl ErrorCode {
 
     /// Errors after which a cached coordinator must be looked up again.
     pub fn invalidates_coordinator(self) -> bool {
-        matches!(self, ErrorCode::NOT_COORDINATOR | ErrorCode::COORDINATOR_NOT_AVAILABLE)
+        matches!(
+            self,
+            ErrorCode::NOT_COORDINATOR | ErrorCode::COORDINATOR_NOT_AVAILABLE
+        )
     }
 }
 

@@ -125,7 +125,10 @@ impl Error {
 
     /// An invalid configuration: names the field and the rule it broke.
     pub fn config(field: &str, rule: impl fmt::Display) -> Self {
-        Error::new(ErrorKind::Config, format!("invalid config `{field}`: {rule}"))
+        Error::new(
+            ErrorKind::Config,
+            format!("invalid config `{field}`: {rule}"),
+        )
     }
 
     /// API misuse in the current state.
@@ -333,7 +336,10 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source.as_ref().map(|s| &**s as &(dyn std::error::Error + 'static))
+        self.0
+            .source
+            .as_ref()
+            .map(|s| &**s as &(dyn std::error::Error + 'static))
     }
 }
 

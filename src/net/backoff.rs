@@ -33,7 +33,12 @@ impl Backoff {
 
     /// As [`Backoff::new`] with a fixed random seed (for tests).
     pub fn with_seed(initial: Duration, max: Duration, seed: u64) -> Self {
-        Backoff { initial, max: max.max(initial), failures: 0, rng: seed | 1 }
+        Backoff {
+            initial,
+            max: max.max(initial),
+            failures: 0,
+            rng: seed | 1,
+        }
     }
 
     /// Consecutive failures recorded since the last success.
@@ -86,7 +91,10 @@ pub struct BackoffTimer {
 
 impl BackoffTimer {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        BackoffTimer { backoff: Backoff::new(initial, max), not_before: None }
+        BackoffTimer {
+            backoff: Backoff::new(initial, max),
+            not_before: None,
+        }
     }
 
     /// When the next attempt may start (`None`: now).
@@ -125,7 +133,10 @@ mod tests {
                 let base = b.base_delay();
                 let lo = base.as_secs_f64() * (1.0 - JITTER);
                 let hi = base.as_secs_f64() * (1.0 + JITTER);
-                assert!(d.as_secs_f64() >= lo - 1e-9 && d.as_secs_f64() <= hi + 1e-9, "{d:?} outside jitter of {base:?}");
+                assert!(
+                    d.as_secs_f64() >= lo - 1e-9 && d.as_secs_f64() <= hi + 1e-9,
+                    "{d:?} outside jitter of {base:?}"
+                );
                 base.as_millis()
             })
             .collect();
@@ -138,7 +149,8 @@ mod tests {
     #[test]
     fn jitter_actually_varies() {
         let mut b = Backoff::with_seed(Duration::from_millis(100), Duration::from_millis(100), 42);
-        let ds: std::collections::HashSet<u128> = (0..20).map(|_| b.on_failure().as_micros()).collect();
+        let ds: std::collections::HashSet<u128> =
+            (0..20).map(|_| b.on_failure().as_micros()).collect();
         assert!(ds.len() > 10, "jitter should spread delays: {ds:?}");
     }
 

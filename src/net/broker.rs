@@ -32,7 +32,9 @@ pub struct BrokerConnection {
 
 impl fmt::Debug for BrokerConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrokerConnection").field("broker", &self.conn.label()).finish()
+        f.debug_struct("BrokerConnection")
+            .field("broker", &self.conn.label())
+            .finish()
     }
 }
 
@@ -53,9 +55,11 @@ impl BrokerConnection {
         let setup = cfg.setup_timeout;
         let fut = async {
             let conn = Connection::open(addr, label.clone(), cfg).await?;
-            let versions = handshake(&conn, cfg.client_id.as_deref(), setup).await.inspect_err(|e| {
-                conn.close(e.clone());
-            })?;
+            let versions = handshake(&conn, cfg.client_id.as_deref(), setup)
+                .await
+                .inspect_err(|e| {
+                    conn.close(e.clone());
+                })?;
             Ok::<_, Error>(BrokerConnection {
                 conn,
                 versions: Arc::new(versions),
@@ -65,7 +69,10 @@ impl BrokerConnection {
         };
         match tokio::time::timeout(setup, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::timeout(format!("connection setup took longer than {setup:?}")).with_broker(label)),
+            Err(_) => Err(
+                Error::timeout(format!("connection setup took longer than {setup:?}"))
+                    .with_broker(label),
+            ),
         }
     }
 
@@ -105,23 +112,42 @@ impl BrokerConnection {
 
     /// Sends `req` at the negotiated version with a custom timeout (e.g. a
     /// long-poll Fetch or a JoinGroup that waits for a rebalance).
-    pub async fn send_with_timeout<R: Request>(&self, req: &R, timeout: Duration) -> Result<R::Response> {
+    pub async fn send_with_timeout<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let v = self.version_of::<R>()?;
         self.send_at(req, v, timeout).await
     }
 
     /// Sends `req` at an explicit `version`.
-    pub async fn send_at<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+    pub async fn send_at<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         self.enqueue_at(req, version, timeout).await?.wait().await
     }
 
     /// [`send_at`](Self::send_at) in two steps: queues `req` for writing
     /// (requests are written in the order their `enqueue_at` calls
     /// complete) and returns the wait for its response.
-    pub async fn enqueue_at<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<InFlight<R>> {
-        let frame = encode::<R>(req, version, self.client_id.as_deref()).map_err(|e| e.with_broker(self.label()))?;
+    pub async fn enqueue_at<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<InFlight<R>> {
+        let frame = encode::<R>(req, version, self.client_id.as_deref())
+            .map_err(|e| e.with_broker(self.label()))?;
         let pending = self.conn.enqueue(R::API_KEY.name(), frame, timeout).await?;
-        Ok(InFlight { pending, version, request: std::marker::PhantomData })
+        Ok(InFlight {
+            pending,
+            version,
+            request: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request that the broker does not answer (Produce, acks=0).
@@ -141,7 +167,10 @@ pub struct InFlight<R: Request> {
 
 impl<R: Request> fmt::Debug for InFlight<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InFlight").field("api", &R::API_KEY.name()).field("version", &self.version).finish()
+        f.debug_struct("InFlight")
+            .field("api", &R::API_KEY.name())
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -155,7 +184,11 @@ impl<R: Request> InFlight<R> {
 }
 
 /// Encodes a whole request frame for `R` at `version`.
-pub fn encode<R: Request>(req: &R, version: i16, client_id: Option<&str>) -> Result<bytes::BytesMut> {
+pub fn encode<R: Request>(
+    req: &R,
+    version: i16,
+    client_id: Option<&str>,
+) -> Result<bytes::BytesMut> {
     let mut err = None;
     let frame = frame::encode_request(
         R::API_KEY as i16,
@@ -170,8 +203,11 @@ pub fn encode<R: Request>(req: &R, version: i16, client_id: Option<&str>) -> Res
         },
     );
     match err {
-        Some(e) => Err(Error::new(ErrorKind::IllegalState, format!("could not encode request: {e}"))
-            .with_api(R::API_KEY.name())),
+        Some(e) => Err(Error::new(
+            ErrorKind::IllegalState,
+            format!("could not encode request: {e}"),
+        )
+        .with_api(R::API_KEY.name())),
         None => Ok(frame),
     }
 }
@@ -182,13 +218,20 @@ pub fn decode_response<R: Request>(body: bytes::Bytes, version: i16) -> Result<R
     frame::skip_response_header_tail(&mut r, R::response_header_version(version))
         .map_err(|e| Error::from(e).with_api(R::API_KEY.name()))?;
     let resp = <R::Response as Message>::decode(&mut r, version).map_err(|e| {
-        Error::protocol(format!("could not decode {} v{version} response: {e}", R::API_KEY.name()))
-            .with_api(R::API_KEY.name())
+        Error::protocol(format!(
+            "could not decode {} v{version} response: {e}",
+            R::API_KEY.name()
+        ))
+        .with_api(R::API_KEY.name())
     })?;
     Ok(resp)
 }
 
-async fn handshake(conn: &Connection, client_id: Option<&str>, timeout: Duration) -> Result<ApiVersionTable> {
+async fn handshake(
+    conn: &Connection,
+    client_id: Option<&str>,
+    timeout: Duration,
+) -> Result<ApiVersionTable> {
     let req = ApiVersionsRequest {
         client_software_name: SOFTWARE_NAME.to_string(),
         client_software_version: SOFTWARE_VERSION.to_string(),
@@ -201,7 +244,8 @@ async fn handshake(conn: &Connection, client_id: Option<&str>, timeout: Duration
         // An UNSUPPORTED_VERSION answer is always a v0 body, whatever we asked.
         let resp = match decode_response::<ApiVersionsRequest>(body.clone(), version) {
             Ok(r) if r.error_code != ErrorCode::UNSUPPORTED_VERSION.0 => r,
-            _ => decode_response::<ApiVersionsRequest>(body, 0).map_err(|e| e.with_broker(conn.label()))?,
+            _ => decode_response::<ApiVersionsRequest>(body, 0)
+                .map_err(|e| e.with_broker(conn.label()))?,
         };
         let code = ErrorCode(resp.error_code);
         if code == ErrorCode::UNSUPPORTED_VERSION {
@@ -215,20 +259,34 @@ async fn handshake(conn: &Connection, client_id: Option<&str>, timeout: Duration
             if next == version {
                 break;
             }
-            tracing::debug!(broker = conn.label(), from = version, to = next, "ApiVersions version not supported, retrying");
+            tracing::debug!(
+                broker = conn.label(),
+                from = version,
+                to = next,
+                "ApiVersions version not supported, retrying"
+            );
             version = next;
             continue;
         }
         if !code.is_ok() {
-            return Err(Error::broker(code, "ApiVersions handshake failed").with_api("ApiVersions").with_broker(conn.label()));
+            return Err(Error::broker(code, "ApiVersions handshake failed")
+                .with_api("ApiVersions")
+                .with_broker(conn.label()));
         }
         let table = ApiVersionTable::from_response(&resp);
-        tracing::debug!(broker = conn.label(), api_versions_version = version, "negotiated API versions: {table:?}");
+        tracing::debug!(
+            broker = conn.label(),
+            api_versions_version = version,
+            "negotiated API versions: {table:?}"
+        );
         return Ok(table);
     }
-    Err(Error::new(ErrorKind::UnsupportedVersion, "broker rejected every ApiVersions version")
-        .with_api("ApiVersions")
-        .with_broker(conn.label()))
+    Err(Error::new(
+        ErrorKind::UnsupportedVersion,
+        "broker rejected every ApiVersions version",
+    )
+    .with_api("ApiVersions")
+    .with_broker(conn.label()))
 }
 
 #[cfg(test)]
@@ -279,30 +337,56 @@ mod tests {
             versions.push(v);
             let old = ApiVersionsResponse {
                 error_code: ErrorCode::UNSUPPORTED_VERSION.0,
-                api_keys: vec![ApiVersion { api_key: 18, min_version: 0, max_version: 2, ..Default::default() }],
+                api_keys: vec![ApiVersion {
+                    api_key: 18,
+                    min_version: 0,
+                    max_version: 2,
+                    ..Default::default()
+                }],
                 ..Default::default()
             };
-            s.write_all(&reply(c, &api_versions_body(0, &old))).await.unwrap();
+            s.write_all(&reply(c, &api_versions_body(0, &old)))
+                .await
+                .unwrap();
             // Second attempt must be at v2.
             let f = read_frame(&mut s).await.unwrap();
             let (_, v, c) = peek_request_header(&f).unwrap();
             versions.push(v);
             let ok = ApiVersionsResponse {
                 api_keys: vec![
-                    ApiVersion { api_key: 18, min_version: 0, max_version: 2, ..Default::default() },
-                    ApiVersion { api_key: 3, min_version: 0, max_version: 9, ..Default::default() },
+                    ApiVersion {
+                        api_key: 18,
+                        min_version: 0,
+                        max_version: 2,
+                        ..Default::default()
+                    },
+                    ApiVersion {
+                        api_key: 3,
+                        min_version: 0,
+                        max_version: 9,
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             };
-            s.write_all(&reply(c, &api_versions_body(v, &ok))).await.unwrap();
+            s.write_all(&reply(c, &api_versions_body(v, &ok)))
+                .await
+                .unwrap();
             versions
         });
-        let conn = BrokerConnection::connect(&addr, "old".into(), &ConnectionConfig::default(), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let conn = BrokerConnection::connect(
+            &addr,
+            "old".into(),
+            &ConnectionConfig::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(seen.await.unwrap(), vec![ApiVersionsRequest::VERSIONS.1, 2]);
         assert_eq!(conn.versions().broker_range(ApiKey::Metadata), Some((0, 9)));
-        let v = conn.version_of::<crate::protocol::messages::metadata::MetadataRequest>().unwrap();
+        let v = conn
+            .version_of::<crate::protocol::messages::metadata::MetadataRequest>()
+            .unwrap();
         assert_eq!(v, 9);
     }
 
@@ -315,12 +399,19 @@ mod tests {
             let f = read_frame(&mut s).await.unwrap();
             let (_, _, c) = peek_request_header(&f).unwrap();
             // A count of 2^31-1 api keys with nothing behind it.
-            s.write_all(&reply(c, &[0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3])).await.unwrap();
+            s.write_all(&reply(c, &[0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3]))
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
-        let err = BrokerConnection::connect(&addr, "garbage".into(), &ConnectionConfig::default(), Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = BrokerConnection::connect(
+            &addr,
+            "garbage".into(),
+            &ConnectionConfig::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
         let s = err.to_string();
         assert!(s.contains("ApiVersions") && s.contains("garbage"), "{s}");

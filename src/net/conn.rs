@@ -137,11 +137,27 @@ impl Connection {
     pub fn from_stream(stream: TcpStream, label: String, cfg: &ConnectionConfig) -> Connection {
         let (read, write) = stream.into_split();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared { label, poison: OnceLock::new(), shutdown });
+        let shared = Arc::new(Shared {
+            label,
+            poison: OnceLock::new(),
+            shutdown,
+        });
         let (tx, rx) = mpsc::channel(cfg.max_in_flight.max(1));
         let (pending_tx, pending_rx) = mpsc::channel(cfg.max_in_flight.max(1));
-        tokio::spawn(write_loop(write, rx, pending_tx, shared.clone(), shutdown_rx.clone()));
-        tokio::spawn(read_loop(read, pending_rx, shared.clone(), shutdown_rx, cfg.max_response_size));
+        tokio::spawn(write_loop(
+            write,
+            rx,
+            pending_tx,
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(read_loop(
+            read,
+            pending_rx,
+            shared.clone(),
+            shutdown_rx,
+            cfg.max_response_size,
+        ));
         Connection { tx, shared }
     }
 
@@ -172,7 +188,12 @@ impl Connection {
     ///
     /// A timeout closes the connection, as the Java client does: after it,
     /// the order of responses on the connection can no longer be trusted.
-    pub async fn round_trip(&self, api: &'static str, frame: BytesMut, timeout: Duration) -> Result<Bytes> {
+    pub async fn round_trip(
+        &self,
+        api: &'static str,
+        frame: BytesMut,
+        timeout: Duration,
+    ) -> Result<Bytes> {
         self.enqueue(api, frame, timeout).await?.wait().await
     }
 
@@ -182,19 +203,33 @@ impl Connection {
     /// requests reach the broker in a given order (pipelined Produce
     /// requests of one partition) enqueues them one after the other and
     /// awaits the responses concurrently. `timeout` covers both steps.
-    pub async fn enqueue(&self, api: &'static str, frame: BytesMut, timeout: Duration) -> Result<PendingResponse> {
+    pub async fn enqueue(
+        &self,
+        api: &'static str,
+        frame: BytesMut,
+        timeout: Duration,
+    ) -> Result<PendingResponse> {
         if let Some(e) = self.shared.poison.get() {
             return Err(e.clone());
         }
         let (reply_tx, reply_rx) = oneshot::channel();
-        let out = Outgoing { frame, reply: Some(reply_tx) };
+        let out = Outgoing {
+            frame,
+            reply: Some(reply_tx),
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         match tokio::time::timeout_at(deadline, self.tx.send(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(self.closed_error()),
             Err(_) => return Err(self.timed_out(api, timeout)),
         }
-        Ok(PendingResponse { conn: self.clone(), api, timeout, deadline, reply: reply_rx })
+        Ok(PendingResponse {
+            conn: self.clone(),
+            api,
+            timeout,
+            deadline,
+            reply: reply_rx,
+        })
     }
 
     /// Sends a request the broker will not answer (Produce with acks=0). The
@@ -210,9 +245,11 @@ impl Connection {
     }
 
     fn timed_out(&self, api: &'static str, timeout: Duration) -> Error {
-        let err = Error::timeout(format!("no response within {timeout:?}; closing the connection"))
-            .with_api(api)
-            .with_broker(&self.shared.label);
+        let err = Error::timeout(format!(
+            "no response within {timeout:?}; closing the connection"
+        ))
+        .with_api(api)
+        .with_broker(&self.shared.label);
         self.shared.poison(err.clone());
         err
     }
@@ -237,7 +274,10 @@ pub struct PendingResponse {
 
 impl fmt::Debug for PendingResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingResponse").field("broker", &self.conn.label()).field("api", &self.api).finish()
+        f.debug_struct("PendingResponse")
+            .field("broker", &self.conn.label())
+            .field("api", &self.api)
+            .finish()
     }
 }
 
@@ -250,7 +290,13 @@ impl PendingResponse {
     /// Waits for the response frame (within the timeout given to
     /// `enqueue`, which closes the connection when it passes).
     pub async fn wait(self) -> Result<Bytes> {
-        let PendingResponse { conn, api, timeout, deadline, reply } = self;
+        let PendingResponse {
+            conn,
+            api,
+            timeout,
+            deadline,
+            reply,
+        } = self;
         match tokio::time::timeout_at(deadline, reply).await {
             Ok(Ok(result)) => result.map_err(|e| e.with_api(api)),
             Ok(Err(_)) => Err(conn.closed_error().with_api(api)),
@@ -290,16 +336,20 @@ async fn write_loop(
                     next_id = next_id.wrapping_add(1) & i32::MAX;
                     frame::set_correlation_id(&mut out.frame, id);
                     if let Some(reply) = out.reply {
-                        let pending = Pending { correlation_id: id, reply };
+                        let pending = Pending {
+                            correlation_id: id,
+                            reply,
+                        };
                         tokio::select! {
                             biased;
                             _ = shutdown.wait_for(|s| *s) => return Ok(()),
                             r = pending_tx.send(pending) => if r.is_err() { return Ok(()) },
                         }
                     }
-                    socket.write_all(&out.frame).await.map_err(|e| {
-                        Error::io("write failed", e).with_broker(&shared.label)
-                    })?;
+                    socket
+                        .write_all(&out.frame)
+                        .await
+                        .map_err(|e| Error::io("write failed", e).with_broker(&shared.label))?;
                     written += 1;
                 }
                 if written < MAX_COALESCE {
@@ -314,7 +364,8 @@ async fn write_loop(
     }
     .await;
     let err = match result {
-        Ok(()) => shared.poison(Error::new(ErrorKind::Closed, "connection closed").with_broker(&shared.label)),
+        Ok(()) => shared
+            .poison(Error::new(ErrorKind::Closed, "connection closed").with_broker(&shared.label)),
         Err(e) => shared.poison(e),
     };
     // Fail whatever is still queued.
@@ -397,11 +448,9 @@ async fn read_loop(
     }
     .await;
     let err = match result {
-        Ok(()) => shared
-            .poison
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Error::new(ErrorKind::Closed, "connection closed").with_broker(&shared.label)),
+        Ok(()) => shared.poison.get().cloned().unwrap_or_else(|| {
+            Error::new(ErrorKind::Closed, "connection closed").with_broker(&shared.label)
+        }),
         Err(e) => shared.poison(e),
     };
     pending_rx.close();
@@ -462,10 +511,15 @@ mod tests {
                 s.write_all(&response(c, &[tag, tag])).await.unwrap();
             }
         });
-        let conn = Connection::open(&addr, "test".into(), &ConnectionConfig::default()).await.unwrap();
+        let conn = Connection::open(&addr, "test".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
         let futs = (0..10u8).map(|i| {
             let c = conn.clone();
-            async move { c.round_trip("ApiVersions", req(i), Duration::from_secs(5)).await }
+            async move {
+                c.round_trip("ApiVersions", req(i), Duration::from_secs(5))
+                    .await
+            }
         });
         let results = futures_join_all(futs).await;
         for (i, r) in results.into_iter().enumerate() {
@@ -474,7 +528,9 @@ mod tests {
     }
 
     /// A tiny join_all so the library needs no `futures` dependency.
-    async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+    async fn futures_join_all<F: std::future::Future>(
+        futs: impl Iterator<Item = F>,
+    ) -> Vec<F::Output>
     where
         F: Send + 'static,
         F::Output: Send + 'static,
@@ -504,21 +560,34 @@ mod tests {
     async fn huge_size_prefix_is_a_protocol_error_without_allocation() {
         // 2 GiB - 1 declared, nothing behind it.
         let addr = one_shot_peer(vec![0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0], false).await;
-        let conn = Connection::open(&addr, "hostile".into(), &ConnectionConfig::default()).await.unwrap();
-        let err = conn.round_trip("Metadata", req(1), Duration::from_secs(5)).await.unwrap_err();
+        let conn = Connection::open(&addr, "hostile".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
+        let err = conn
+            .round_trip("Metadata", req(1), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
         assert!(conn.is_closed());
         // Later calls fail fast with the same reason.
-        let again = conn.round_trip("Metadata", req(2), Duration::from_secs(5)).await.unwrap_err();
+        let again = conn
+            .round_trip("Metadata", req(2), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(again.kind(), &ErrorKind::Protocol);
     }
 
     #[tokio::test]
     async fn negative_size_prefix_is_a_protocol_error() {
         let addr = one_shot_peer(vec![0xff, 0xff, 0xff, 0xfe], false).await;
-        let conn = Connection::open(&addr, "hostile".into(), &ConnectionConfig::default()).await.unwrap();
-        let err = conn.round_trip("Metadata", req(1), Duration::from_secs(5)).await.unwrap_err();
+        let conn = Connection::open(&addr, "hostile".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
+        let err = conn
+            .round_trip("Metadata", req(1), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
     }
 
@@ -527,8 +596,13 @@ mod tests {
         let mut partial = response(0, &[1, 2, 3, 4, 5, 6, 7, 8]);
         partial.truncate(9);
         let addr = one_shot_peer(partial, true).await;
-        let conn = Connection::open(&addr, "flaky".into(), &ConnectionConfig::default()).await.unwrap();
-        let err = conn.round_trip("Fetch", req(1), Duration::from_secs(5)).await.unwrap_err();
+        let conn = Connection::open(&addr, "flaky".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
+        let err = conn
+            .round_trip("Fetch", req(1), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Io, "{err}");
         assert!(err.to_string().contains("middle of a response"), "{err}");
         assert_eq!(err.api(), Some("Fetch"));
@@ -537,8 +611,13 @@ mod tests {
     #[tokio::test]
     async fn mismatched_correlation_id_is_a_protocol_error() {
         let addr = one_shot_peer(response(12345, &[0]), false).await;
-        let conn = Connection::open(&addr, "confused".into(), &ConnectionConfig::default()).await.unwrap();
-        let err = conn.round_trip("Fetch", req(1), Duration::from_secs(5)).await.unwrap_err();
+        let conn = Connection::open(&addr, "confused".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
+        let err = conn
+            .round_trip("Fetch", req(1), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
         assert!(err.to_string().contains("12345"), "{err}");
     }
@@ -546,8 +625,13 @@ mod tests {
     #[tokio::test]
     async fn silence_times_out_and_closes_the_connection() {
         let addr = one_shot_peer(vec![], false).await;
-        let conn = Connection::open(&addr, "silent".into(), &ConnectionConfig::default()).await.unwrap();
-        let err = conn.round_trip("Metadata", req(1), Duration::from_millis(200)).await.unwrap_err();
+        let conn = Connection::open(&addr, "silent".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
+        let err = conn
+            .round_trip("Metadata", req(1), Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(err.is_timeout(), "{err}");
         assert!(conn.is_closed());
     }
@@ -558,8 +642,13 @@ mod tests {
         // reservation without trusting the prefix for one big allocation.
         let body = vec![7u8; 9 * 1024 * 1024];
         let addr = one_shot_peer(response(0, &body), false).await;
-        let conn = Connection::open(&addr, "big".into(), &ConnectionConfig::default()).await.unwrap();
-        let got = conn.round_trip("Fetch", req(1), Duration::from_secs(10)).await.unwrap();
+        let conn = Connection::open(&addr, "big".into(), &ConnectionConfig::default())
+            .await
+            .unwrap();
+        let got = conn
+            .round_trip("Fetch", req(1), Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!(got.len(), body.len());
         assert!(got.iter().all(|&b| b == 7));
     }
@@ -568,7 +657,9 @@ mod tests {
     async fn connect_refused_is_a_retriable_io_error() {
         let (l, addr) = peer().await;
         drop(l);
-        let err = Connection::open(&addr, "gone".into(), &ConnectionConfig::default()).await.unwrap_err();
+        let err = Connection::open(&addr, "gone".into(), &ConnectionConfig::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Io);
         assert!(err.is_retriable());
     }

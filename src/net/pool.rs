@@ -72,7 +72,9 @@ struct PoolInner {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("bootstrap", &self.inner.bootstrap).finish()
+        f.debug_struct("Pool")
+            .field("bootstrap", &self.inner.bootstrap)
+            .finish()
     }
 }
 
@@ -154,12 +156,18 @@ impl Pool {
                 // refresh may race an address learnt from FindCoordinator.
                 // Callers retry within their deadlines (as Java treats an
                 // unknown coordinator node).
-                None => Err(Error::new(ErrorKind::NotFound, format!("broker {id} is not in the cluster metadata"))
-                    .with_class(ErrorClass::Retriable)),
+                None => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("broker {id} is not in the cluster metadata"),
+                )
+                .with_class(ErrorClass::Retriable)),
             },
             Endpoint::Bootstrap(i) => match self.inner.bootstrap.get(*i) {
                 Some(a) => Ok((a.clone(), format!("bootstrap {a}"))),
-                None => Err(Error::new(ErrorKind::NotFound, format!("no bootstrap server #{i}"))),
+                None => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no bootstrap server #{i}"),
+                )),
             },
         }
     }
@@ -184,7 +192,14 @@ impl Pool {
         if let Some(t) = st.backoff.not_before() {
             tokio::time::sleep_until(t.into()).await;
         }
-        match BrokerConnection::connect(&addr, label, &self.inner.conn_cfg, self.inner.request_timeout).await {
+        match BrokerConnection::connect(
+            &addr,
+            label,
+            &self.inner.conn_cfg,
+            self.inner.request_timeout,
+        )
+        .await
+        {
             Ok(c) => {
                 st.backoff.succeed();
                 st.conn = Some(c.clone());

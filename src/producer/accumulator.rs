@@ -207,23 +207,49 @@ impl Accumulator {
             Some(t) => t,
             None => {
                 let name: Arc<str> = Arc::from(topic);
-                let t = TopicQueues { name: name.clone(), parts: FastMap::default(), sticky: TopicSticky::default(), available: None };
+                let t = TopicQueues {
+                    name: name.clone(),
+                    parts: FastMap::default(),
+                    sticky: TopicSticky::default(),
+                    available: None,
+                };
                 self.queues.entry(name).or_insert(t)
             }
         };
         let mut partition = match choice {
             Choice::Fixed(p) => p,
             Choice::RoundRobin { num_partitions } => t.sticky.round_robin(num_partitions),
-            Choice::Sticky { num_partitions, version, size } => {
+            Choice::Sticky {
+                num_partitions,
+                version,
+                size,
+            } => {
                 if t.available.as_ref().is_none_or(|(v, _)| *v != version) {
                     t.available = Some((version, available()));
                 }
-                let avail = t.available.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
-                t.sticky.choose(num_partitions, avail, size, batch_size, random)
+                let avail = t
+                    .available
+                    .as_ref()
+                    .map(|(_, a)| a.as_slice())
+                    .unwrap_or(&[]);
+                t.sticky
+                    .choose(num_partitions, avail, size, batch_size, random)
             }
         };
-        let mut appended = append_open(t.parts.get_mut(&partition), batch_size, timestamp, key, value, headers.clone());
-        if let Choice::Sticky { num_partitions, size, .. } = choice {
+        let mut appended = append_open(
+            t.parts.get_mut(&partition),
+            batch_size,
+            timestamp,
+            key,
+            value,
+            headers.clone(),
+        );
+        if let Choice::Sticky {
+            num_partitions,
+            size,
+            ..
+        } = choice
+        {
             // A full batch ends the stickiness (KIP-480): move on, and put
             // this record on the next partition already.
             let full = matches!(appended, Appended::NeedsNewBatch if t.parts.get(&partition).is_some_and(|q| !q.is_empty()))
@@ -231,9 +257,26 @@ impl Accumulator {
             if full {
                 t.sticky.switch();
                 if matches!(appended, Appended::NeedsNewBatch) {
-                    let avail = t.available.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
-                    partition = t.sticky.choose(num_partitions, avail, size, batch_size, random.rotate_left(16));
-                    appended = append_open(t.parts.get_mut(&partition), batch_size, timestamp, key, value, headers);
+                    let avail = t
+                        .available
+                        .as_ref()
+                        .map(|(_, a)| a.as_slice())
+                        .unwrap_or(&[]);
+                    partition = t.sticky.choose(
+                        num_partitions,
+                        avail,
+                        size,
+                        batch_size,
+                        random.rotate_left(16),
+                    );
+                    appended = append_open(
+                        t.parts.get_mut(&partition),
+                        batch_size,
+                        timestamp,
+                        key,
+                        value,
+                        headers,
+                    );
                 }
             }
         }
@@ -257,7 +300,10 @@ impl Accumulator {
         V: AsRef<[u8]>,
     {
         let batch_size = self.cfg.batch_size;
-        let q = self.queues.get_mut(topic).and_then(|t| t.parts.get_mut(&partition));
+        let q = self
+            .queues
+            .get_mut(topic)
+            .and_then(|t| t.parts.get_mut(&partition));
         append_open(q, batch_size, timestamp, key, value, headers)
     }
 
@@ -285,8 +331,11 @@ impl Accumulator {
         K: AsRef<str>,
         V: AsRef<[u8]>,
     {
-        if let Appended::Yes { completion, offset_delta, .. } =
-            self.try_append(topic, partition, timestamp, key, value, headers.clone())
+        if let Appended::Yes {
+            completion,
+            offset_delta,
+            ..
+        } = self.try_append(topic, partition, timestamp, key, value, headers.clone())
         {
             return Some((completion, offset_delta, reserved));
         }
@@ -305,19 +354,33 @@ impl Accumulator {
         self.incomplete.insert(id);
         let completion = Arc::new(Completion::default());
         let full = builder.estimated_size() >= self.cfg.batch_size;
-        let t = self.queues.entry(topic.clone()).or_insert_with(|| TopicQueues {
-            name: topic.clone(),
-            parts: FastMap::default(),
-            sticky: TopicSticky::default(),
-            available: None,
-        });
+        let t = self
+            .queues
+            .entry(topic.clone())
+            .or_insert_with(|| TopicQueues {
+                name: topic.clone(),
+                parts: FastMap::default(),
+                sticky: TopicSticky::default(),
+                available: None,
+            });
         let q = t.parts.entry(partition).or_default();
-        q.push_back(QueuedBatch { id, builder, created: now, completion: completion.clone(), reserved, full });
+        q.push_back(QueuedBatch {
+            id,
+            builder,
+            created: now,
+            completion: completion.clone(),
+            reserved,
+            full,
+        });
         Some((completion, 0, 0))
     }
 
     fn is_ready(&self, b: &QueuedBatch, is_last: bool, now: Instant) -> bool {
-        b.full || !is_last || self.closed || b.id < self.flush_below || now >= b.created + self.cfg.linger
+        b.full
+            || !is_last
+            || self.closed
+            || b.id < self.flush_below
+            || now >= b.created + self.cfg.linger
     }
 
     /// Partitions whose first batch may be drained now, and when the next
@@ -328,7 +391,10 @@ impl Accumulator {
             for (p, q) in &t.parts {
                 let Some(first) = q.front() else { continue };
                 if self.is_ready(first, q.len() == 1, now) {
-                    r.partitions.push(TopicPartition { topic: topic.clone(), partition: *p });
+                    r.partitions.push(TopicPartition {
+                        topic: topic.clone(),
+                        partition: *p,
+                    });
                 } else {
                     let at = first.created + self.cfg.linger;
                     r.next = Some(r.next.map_or(at, |n: Instant| n.min(at)));
@@ -340,7 +406,12 @@ impl Accumulator {
 
     /// Estimated size of the first batch of `tp`, if any.
     pub fn peek_size(&self, tp: &TopicPartition) -> Option<usize> {
-        self.queues.get(&tp.topic)?.parts.get(&tp.partition)?.front().map(|b| b.builder.estimated_size())
+        self.queues
+            .get(&tp.topic)?
+            .parts
+            .get(&tp.partition)?
+            .front()
+            .map(|b| b.builder.estimated_size())
     }
 
     /// Removes and returns the first batch of `tp` if it is ready.
@@ -348,9 +419,17 @@ impl Accumulator {
         let closed = self.closed;
         let flush_below = self.flush_below;
         let linger = self.cfg.linger;
-        let q = self.queues.get_mut(&tp.topic)?.parts.get_mut(&tp.partition)?;
+        let q = self
+            .queues
+            .get_mut(&tp.topic)?
+            .parts
+            .get_mut(&tp.partition)?;
         let first = q.front()?;
-        let ready = first.full || q.len() > 1 || closed || first.id < flush_below || now >= first.created + linger;
+        let ready = first.full
+            || q.len() > 1
+            || closed
+            || first.id < flush_below
+            || now >= first.created + linger;
         if !ready {
             return None;
         }
@@ -366,7 +445,13 @@ impl Accumulator {
             for (p, q) in t.parts.iter_mut() {
                 while q.front().is_some_and(|b| now >= b.created + timeout) {
                     if let Some(b) = q.pop_front() {
-                        out.push((TopicPartition { topic: topic.clone(), partition: *p }, b));
+                        out.push((
+                            TopicPartition {
+                                topic: topic.clone(),
+                                partition: *p,
+                            },
+                            b,
+                        ));
                     }
                 }
             }
@@ -390,7 +475,13 @@ impl Accumulator {
         for (topic, t) in self.queues.iter_mut() {
             for (p, q) in t.parts.iter_mut() {
                 for b in q.drain(..) {
-                    out.push((TopicPartition { topic: topic.clone(), partition: *p }, b));
+                    out.push((
+                        TopicPartition {
+                            topic: topic.clone(),
+                            partition: *p,
+                        },
+                        b,
+                    ));
                 }
             }
         }
@@ -399,7 +490,9 @@ impl Accumulator {
 
     /// Whether no batch is queued.
     pub fn is_empty(&self) -> bool {
-        self.queues.values().all(|t| t.parts.values().all(|q| q.is_empty()))
+        self.queues
+            .values()
+            .all(|t| t.parts.values().all(|q| q.is_empty()))
     }
 
     /// Marks every batch created so far ready at once; returns the mark to
@@ -435,7 +528,9 @@ where
     K: AsRef<str>,
     V: AsRef<[u8]>,
 {
-    let Some(last) = q.and_then(|q| q.back_mut()) else { return Appended::NeedsNewBatch };
+    let Some(last) = q.and_then(|q| q.back_mut()) else {
+        return Appended::NeedsNewBatch;
+    };
     if last.full {
         return Appended::NeedsNewBatch;
     }
@@ -445,7 +540,11 @@ where
         if full {
             last.full = true;
         }
-        Appended::Yes { completion: last.completion.clone(), offset_delta, wake: full }
+        Appended::Yes {
+            completion: last.completion.clone(),
+            offset_delta,
+            wake: full,
+        }
     } else {
         last.full = true;
         Appended::NeedsNewBatch
@@ -468,14 +567,29 @@ mod tests {
     }
 
     fn tp(t: &Arc<str>, p: i32) -> TopicPartition {
-        TopicPartition { topic: t.clone(), partition: p }
+        TopicPartition {
+            topic: t.clone(),
+            partition: p,
+        }
     }
 
-    fn put(a: &mut Accumulator, t: &Arc<str>, p: i32, v: &[u8], now: Instant) -> (Arc<Completion>, i32) {
+    fn put(
+        a: &mut Accumulator,
+        t: &Arc<str>,
+        p: i32,
+        v: &[u8],
+        now: Instant,
+    ) -> (Arc<Completion>, i32) {
         match a.try_append(t, p, 0, None, Some(v), NO_HEADERS) {
-            Appended::Yes { completion, offset_delta, .. } => (completion, offset_delta),
+            Appended::Yes {
+                completion,
+                offset_delta,
+                ..
+            } => (completion, offset_delta),
             Appended::NeedsNewBatch => {
-                let (c, d, _) = a.append_new(t, p, 0, None, Some(v), NO_HEADERS, 200, now).unwrap();
+                let (c, d, _) = a
+                    .append_new(t, p, 0, None, Some(v), NO_HEADERS, 200, now)
+                    .unwrap();
                 (c, d)
             }
         }
@@ -497,12 +611,20 @@ mod tests {
         let (c2, d2) = put(&mut a, &t, 0, &[3; 30], now);
         assert!(Arc::ptr_eq(&c0, &c2) && d2 == 2);
         let (c3, d3) = put(&mut a, &t, 0, &[4; 30], now);
-        assert!(!Arc::ptr_eq(&c0, &c3) && d3 == 0, "a new batch once the first refuses");
+        assert!(
+            !Arc::ptr_eq(&c0, &c3) && d3 == 0,
+            "a new batch once the first refuses"
+        );
         assert_eq!(a.ready(now).partitions, vec![tp(&t, 0)]);
         let b = a.drain(&tp(&t, 0), now).unwrap();
         assert_eq!(b.builder.record_count(), 3);
-        assert!(a.drain(&tp(&t, 0), now).is_none(), "the second still lingers");
-        assert!(a.drain(&tp(&t, 0), now + Duration::from_millis(50)).is_some());
+        assert!(
+            a.drain(&tp(&t, 0), now).is_none(),
+            "the second still lingers"
+        );
+        assert!(a
+            .drain(&tp(&t, 0), now + Duration::from_millis(50))
+            .is_some());
         assert!(a.is_empty());
     }
 
@@ -523,7 +645,10 @@ mod tests {
         a.batch_done(b1.id);
         assert!(a.min_incomplete() < mark);
         a.batch_done(b0.id);
-        assert!(a.min_incomplete() >= mark, "batches after the flush do not hold it up");
+        assert!(
+            a.min_incomplete() >= mark,
+            "batches after the flush do not hold it up"
+        );
     }
 
     #[test]
@@ -544,21 +669,62 @@ mod tests {
     fn sticky_partition_sticks_then_moves() {
         let now = Instant::now();
         let mut a = acc(0);
-        let sticky = |size| Choice::Sticky { num_partitions: 6, version: 1, size };
-        let (_, p, _) = a.choose_and_append("t", sticky(150), || vec![0, 1, 2, 3, 4, 5], 0, None, None, NO_HEADERS);
-        let (_, p2, _) = a.choose_and_append("t", sticky(100), || unreachable!("cached"), 0, None, None, NO_HEADERS);
+        let sticky = |size| Choice::Sticky {
+            num_partitions: 6,
+            version: 1,
+            size,
+        };
+        let (_, p, _) = a.choose_and_append(
+            "t",
+            sticky(150),
+            || vec![0, 1, 2, 3, 4, 5],
+            0,
+            None,
+            None,
+            NO_HEADERS,
+        );
+        let (_, p2, _) = a.choose_and_append(
+            "t",
+            sticky(100),
+            || unreachable!("cached"),
+            0,
+            None,
+            None,
+            NO_HEADERS,
+        );
         assert_eq!(p, p2);
-        let (_, q, _) = a.choose_and_append("t", sticky(100), || unreachable!(), 0, None, None, NO_HEADERS);
+        let (_, q, _) = a.choose_and_append(
+            "t",
+            sticky(100),
+            || unreachable!(),
+            0,
+            None,
+            None,
+            NO_HEADERS,
+        );
         assert_ne!(p, q, "switch after batch.size bytes");
         // A new metadata version without p's leader re-reads availability.
-        let choice = Choice::Sticky { num_partitions: 6, version: 2, size: 1 };
-        let (name, r, appended) = a.choose_and_append("t", choice, || vec![5], 0, None, None, NO_HEADERS);
+        let choice = Choice::Sticky {
+            num_partitions: 6,
+            version: 2,
+            size: 1,
+        };
+        let (name, r, appended) =
+            a.choose_and_append("t", choice, || vec![5], 0, None, None, NO_HEADERS);
         assert_eq!(r, 5);
         assert_eq!(&*name, "t");
         assert!(matches!(appended, Appended::NeedsNewBatch));
-        a.append_new(&name, 5, 0, None, Some(b"x"), NO_HEADERS, 10, now).unwrap();
-        let (_, _, appended) = a.choose_and_append("t", Choice::Fixed(5), Vec::new, 0, None, None, NO_HEADERS);
-        assert!(matches!(appended, Appended::Yes { offset_delta: 1, .. }));
+        a.append_new(&name, 5, 0, None, Some(b"x"), NO_HEADERS, 10, now)
+            .unwrap();
+        let (_, _, appended) =
+            a.choose_and_append("t", Choice::Fixed(5), Vec::new, 0, None, None, NO_HEADERS);
+        assert!(matches!(
+            appended,
+            Appended::Yes {
+                offset_delta: 1,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -143,7 +143,10 @@ impl ProducerConfig {
         }
         if let Some(id) = &self.transactional_id {
             if id.is_empty() {
-                return Err(Error::config("transactional.id", "must not be empty (leave it unset for no transactions)"));
+                return Err(Error::config(
+                    "transactional.id",
+                    "must not be empty (leave it unset for no transactions)",
+                ));
             }
             if !self.enable_idempotence {
                 return Err(Error::config(
@@ -152,20 +155,37 @@ impl ProducerConfig {
                 ));
             }
         }
-        if self.transaction_timeout.is_zero() || self.transaction_timeout > Duration::from_millis(i32::MAX as u64) {
-            return Err(Error::config("transaction.timeout.ms", "must be between 1 and 2147483647"));
+        if self.transaction_timeout.is_zero()
+            || self.transaction_timeout > Duration::from_millis(i32::MAX as u64)
+        {
+            return Err(Error::config(
+                "transaction.timeout.ms",
+                "must be between 1 and 2147483647",
+            ));
         }
         if self.max_in_flight_requests_per_connection == 0 {
-            return Err(Error::config("max.in.flight.requests.per.connection", "must be at least 1"));
+            return Err(Error::config(
+                "max.in.flight.requests.per.connection",
+                "must be at least 1",
+            ));
         }
         if self.batch_size == 0 || self.batch_size > i32::MAX as usize {
-            return Err(Error::config("batch.size", "must be between 1 and 2147483647"));
+            return Err(Error::config(
+                "batch.size",
+                "must be between 1 and 2147483647",
+            ));
         }
         if self.max_request_size < 1024 || self.max_request_size > i32::MAX as usize {
-            return Err(Error::config("max.request.size", "must be between 1024 and 2147483647"));
+            return Err(Error::config(
+                "max.request.size",
+                "must be between 1024 and 2147483647",
+            ));
         }
         if self.buffer_memory < 1024 {
-            return Err(Error::config("buffer.memory", "must be at least 1024 bytes"));
+            return Err(Error::config(
+                "buffer.memory",
+                "must be at least 1024 bytes",
+            ));
         }
         // Buffer memory is accounted in 32-bit permit counts.
         if self.buffer_memory > u32::MAX as usize {
@@ -185,7 +205,10 @@ impl ProducerConfig {
             ));
         }
         if self.client.request_timeout > Duration::from_millis(i32::MAX as u64) {
-            return Err(Error::config("request.timeout.ms", "must fit in 31 bits of milliseconds"));
+            return Err(Error::config(
+                "request.timeout.ms",
+                "must fit in 31 bits of milliseconds",
+            ));
         }
         self.validate_compression_levels()
     }
@@ -206,9 +229,24 @@ impl ProducerConfig {
     fn validate_compression_levels(&self) -> Result<()> {
         type Valid = fn(i32) -> bool;
         let checks: [(&str, Option<i32>, Valid, &str); 3] = [
-            ("compression.gzip.level", self.compression_gzip_level, |l| l == -1 || (1..=9).contains(&l), "must be -1 or 1-9"),
-            ("compression.lz4.level", self.compression_lz4_level, |l| (1..=17).contains(&l), "must be 1-17"),
-            ("compression.zstd.level", self.compression_zstd_level, |l| (-131_072..=22).contains(&l), "must be between -131072 and 22"),
+            (
+                "compression.gzip.level",
+                self.compression_gzip_level,
+                |l| l == -1 || (1..=9).contains(&l),
+                "must be -1 or 1-9",
+            ),
+            (
+                "compression.lz4.level",
+                self.compression_lz4_level,
+                |l| (1..=17).contains(&l),
+                "must be 1-17",
+            ),
+            (
+                "compression.zstd.level",
+                self.compression_zstd_level,
+                |l| (-131_072..=22).contains(&l),
+                "must be between -131072 and 22",
+            ),
         ];
         for (field, level, valid, rule) in checks {
             if let Some(l) = level.filter(|&l| !valid(l)) {
@@ -242,17 +280,26 @@ mod tests {
         let mut c = base();
         c.acks = Acks::Leader;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("acks") && e.contains("enable.idempotence"), "{e}");
+        assert!(
+            e.contains("acks") && e.contains("enable.idempotence"),
+            "{e}"
+        );
 
         let mut c = base();
         c.max_in_flight_requests_per_connection = 6;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("max.in.flight.requests.per.connection") && e.contains("enable.idempotence"), "{e}");
+        assert!(
+            e.contains("max.in.flight.requests.per.connection") && e.contains("enable.idempotence"),
+            "{e}"
+        );
 
         let mut c = base();
         c.retries = 0;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("retries") && e.contains("enable.idempotence"), "{e}");
+        assert!(
+            e.contains("retries") && e.contains("enable.idempotence"),
+            "{e}"
+        );
 
         // Without idempotence, all three are allowed.
         let mut c = base();
@@ -270,19 +317,36 @@ mod tests {
         c.validate().unwrap();
         c.enable_idempotence = false;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("enable.idempotence") && e.contains("transactional.id"), "{e}");
+        assert!(
+            e.contains("enable.idempotence") && e.contains("transactional.id"),
+            "{e}"
+        );
         c.enable_idempotence = true;
         c.transactional_id = Some(String::new());
-        assert!(c.validate().unwrap_err().to_string().contains("transactional.id"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("transactional.id"));
     }
 
     #[test]
     fn compression_levels_are_checked_per_codec() {
         type Field = fn(&mut ProducerConfig) -> &mut Option<i32>;
         let fields: [(&str, Field, [i32; 3], [i32; 2]); 3] = [
-            ("gzip", |c| &mut c.compression_gzip_level, [-1, 1, 9], [0, 10]),
+            (
+                "gzip",
+                |c| &mut c.compression_gzip_level,
+                [-1, 1, 9],
+                [0, 10],
+            ),
             ("lz4", |c| &mut c.compression_lz4_level, [1, 9, 17], [0, 18]),
-            ("zstd", |c| &mut c.compression_zstd_level, [-131_072, 3, 22], [-131_073, 23]),
+            (
+                "zstd",
+                |c| &mut c.compression_zstd_level,
+                [-131_072, 3, 22],
+                [-131_073, 23],
+            ),
         ];
         for (codec, field, good, bad) in fields {
             // Checked whatever the codec in use, as Java does.
@@ -294,7 +358,11 @@ mod tests {
             for level in bad {
                 *field(&mut c) = Some(level);
                 let e = c.validate().unwrap_err().to_string();
-                assert!(e.contains(&format!("compression.{codec}.level")) && e.contains(&level.to_string()), "{e}");
+                assert!(
+                    e.contains(&format!("compression.{codec}.level"))
+                        && e.contains(&level.to_string()),
+                    "{e}"
+                );
             }
         }
     }
@@ -309,7 +377,11 @@ mod tests {
             .unwrap();
         let c = b.config();
         assert_eq!(
-            (c.compression_gzip_level, c.compression_lz4_level, c.compression_zstd_level),
+            (
+                c.compression_gzip_level,
+                c.compression_lz4_level,
+                c.compression_zstd_level
+            ),
             (Some(4), Some(9), Some(-2))
         );
         assert_eq!(c.compression_level(), Some(-2));
@@ -317,7 +389,10 @@ mod tests {
             .set("compression.zstd.level", "fast")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("compression.zstd.level") && e.contains("fast"), "{e}");
+        assert!(
+            e.contains("compression.zstd.level") && e.contains("fast"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ pub struct ProducerIdEpoch {
 
 impl ProducerIdEpoch {
     /// "No producer id": a producer without idempotence.
-    pub const NONE: ProducerIdEpoch = ProducerIdEpoch { id: NO_PRODUCER_ID, epoch: NO_PRODUCER_EPOCH };
+    pub const NONE: ProducerIdEpoch = ProducerIdEpoch {
+        id: NO_PRODUCER_ID,
+        epoch: NO_PRODUCER_EPOCH,
+    };
 }
 
 /// What to write into a batch's header before sending it.
@@ -190,7 +193,11 @@ impl Sequencer {
         Sequencer {
             idempotent,
             transactional: false,
-            current: if idempotent { None } else { Some(ProducerIdEpoch::NONE) },
+            current: if idempotent {
+                None
+            } else {
+                Some(ProducerIdEpoch::NONE)
+            },
             fatal: None,
             max_per_partition: max_per_partition.clamp(1, 5),
             retries,
@@ -256,7 +263,10 @@ impl Sequencer {
 
     /// Tracked batches of `tp`, head first.
     pub fn batches(&self, tp: &TopicPartition) -> impl Iterator<Item = &Tracked> {
-        self.partitions.get(tp).into_iter().flat_map(|p| p.batches.iter())
+        self.partitions
+            .get(tp)
+            .into_iter()
+            .flat_map(|p| p.batches.iter())
     }
 
     /// The gate: may a new batch of `tp` be drained from the accumulator
@@ -265,7 +275,9 @@ impl Sequencer {
         if self.fatal.is_some() || self.current.is_none() {
             return false;
         }
-        let Some(p) = self.partitions.get(tp) else { return true };
+        let Some(p) = self.partitions.get(tp) else {
+            return true;
+        };
         if p.needs_rewrite || p.batches.len() >= self.max_per_partition {
             return false;
         }
@@ -276,7 +288,11 @@ impl Sequencer {
         // while followers join the ISR) would then be written first, and the
         // retried first batch after it: reordering. So one batch at a time
         // until the first acknowledgement.
-        if self.idempotent && p.last_acked == -1 && p.producer == self.current.unwrap_or(p.producer) && !p.batches.is_empty() {
+        if self.idempotent
+            && p.last_acked == -1
+            && p.producer == self.current.unwrap_or(p.producer)
+            && !p.batches.is_empty()
+        {
             return false;
         }
         // New batches go after every tracked one: all must be outstanding
@@ -293,13 +309,16 @@ impl Sequencer {
             Some((p, s)) if p == current => s,
             _ => 0,
         };
-        let p = self.partitions.entry(tp.clone()).or_insert_with(|| Partition {
-            producer: current,
-            next_sequence: first,
-            last_acked: -1,
-            batches: VecDeque::new(),
-            needs_rewrite: false,
-        });
+        let p = self
+            .partitions
+            .entry(tp.clone())
+            .or_insert_with(|| Partition {
+                producer: current,
+                next_sequence: first,
+                last_acked: -1,
+                batches: VecDeque::new(),
+                needs_rewrite: false,
+            });
         if p.producer != current && p.batches.is_empty() {
             // After an epoch bump, an idle partition starts over at 0.
             p.producer = current;
@@ -307,11 +326,17 @@ impl Sequencer {
             p.last_acked = -1;
         }
         let stamp = if idempotent {
-            let s = Stamp { producer: p.producer, base_sequence: p.next_sequence };
+            let s = Stamp {
+                producer: p.producer,
+                base_sequence: p.next_sequence,
+            };
             p.next_sequence = increment_sequence(p.next_sequence, count);
             s
         } else {
-            Stamp { producer: ProducerIdEpoch::NONE, base_sequence: NO_SEQUENCE }
+            Stamp {
+                producer: ProducerIdEpoch::NONE,
+                base_sequence: NO_SEQUENCE,
+            }
         };
         p.batches.push_back(Tracked {
             id,
@@ -338,10 +363,18 @@ impl Sequencer {
             return None;
         }
         let i = p.batches.iter().position(|b| b.outstanding.is_none())?;
-        if p.batches.iter().take(i).any(|b| b.outstanding != Some(node)) {
+        if p.batches
+            .iter()
+            .take(i)
+            .any(|b| b.outstanding != Some(node))
+        {
             return None;
         }
-        if p.batches.iter().skip(i + 1).any(|b| b.outstanding.is_some()) {
+        if p.batches
+            .iter()
+            .skip(i + 1)
+            .any(|b| b.outstanding.is_some())
+        {
             return None;
         }
         // As in `may_send`: until the broker acknowledged a batch of this
@@ -372,12 +405,17 @@ impl Sequencer {
 
     /// Whether batch `id` of `tp` awaits an answer.
     pub fn is_outstanding(&self, tp: &TopicPartition, id: u64) -> bool {
-        self.batches(tp).any(|b| b.id == id && b.outstanding.is_some())
+        self.batches(tp)
+            .any(|b| b.id == id && b.outstanding.is_some())
     }
 
     /// Stops tracking everything (forced close): returns the ids.
     pub fn clear(&mut self) -> Vec<u64> {
-        let ids = self.partitions.values().flat_map(|p| p.batches.iter().map(|b| b.id)).collect();
+        let ids = self
+            .partitions
+            .values()
+            .flat_map(|p| p.batches.iter().map(|b| b.id))
+            .collect();
         for p in self.partitions.values_mut() {
             p.batches.clear();
             p.needs_rewrite = false;
@@ -405,7 +443,11 @@ impl Sequencer {
     }
 
     fn find_mut(&mut self, tp: &TopicPartition, id: u64) -> Option<&mut Tracked> {
-        self.partitions.get_mut(tp)?.batches.iter_mut().find(|b| b.id == id)
+        self.partitions
+            .get_mut(tp)?
+            .batches
+            .iter_mut()
+            .find(|b| b.id == id)
     }
 
     /// Records the outcome of an attempt and says what to do with the batch.
@@ -422,8 +464,12 @@ impl Sequencer {
         let idempotent = self.idempotent;
         let retries = self.retries;
         let current = self.current;
-        let Some(p) = self.partitions.get_mut(tp) else { return Verdict::Fail(gone()) };
-        let Some(i) = p.batches.iter().position(|b| b.id == id) else { return Verdict::Fail(gone()) };
+        let Some(p) = self.partitions.get_mut(tp) else {
+            return Verdict::Fail(gone());
+        };
+        let Some(i) = p.batches.iter().position(|b| b.id == id) else {
+            return Verdict::Fail(gone());
+        };
         let is_head = i == 0;
         let b = &mut p.batches[i];
         b.outstanding = None;
@@ -439,7 +485,10 @@ impl Sequencer {
                 b.maybe_written = true;
                 Verdict::Retry
             }
-            Attempt::Error { code, log_start_offset } => {
+            Attempt::Error {
+                code,
+                log_start_offset,
+            } => {
                 b.maybe_written = false;
                 if code == ErrorCode::DUPLICATE_SEQUENCE_NUMBER {
                     return self.finish(tp, id, Verdict::Done);
@@ -448,15 +497,21 @@ impl Sequencer {
                     || code == ErrorCode::PRODUCER_FENCED
                     || code == ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
                 {
-                    let e = Error::broker(code, "the producer can no longer send").with_api("Produce");
+                    let e =
+                        Error::broker(code, "the producer can no longer send").with_api("Produce");
                     self.set_fatal(e.clone());
                     return self.finish(tp, id, Verdict::Fail(e.with_class(ErrorClass::Fatal)));
                 }
                 let sequence_trouble = matches!(
                     code,
-                    ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER | ErrorCode::UNKNOWN_PRODUCER_ID | ErrorCode::INVALID_PRODUCER_EPOCH
+                    ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                        | ErrorCode::UNKNOWN_PRODUCER_ID
+                        | ErrorCode::INVALID_PRODUCER_EPOCH
                 );
-                if self.transactional && sequence_trouble && (is_head || code != ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER) {
+                if self.transactional
+                    && sequence_trouble
+                    && (is_head || code != ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                {
                     // The transaction cannot be repaired: fail the batch; the
                     // transaction manager makes the error abortable (or
                     // fatal when fenced).
@@ -467,7 +522,11 @@ impl Sequencer {
                     } else {
                         "the broker lost track of this producer's sequence"
                     };
-                    return self.finish(tp, id, Verdict::Fail(Error::broker(code, what).with_api("Produce")));
+                    return self.finish(
+                        tp,
+                        id,
+                        Verdict::Fail(Error::broker(code, what).with_api("Produce")),
+                    );
                 }
                 if idempotent
                     && code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
@@ -520,7 +579,9 @@ impl Sequencer {
                 } else if code.is_retriable() {
                     Verdict::Retry
                 } else {
-                    Verdict::Fail(Error::broker(code, "the broker rejected the batch").with_api("Produce"))
+                    Verdict::Fail(
+                        Error::broker(code, "the broker rejected the batch").with_api("Produce"),
+                    )
                 }
             }
         };
@@ -529,9 +590,9 @@ impl Sequencer {
             Verdict::Retry | Verdict::Split if !can_retry => Verdict::Fail(Error::timeout(
                 "delivery.timeout.ms expired before the batch was acknowledged",
             )),
-            Verdict::Retry if attempts > retries => {
-                Verdict::Fail(Error::illegal_state(format!("gave up after {attempts} attempts (retries={retries})")))
-            }
+            Verdict::Retry if attempts > retries => Verdict::Fail(Error::illegal_state(format!(
+                "gave up after {attempts} attempts (retries={retries})"
+            ))),
             v => v,
         };
         match verdict {
@@ -553,10 +614,18 @@ impl Sequencer {
     /// broker did not write the batch, and the pieces together hold exactly
     /// its records. Returns the pieces' stamps, `None` if `id` is not a
     /// tracked batch waiting to be split.
-    pub fn split(&mut self, tp: &TopicPartition, id: u64, pieces: &[(u64, i32)]) -> Option<Vec<Stamp>> {
+    pub fn split(
+        &mut self,
+        tp: &TopicPartition,
+        id: u64,
+        pieces: &[(u64, i32)],
+    ) -> Option<Vec<Stamp>> {
         let idempotent = self.idempotent;
         let p = self.partitions.get_mut(tp)?;
-        let i = p.batches.iter().position(|b| b.id == id && b.outstanding.is_none())?;
+        let i = p
+            .batches
+            .iter()
+            .position(|b| b.id == id && b.outstanding.is_none())?;
         let total: i32 = pieces.iter().map(|(_, n)| *n).sum();
         if total != p.batches[i].count {
             return None;
@@ -565,7 +634,14 @@ impl Sequencer {
         let mut seq = old.stamp.base_sequence;
         let mut stamps = Vec::with_capacity(pieces.len());
         for (k, (piece, count)) in pieces.iter().enumerate() {
-            let stamp = if idempotent { Stamp { producer: old.stamp.producer, base_sequence: seq } } else { old.stamp };
+            let stamp = if idempotent {
+                Stamp {
+                    producer: old.stamp.producer,
+                    base_sequence: seq,
+                }
+            } else {
+                old.stamp
+            };
             if idempotent {
                 seq = increment_sequence(seq, *count);
             }
@@ -629,11 +705,18 @@ impl Sequencer {
             if !self.bump_for(&tp) {
                 return out;
             }
-            let Some(current) = self.current else { return out };
-            let Some(p) = self.partitions.get_mut(&tp) else { continue };
+            let Some(current) = self.current else {
+                return out;
+            };
+            let Some(p) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
             let mut seq = 0i32;
             for b in p.batches.iter_mut() {
-                b.stamp = Stamp { producer: current, base_sequence: seq };
+                b.stamp = Stamp {
+                    producer: current,
+                    base_sequence: seq,
+                };
                 b.maybe_written = false;
                 seq = increment_sequence(seq, b.count);
                 out.push((tp.clone(), b.id, b.stamp));
@@ -650,8 +733,12 @@ impl Sequencer {
     /// bumping it locally if not. Returns false when a new producer id is
     /// needed first (epoch exhausted).
     fn bump_for(&mut self, tp: &TopicPartition) -> bool {
-        let Some(current) = self.current else { return false };
-        let Some(p) = self.partitions.get(tp) else { return true };
+        let Some(current) = self.current else {
+            return false;
+        };
+        let Some(p) = self.partitions.get(tp) else {
+            return true;
+        };
         if p.producer != current {
             return true;
         }
@@ -660,8 +747,15 @@ impl Sequencer {
             self.current = None;
             return false;
         }
-        self.current = Some(ProducerIdEpoch { id: current.id, epoch: current.epoch + 1 });
-        tracing::debug!(producer_id = current.id, epoch = current.epoch + 1, "bumped the producer epoch");
+        self.current = Some(ProducerIdEpoch {
+            id: current.id,
+            epoch: current.epoch + 1,
+        });
+        tracing::debug!(
+            producer_id = current.id,
+            epoch = current.epoch + 1,
+            "bumped the producer epoch"
+        );
         true
     }
 }
@@ -687,7 +781,10 @@ mod tests {
     use std::time::Duration;
 
     fn tp(p: i32) -> TopicPartition {
-        TopicPartition { topic: Arc::from("t"), partition: p }
+        TopicPartition {
+            topic: Arc::from("t"),
+            partition: p,
+        }
     }
 
     fn seq() -> Sequencer {
@@ -698,7 +795,10 @@ mod tests {
     }
 
     fn err(code: ErrorCode) -> Attempt {
-        Attempt::Error { code, log_start_offset: 0 }
+        Attempt::Error {
+            code,
+            log_start_offset: 0,
+        }
     }
 
     #[test]
@@ -708,7 +808,10 @@ mod tests {
         // A first batch acknowledged: from here on the partition pipelines.
         s.assign(&tp(0), 0, 1);
         s.on_sent(&tp(0), 0, 1);
-        assert!(matches!(s.on_attempt(&tp(0), 0, Attempt::Written, now, true), Verdict::Done));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 0, Attempt::Written, now, true),
+            Verdict::Done
+        ));
         let a = s.assign(&tp(0), 1, 10);
         s.on_sent(&tp(0), 1, 1);
         assert!(s.may_send(&tp(0), 1), "pipelining to the same broker");
@@ -731,8 +834,20 @@ mod tests {
         s.on_sent(&tp(0), 2, 2);
         let stamps: Vec<i32> = s.batches(&tp(0)).map(|b| b.stamp.base_sequence).collect();
         assert_eq!(stamps, vec![1, 11]);
-        assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::Written, now, true), Verdict::Done));
-        assert!(matches!(s.on_attempt(&tp(0), 2, err(ErrorCode::DUPLICATE_SEQUENCE_NUMBER), now, true), Verdict::Done));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 1, Attempt::Written, now, true),
+            Verdict::Done
+        ));
+        assert!(matches!(
+            s.on_attempt(
+                &tp(0),
+                2,
+                err(ErrorCode::DUPLICATE_SEQUENCE_NUMBER),
+                now,
+                true
+            ),
+            Verdict::Done
+        ));
         assert!(s.is_empty());
         assert_eq!(s.assign(&tp(0), 3, 1).base_sequence, 16);
     }
@@ -757,7 +872,10 @@ mod tests {
         assert!(s.may_send(&a, 1));
         s.assign(&a, 1, 10);
         s.on_sent(&a, 1, 1);
-        assert!(!s.may_send(&a, 1), "the broker has no sequence state yet: no pipelining");
+        assert!(
+            !s.may_send(&a, 1),
+            "the broker has no sequence state yet: no pipelining"
+        );
         s.on_attempt(&a, 1, Attempt::Written, Instant::now(), true);
         s.assign(&a, 2, 10);
         s.on_sent(&a, 2, 1);
@@ -793,16 +911,37 @@ mod tests {
             s.assign(&tp(0), id, n);
             s.on_sent(&tp(0), id, 1);
         }
-        let v = s.on_attempt(&tp(0), 1, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        let v = s.on_attempt(
+            &tp(0),
+            1,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         assert!(matches!(v, Verdict::Retry));
-        assert!(s.rewrite_pending().is_empty(), "batches 2 and 3 are still outstanding");
-        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
-        assert_eq!(s.next_retry(&tp(0), 1, now), None, "no send while a rewrite is pending");
+        assert!(
+            s.rewrite_pending().is_empty(),
+            "batches 2 and 3 are still outstanding"
+        );
+        s.on_attempt(
+            &tp(0),
+            2,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
+        assert_eq!(
+            s.next_retry(&tp(0), 1, now),
+            None,
+            "no send while a rewrite is pending"
+        );
         s.on_attempt(&tp(0), 3, Attempt::NoAnswer, now, true);
         let rw = s.rewrite_pending();
         let e1 = ProducerIdEpoch { id: 7, epoch: 1 };
         assert_eq!(
-            rw.iter().map(|(_, id, st)| (*id, st.producer, st.base_sequence)).collect::<Vec<_>>(),
+            rw.iter()
+                .map(|(_, id, st)| (*id, st.producer, st.base_sequence))
+                .collect::<Vec<_>>(),
             vec![(1, e1, 0), (2, e1, 3), (3, e1, 5)]
         );
         assert_eq!(s.producer(), Some(e1));
@@ -814,12 +953,24 @@ mod tests {
         assert_eq!(s.assign(&tp(0), 4, 1).base_sequence, 6);
 
         // Partition 1 keeps epoch 0 while its batch is tracked...
-        assert_eq!(s.assign(&tp(1), 101, 1), Stamp { producer: ProducerIdEpoch { id: 7, epoch: 0 }, base_sequence: 3 });
+        assert_eq!(
+            s.assign(&tp(1), 101, 1),
+            Stamp {
+                producer: ProducerIdEpoch { id: 7, epoch: 0 },
+                base_sequence: 3
+            }
+        );
         s.on_sent(&tp(1), 101, 1);
         s.on_attempt(&tp(1), 100, Attempt::Written, now, true);
         s.on_attempt(&tp(1), 101, Attempt::Written, now, true);
         // ...and starts over at 0 on the new epoch once idle.
-        assert_eq!(s.assign(&tp(1), 102, 1), Stamp { producer: e1, base_sequence: 0 });
+        assert_eq!(
+            s.assign(&tp(1), 102, 1),
+            Stamp {
+                producer: e1,
+                base_sequence: 0
+            }
+        );
     }
 
     #[test]
@@ -838,13 +989,26 @@ mod tests {
         }
         let v = s.on_attempt(&tp(0), 1, err(ErrorCode::REQUEST_TIMED_OUT), now, true);
         assert!(matches!(v, Verdict::Retry));
-        assert!(matches!(s.on_attempt(&tp(0), 2, Attempt::Written, now, true), Verdict::Done));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 2, Attempt::Written, now, true),
+            Verdict::Done
+        ));
         assert_eq!(s.next_retry(&tp(0), 1, now), Some(1));
         s.on_sent(&tp(0), 1, 1);
-        let v = s.on_attempt(&tp(0), 1, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        let v = s.on_attempt(
+            &tp(0),
+            1,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         assert!(matches!(v, Verdict::Done), "{v:?}");
         assert!(s.rewrite_pending().is_empty());
-        assert_eq!(s.producer(), Some(ProducerIdEpoch { id: 7, epoch: 0 }), "no epoch bump");
+        assert_eq!(
+            s.producer(),
+            Some(ProducerIdEpoch { id: 7, epoch: 0 }),
+            "no epoch bump"
+        );
         assert_eq!(s.assign(&tp(0), 3, 1).base_sequence, 5);
     }
 
@@ -857,7 +1021,13 @@ mod tests {
         s.assign(&tp(0), 2, 1);
         s.on_sent(&tp(0), 2, 1);
         s.on_attempt(&tp(0), 1, err(ErrorCode::NOT_ENOUGH_REPLICAS), now, true);
-        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(
+            &tp(0),
+            2,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         assert!(s.rewrite_pending().is_empty());
         assert_eq!(s.producer().map(|p| p.epoch), Some(0));
         assert_eq!(s.next_retry(&tp(0), 1, now), Some(1));
@@ -875,13 +1045,28 @@ mod tests {
         // It expires before it could be resent: removed, sequence not reused.
         s.remove(&tp(0), 1);
         let st = s.assign(&tp(0), 2, 1);
-        assert_eq!(st.base_sequence, 2, "never reuse the sequence of a batch that may be in the log");
+        assert_eq!(
+            st.base_sequence, 2,
+            "never reuse the sequence of a batch that may be in the log"
+        );
         s.on_sent(&tp(0), 2, 1);
         // Had batch 1 not been written, the broker reports a gap at the head.
-        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(
+            &tp(0),
+            2,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         let rw = s.rewrite_pending();
         assert_eq!(rw.len(), 1);
-        assert_eq!(rw[0].2, Stamp { producer: ProducerIdEpoch { id: 7, epoch: 1 }, base_sequence: 0 });
+        assert_eq!(
+            rw[0].2,
+            Stamp {
+                producer: ProducerIdEpoch { id: 7, epoch: 1 },
+                base_sequence: 0
+            }
+        );
     }
 
     #[test]
@@ -893,14 +1078,26 @@ mod tests {
         let v = s.on_attempt(
             &tp(0),
             1,
-            Attempt::Error { code: ErrorCode::UNKNOWN_PRODUCER_ID, log_start_offset: -1 },
+            Attempt::Error {
+                code: ErrorCode::UNKNOWN_PRODUCER_ID,
+                log_start_offset: -1,
+            },
             now,
             true,
         );
         assert!(matches!(v, Verdict::Retry));
         assert!(s.rewrite_pending().is_empty());
         s.on_sent(&tp(0), 1, 1);
-        s.on_attempt(&tp(0), 1, Attempt::Error { code: ErrorCode::UNKNOWN_PRODUCER_ID, log_start_offset: 10 }, now, true);
+        s.on_attempt(
+            &tp(0),
+            1,
+            Attempt::Error {
+                code: ErrorCode::UNKNOWN_PRODUCER_ID,
+                log_start_offset: 10,
+            },
+            now,
+            true,
+        );
         assert_eq!(s.rewrite_pending().len(), 1);
     }
 
@@ -914,7 +1111,13 @@ mod tests {
         assert!(matches!(v, Verdict::Fail(ref e) if e.is_timeout()));
         s.assign(&tp(0), 2, 1);
         s.on_sent(&tp(0), 2, 1);
-        let v = s.on_attempt(&tp(0), 2, err(ErrorCode::CLUSTER_AUTHORIZATION_FAILED), now, true);
+        let v = s.on_attempt(
+            &tp(0),
+            2,
+            err(ErrorCode::CLUSTER_AUTHORIZATION_FAILED),
+            now,
+            true,
+        );
         assert!(matches!(v, Verdict::Fail(ref e) if e.is_fatal()));
         assert!(s.fatal().is_some());
         assert!(!s.may_send(&tp(0), 1));
@@ -924,15 +1127,30 @@ mod tests {
     fn epoch_exhaustion_asks_for_a_new_producer_id() {
         let now = Instant::now();
         let mut s = Sequencer::new(true, 5, u32::MAX);
-        s.set_producer(ProducerIdEpoch { id: 1, epoch: i16::MAX - 1 });
+        s.set_producer(ProducerIdEpoch {
+            id: 1,
+            epoch: i16::MAX - 1,
+        });
         s.assign(&tp(0), 1, 1);
         s.on_sent(&tp(0), 1, 1);
-        s.on_attempt(&tp(0), 1, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(
+            &tp(0),
+            1,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         assert!(s.rewrite_pending().is_empty());
         assert!(s.needs_producer_id());
         s.set_producer(ProducerIdEpoch { id: 2, epoch: 0 });
         let rw = s.rewrite_pending();
-        assert_eq!(rw[0].2, Stamp { producer: ProducerIdEpoch { id: 2, epoch: 0 }, base_sequence: 0 });
+        assert_eq!(
+            rw[0].2,
+            Stamp {
+                producer: ProducerIdEpoch { id: 2, epoch: 0 },
+                base_sequence: 0
+            }
+        );
     }
 
     #[test]
@@ -950,13 +1168,25 @@ mod tests {
         let v = s.on_attempt(&tp(0), 2, err(ErrorCode::MESSAGE_TOO_LARGE), now, true);
         assert!(matches!(v, Verdict::Split));
         let stamps = s.split(&tp(0), 2, &[(20, 4), (21, 6)]).unwrap();
-        assert_eq!(stamps.iter().map(|st| st.base_sequence).collect::<Vec<_>>(), vec![1, 5]);
+        assert_eq!(
+            stamps.iter().map(|st| st.base_sequence).collect::<Vec<_>>(),
+            vec![1, 5]
+        );
         // Batch 3 was rejected as out of order behind them: not at the head,
         // so a plain retry with its sequence, after the pieces.
-        let v = s.on_attempt(&tp(0), 3, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        let v = s.on_attempt(
+            &tp(0),
+            3,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         assert!(matches!(v, Verdict::Retry));
         assert!(s.rewrite_pending().is_empty());
-        let order: Vec<(u64, i32)> = s.batches(&tp(0)).map(|b| (b.id, b.stamp.base_sequence)).collect();
+        let order: Vec<(u64, i32)> = s
+            .batches(&tp(0))
+            .map(|b| (b.id, b.stamp.base_sequence))
+            .collect();
         assert_eq!(order, vec![(20, 1), (21, 5), (3, 11)]);
         assert_eq!(s.next_retry(&tp(0), 1, now), Some(20));
         s.on_sent(&tp(0), 20, 1);
@@ -966,7 +1196,9 @@ mod tests {
         s.assign(&tp(1), 30, 1);
         s.on_sent(&tp(1), 30, 1);
         let v = s.on_attempt(&tp(1), 30, err(ErrorCode::MESSAGE_TOO_LARGE), now, true);
-        assert!(matches!(v, Verdict::Fail(ref e) if e.code() == Some(ErrorCode::MESSAGE_TOO_LARGE)));
+        assert!(
+            matches!(v, Verdict::Fail(ref e) if e.code() == Some(ErrorCode::MESSAGE_TOO_LARGE))
+        );
         // Counts must add up.
         s.assign(&tp(2), 40, 5);
         s.on_sent(&tp(2), 40, 1);
@@ -980,12 +1212,22 @@ mod tests {
         let mut s = seq();
         s.assign(&tp(0), 1, 10);
         s.on_sent(&tp(0), 1, 1);
-        assert!(matches!(s.on_attempt(&tp(0), 1, err(ErrorCode::MESSAGE_TOO_LARGE), now, true), Verdict::Split));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 1, err(ErrorCode::MESSAGE_TOO_LARGE), now, true),
+            Verdict::Split
+        ));
         let stamps = s.split(&tp(0), 1, &[(2, 5), (3, 5)]).unwrap();
-        assert_eq!(stamps.iter().map(|st| st.base_sequence).collect::<Vec<_>>(), vec![0, 5]);
+        assert_eq!(
+            stamps.iter().map(|st| st.base_sequence).collect::<Vec<_>>(),
+            vec![0, 5]
+        );
         assert_eq!(s.next_retry(&tp(0), 1, now), Some(2));
         s.on_sent(&tp(0), 2, 1);
-        assert_eq!(s.next_retry(&tp(0), 1, now), None, "the broker has no sequence state yet");
+        assert_eq!(
+            s.next_retry(&tp(0), 1, now),
+            None,
+            "the broker has no sequence state yet"
+        );
         s.on_attempt(&tp(0), 2, Attempt::Written, now, true);
         assert_eq!(s.next_retry(&tp(0), 1, now), Some(3));
     }
@@ -1003,7 +1245,10 @@ mod tests {
         let now = Instant::now();
         s.assign(tp, 0, 1);
         s.on_sent(tp, 0, 1);
-        assert!(matches!(s.on_attempt(tp, 0, Attempt::Written, now, true), Verdict::Done));
+        assert!(matches!(
+            s.on_attempt(tp, 0, Attempt::Written, now, true),
+            Verdict::Done
+        ));
         let p = s.partitions.get_mut(tp).unwrap();
         p.next_sequence = i32::MAX - left;
         p.last_acked = i32::MAX - left - 1;
@@ -1026,12 +1271,28 @@ mod tests {
             [a.base_sequence, b.base_sequence, c.base_sequence],
             [i32::MAX - 2, i32::MAX, 3]
         );
-        assert!(s.may_send(&tp(0), 1), "pipelining continues across the wrap");
-        assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::Written, now, true), Verdict::Done));
+        assert!(
+            s.may_send(&tp(0), 1),
+            "pipelining continues across the wrap"
+        );
+        assert!(matches!(
+            s.on_attempt(&tp(0), 1, Attempt::Written, now, true),
+            Verdict::Done
+        ));
         assert_eq!(s.partitions[&tp(0)].last_acked, i32::MAX - 1);
-        assert!(matches!(s.on_attempt(&tp(0), 2, Attempt::Written, now, true), Verdict::Done));
-        assert_eq!(s.partitions[&tp(0)].last_acked, 2, "the last sequence of a straddling batch wraps");
-        assert!(matches!(s.on_attempt(&tp(0), 3, Attempt::Written, now, true), Verdict::Done));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 2, Attempt::Written, now, true),
+            Verdict::Done
+        ));
+        assert_eq!(
+            s.partitions[&tp(0)].last_acked,
+            2,
+            "the last sequence of a straddling batch wraps"
+        );
+        assert!(matches!(
+            s.on_attempt(&tp(0), 3, Attempt::Written, now, true),
+            Verdict::Done
+        ));
         assert_eq!(s.partitions[&tp(0)].last_acked, 3);
         assert_eq!(s.assign(&tp(0), 4, 1).base_sequence, 4);
     }
@@ -1043,7 +1304,10 @@ mod tests {
         near_the_end(&mut s, &tp(0), 4);
         let a = s.assign(&tp(0), 1, 5); // MAX-4 ..= MAX
         s.on_sent(&tp(0), 1, 1);
-        assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::Written, now, true), Verdict::Done));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 1, Attempt::Written, now, true),
+            Verdict::Done
+        ));
         assert_eq!(a.base_sequence, i32::MAX - 4);
         assert_eq!(s.partitions[&tp(0)].last_acked, i32::MAX);
         assert_eq!(s.assign(&tp(0), 2, 1).base_sequence, 0);
@@ -1060,19 +1324,52 @@ mod tests {
         s.on_sent(&tp(0), 2, 1);
         // A retriable error keeps the wrapped stamps unchanged.
         s.on_attempt(&tp(0), 1, err(ErrorCode::NOT_ENOUGH_REPLICAS), now, true);
-        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(
+            &tp(0),
+            2,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         let stamps: Vec<i32> = s.batches(&tp(0)).map(|b| b.stamp.base_sequence).collect();
         assert_eq!(stamps, vec![i32::MAX - 1, 1]);
         // A gap at the head: a new epoch renumbers from 0, in order.
         s.on_sent(&tp(0), 1, 1);
         s.on_sent(&tp(0), 2, 1);
-        s.on_attempt(&tp(0), 1, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
-        s.on_attempt(&tp(0), 2, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(
+            &tp(0),
+            1,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
+        s.on_attempt(
+            &tp(0),
+            2,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         let rw = s.rewrite_pending();
         let e1 = ProducerIdEpoch { id: 7, epoch: 1 };
         assert_eq!(
             rw.iter().map(|(_, id, st)| (*id, *st)).collect::<Vec<_>>(),
-            vec![(1, Stamp { producer: e1, base_sequence: 0 }), (2, Stamp { producer: e1, base_sequence: 3 })]
+            vec![
+                (
+                    1,
+                    Stamp {
+                        producer: e1,
+                        base_sequence: 0
+                    }
+                ),
+                (
+                    2,
+                    Stamp {
+                        producer: e1,
+                        base_sequence: 3
+                    }
+                )
+            ]
         );
     }
 
@@ -1084,16 +1381,28 @@ mod tests {
         // never negative or wrapped.
         let now = Instant::now();
         let mut s = Sequencer::new(true, 5, u32::MAX);
-        s.set_producer(ProducerIdEpoch { id: 1, epoch: i16::MAX - 3 });
+        s.set_producer(ProducerIdEpoch {
+            id: 1,
+            epoch: i16::MAX - 3,
+        });
         let mut seen = vec![];
         for id in 1..=3u64 {
             s.assign(&tp(0), id, 1);
             s.on_sent(&tp(0), id, 1);
-            s.on_attempt(&tp(0), id, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+            s.on_attempt(
+                &tp(0),
+                id,
+                err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+                now,
+                true,
+            );
             match s.rewrite_pending().first() {
                 Some((_, _, st)) => seen.push(st.producer),
                 None => {
-                    assert!(s.needs_producer_id(), "exhausted without asking for a new id");
+                    assert!(
+                        s.needs_producer_id(),
+                        "exhausted without asking for a new id"
+                    );
                     s.set_producer(ProducerIdEpoch { id: 2, epoch: 0 });
                     let rw = s.rewrite_pending();
                     seen.push(rw[0].2.producer);
@@ -1101,13 +1410,22 @@ mod tests {
                 }
             }
             s.on_sent(&tp(0), id, 1);
-            assert!(matches!(s.on_attempt(&tp(0), id, Attempt::Written, now, true), Verdict::Done));
+            assert!(matches!(
+                s.on_attempt(&tp(0), id, Attempt::Written, now, true),
+                Verdict::Done
+            ));
         }
         assert_eq!(
             seen,
             vec![
-                ProducerIdEpoch { id: 1, epoch: i16::MAX - 2 },
-                ProducerIdEpoch { id: 1, epoch: i16::MAX - 1 },
+                ProducerIdEpoch {
+                    id: 1,
+                    epoch: i16::MAX - 2
+                },
+                ProducerIdEpoch {
+                    id: 1,
+                    epoch: i16::MAX - 1
+                },
                 ProducerIdEpoch { id: 2, epoch: 0 },
             ]
         );
@@ -1123,10 +1441,26 @@ mod tests {
         assert_eq!(s.assign(&tp(1), 3, 1).base_sequence, i32::MAX - 1);
         // A gap at the head of partition 1: the new epoch starts at 0.
         s.on_sent(&tp(1), 3, 1);
-        s.on_attempt(&tp(1), 3, err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER), now, true);
+        s.on_attempt(
+            &tp(1),
+            3,
+            err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            now,
+            true,
+        );
         let rw = s.rewrite_pending();
-        assert_eq!(rw[0].2, Stamp { producer: ProducerIdEpoch { id: 7, epoch: 1 }, base_sequence: 0 });
-        assert_eq!(s.assign(&tp(2), 4, 1).base_sequence, 0, "a partition first used under the new epoch");
+        assert_eq!(
+            rw[0].2,
+            Stamp {
+                producer: ProducerIdEpoch { id: 7, epoch: 1 },
+                base_sequence: 0
+            }
+        );
+        assert_eq!(
+            s.assign(&tp(2), 4, 1).base_sequence,
+            0,
+            "a partition first used under the new epoch"
+        );
     }
 
     #[test]
@@ -1135,12 +1469,24 @@ mod tests {
         let mut s = Sequencer::new(false, 5, 3);
         assert!(!s.needs_producer_id());
         let st = s.assign(&tp(0), 1, 4);
-        assert_eq!(st, Stamp { producer: ProducerIdEpoch::NONE, base_sequence: NO_SEQUENCE });
+        assert_eq!(
+            st,
+            Stamp {
+                producer: ProducerIdEpoch::NONE,
+                base_sequence: NO_SEQUENCE
+            }
+        );
         s.on_sent(&tp(0), 1, 1);
         for _ in 0..3 {
-            assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::NoAnswer, now, true), Verdict::Retry));
+            assert!(matches!(
+                s.on_attempt(&tp(0), 1, Attempt::NoAnswer, now, true),
+                Verdict::Retry
+            ));
             s.on_sent(&tp(0), 1, 1);
         }
-        assert!(matches!(s.on_attempt(&tp(0), 1, Attempt::NoAnswer, now, true), Verdict::Fail(_)));
+        assert!(matches!(
+            s.on_attempt(&tp(0), 1, Attempt::NoAnswer, now, true),
+            Verdict::Fail(_)
+        ));
     }
 }

@@ -119,7 +119,10 @@ pub struct ProducerRecord<'a> {
 impl<'a> ProducerRecord<'a> {
     /// A record for `topic` with null key and value.
     pub fn new(topic: &'a str) -> Self {
-        ProducerRecord { topic, ..Default::default() }
+        ProducerRecord {
+            topic,
+            ..Default::default()
+        }
     }
 
     /// Sets the key.
@@ -219,8 +222,16 @@ impl Future for DeliveryFuture {
             Poll::Ready(Ok((ack, delta))) => Poll::Ready(Ok(RecordMetadata {
                 topic: this.topic.clone(),
                 partition: this.partition,
-                offset: if ack.base_offset < 0 { -1 } else { ack.base_offset + delta as i64 },
-                timestamp: if ack.log_append_time >= 0 { ack.log_append_time } else { this.timestamp },
+                offset: if ack.base_offset < 0 {
+                    -1
+                } else {
+                    ack.base_offset + delta as i64
+                },
+                timestamp: if ack.log_append_time >= 0 {
+                    ack.log_append_time
+                } else {
+                    this.timestamp
+                },
             })),
         }
     }
@@ -323,10 +334,31 @@ impl ProducerBuilder {
     /// `.set("linger.ms", "20")?`.
     pub fn set(mut self, key: &str, value: &str) -> Result<Self> {
         let bad = |why: &str| Error::config(key, format!("`{value}`: {why}"));
-        let ms = || value.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| bad("expected milliseconds"));
-        let num = || value.trim().parse::<usize>().map_err(|_| bad("expected a non-negative integer"));
-        let flag = || value.trim().parse::<bool>().map_err(|_| bad("expected true or false"));
-        let level = || value.trim().parse::<i32>().map_err(|_| bad("expected an integer"));
+        let ms = || {
+            value
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| bad("expected milliseconds"))
+        };
+        let num = || {
+            value
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| bad("expected a non-negative integer"))
+        };
+        let flag = || {
+            value
+                .trim()
+                .parse::<bool>()
+                .map_err(|_| bad("expected true or false"))
+        };
+        let level = || {
+            value
+                .trim()
+                .parse::<i32>()
+                .map_err(|_| bad("expected an integer"))
+        };
         let c = &mut self.cfg;
         match key {
             "bootstrap.servers" => c.client.set_bootstrap_servers(value),
@@ -358,7 +390,9 @@ impl ProducerBuilder {
             "retries" => c.retries = num()?.min(u32::MAX as usize) as u32,
             "retry.backoff.ms" => c.client.retry_backoff = ms()?,
             "retry.backoff.max.ms" => c.client.retry_backoff_max = ms()?,
-            "max.in.flight.requests.per.connection" => c.max_in_flight_requests_per_connection = num()?,
+            "max.in.flight.requests.per.connection" => {
+                c.max_in_flight_requests_per_connection = num()?
+            }
             "enable.idempotence" => c.enable_idempotence = flag()?,
             "partitioner.ignore.keys" => {
                 if flag()? {
@@ -393,7 +427,10 @@ impl ProducerBuilder {
         {
             let h = self.hooks;
             if h.first_sequence < 0 || h.first_epoch.is_some_and(|e| e < 0) {
-                return Err(Error::config("test_hooks", format!("{h:?}: sequence and epoch must not be negative")));
+                return Err(Error::config(
+                    "test_hooks",
+                    format!("{h:?}: sequence and epoch must not be negative"),
+                ));
             }
             return Producer::start(self.cfg, h);
         }
@@ -496,7 +533,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("client_id", &self.inner.shared.cfg.client.client_id).finish()
+        f.debug_struct("Producer")
+            .field("client_id", &self.inner.shared.cfg.client.client_id)
+            .finish()
     }
 }
 
@@ -521,7 +560,10 @@ impl Producer {
         Producer::start(cfg)
     }
 
-    fn start(cfg: ProducerConfig, #[cfg(feature = "test-hooks")] hooks: test_hooks::TestHooks) -> Result<Producer> {
+    fn start(
+        cfg: ProducerConfig,
+        #[cfg(feature = "test-hooks")] hooks: test_hooks::TestHooks,
+    ) -> Result<Producer> {
         cfg.validate()?;
         let cluster = Cluster::new(cfg.client.clone())?;
         let acc = Accumulator::new(AccumulatorConfig {
@@ -531,7 +573,10 @@ impl Producer {
             compression_level: cfg.compression_level(),
             delivery_timeout: cfg.delivery_timeout,
         });
-        let txn = cfg.transactional_id.as_ref().map(|id| Mutex::new(txn::TxnManager::new(id.clone())));
+        let txn = cfg
+            .transactional_id
+            .as_ref()
+            .map(|id| Mutex::new(txn::TxnManager::new(id.clone())));
         let shared = Arc::new(Shared {
             txn,
             txn_op: tokio::sync::Mutex::new(()),
@@ -548,7 +593,9 @@ impl Producer {
             force_close: AtomicBool::new(false),
         });
         tokio::spawn(sender::Sender::new(shared.clone()).run());
-        Ok(Producer { inner: Arc::new(Handle { shared }) })
+        Ok(Producer {
+            inner: Arc::new(Handle { shared }),
+        })
     }
 
     /// The settings in use.
@@ -565,7 +612,14 @@ impl Producer {
     /// the producer is closed.
     pub async fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         let (completion, topic, partition, offset_delta, timestamp) = self.enqueue(&record).await?;
-        Ok(DeliveryFuture { completion, slot: None, topic, partition, offset_delta, timestamp })
+        Ok(DeliveryFuture {
+            completion,
+            slot: None,
+            topic,
+            partition,
+            offset_delta,
+            timestamp,
+        })
     }
 
     /// Enqueues `record` without a per-record future: the fastest way to
@@ -575,7 +629,10 @@ impl Producer {
         self.enqueue(&record).await.map(|_| ())
     }
 
-    async fn enqueue(&self, r: &ProducerRecord<'_>) -> Result<(Arc<Completion>, Arc<str>, i32, i32, i64)> {
+    async fn enqueue(
+        &self,
+        r: &ProducerRecord<'_>,
+    ) -> Result<(Arc<Completion>, Arc<str>, i32, i32, i64)> {
         let shared = &self.inner.shared;
         let cfg = &shared.cfg;
         if let Some(e) = shared.fatal() {
@@ -601,52 +658,83 @@ impl Producer {
         if size + BATCH_HEADER_LEN > cfg.buffer_memory {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("the record is {} bytes, larger than buffer.memory ({})", size + BATCH_HEADER_LEN, cfg.buffer_memory),
+                format!(
+                    "the record is {} bytes, larger than buffer.memory ({})",
+                    size + BATCH_HEADER_LEN,
+                    cfg.buffer_memory
+                ),
             )
             .with_topic(r.topic));
         }
         if r.topic.is_empty() {
-            return Err(Error::new(ErrorKind::IllegalState, "the record has no topic"));
+            return Err(Error::new(
+                ErrorKind::IllegalState,
+                "the record has no topic",
+            ));
         }
         let mut snap = shared.cluster.snapshot();
         if snap.topic(r.topic).is_none_or(|t| t.partitions.is_empty()) {
-            snap = shared.cluster.metadata_for(&[r.topic.to_string()], block_deadline(&mut deadline, cfg.max_block)).await.map_err(|e| {
-                if e.is_timeout() {
-                    Error::timeout(format!(
-                        "topic not present in metadata after max.block.ms ({} ms): {}",
-                        cfg.max_block.as_millis(),
-                        e.message()
-                    ))
-                    .with_topic(r.topic)
-                } else {
-                    e
-                }
-            })?;
+            snap = shared
+                .cluster
+                .metadata_for(
+                    &[r.topic.to_string()],
+                    block_deadline(&mut deadline, cfg.max_block),
+                )
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        Error::timeout(format!(
+                            "topic not present in metadata after max.block.ms ({} ms): {}",
+                            cfg.max_block.as_millis(),
+                            e.message()
+                        ))
+                        .with_topic(r.topic)
+                    } else {
+                        e
+                    }
+                })?;
         }
         let Some(info) = snap.topic(r.topic) else {
-            return Err(Error::new(ErrorKind::NotFound, "topic not in metadata").with_topic(r.topic));
+            return Err(
+                Error::new(ErrorKind::NotFound, "topic not in metadata").with_topic(r.topic)
+            );
         };
         let n = info.partitions.len() as i32;
         if let Some(p) = r.partition {
             if p < 0 || p >= n {
-                return Err(Error::new(ErrorKind::NotFound, format!("partition {p} does not exist: the topic has {n}"))
-                    .with_partition(r.topic, p));
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("partition {p} does not exist: the topic has {n}"),
+                )
+                .with_partition(r.topic, p));
             }
         }
         let timestamp = r.timestamp.unwrap_or_else(now_ms);
         let headers = r.headers.iter().map(|(k, v)| (*k, *v));
         let choice = match (r.partition, r.key, cfg.partitioner) {
             (Some(p), _, _) => Choice::Fixed(p),
-            (None, Some(k), Partitioner::Default) => Choice::Fixed(partitioner::partition_for_key(k, n)),
+            (None, Some(k), Partitioner::Default) => {
+                Choice::Fixed(partitioner::partition_for_key(k, n))
+            }
             (None, _, Partitioner::RoundRobin) => Choice::RoundRobin { num_partitions: n },
             (None, _, _) => {
                 // Bytes the record adds to a batch, roughly (the stickiness
                 // budget is batch.size of these).
                 let approx = size.saturating_sub(28);
-                Choice::Sticky { num_partitions: n, version: Arc::as_ptr(&snap) as usize, size: approx }
+                Choice::Sticky {
+                    num_partitions: n,
+                    version: Arc::as_ptr(&snap) as usize,
+                    size: approx,
+                }
             }
         };
-        let available = || info.partitions.iter().filter(|p| p.leader.is_some()).map(|p| p.partition).collect();
+        let available = || {
+            info.partitions
+                .iter()
+                .filter(|p| p.leader.is_some())
+                .map(|p| p.partition)
+                .collect()
+        };
         // First attempt: the open batch, under one short lock.
         let (topic, partition) = {
             let mut acc = shared.lock_acc();
@@ -658,18 +746,32 @@ impl Producer {
                 // or after an abortable/fatal error).
                 transactional::lock_txn(txn).check_send()?;
             }
-            let (topic, partition, appended) =
-                acc.choose_and_append(r.topic, choice, available, timestamp, r.key, r.value, headers.clone());
+            let (topic, partition, appended) = acc.choose_and_append(
+                r.topic,
+                choice,
+                available,
+                timestamp,
+                r.key,
+                r.value,
+                headers.clone(),
+            );
             if let Some(txn) = &shared.txn {
                 // Still inside the accumulator lock: a commit or abort that
                 // starts now sees this record in its flush.
-                let tp = accumulator::TopicPartition { topic: topic.clone(), partition };
+                let tp = accumulator::TopicPartition {
+                    topic: topic.clone(),
+                    partition,
+                };
                 if transactional::lock_txn(txn).on_send(&tp)? {
                     shared.wake.notify_one();
                 }
             }
             match appended {
-                Appended::Yes { completion, offset_delta, wake } => {
+                Appended::Yes {
+                    completion,
+                    offset_delta,
+                    wake,
+                } => {
                     drop(acc);
                     if wake {
                         shared.wake.notify_one();
@@ -680,7 +782,10 @@ impl Producer {
             }
         };
         // A new batch: reserve its memory first (back-pressure).
-        let want = cfg.batch_size.max(size + BATCH_HEADER_LEN).min(cfg.buffer_memory);
+        let want = cfg
+            .batch_size
+            .max(size + BATCH_HEADER_LEN)
+            .min(cfg.buffer_memory);
         let permits = u32::try_from(want).unwrap_or(u32::MAX);
         match tokio::time::timeout_at(block_deadline(&mut deadline, cfg.max_block).into(), shared.memory.acquire_many(permits)).await {
             Ok(Ok(p)) => p.forget(),
@@ -702,7 +807,16 @@ impl Producer {
             if acc.is_closed() {
                 None
             } else {
-                Some(acc.append_new(&topic, partition, timestamp, r.key, r.value, headers, permits as usize, Instant::now()))
+                Some(acc.append_new(
+                    &topic,
+                    partition,
+                    timestamp,
+                    r.key,
+                    r.value,
+                    headers,
+                    permits as usize,
+                    Instant::now(),
+                ))
             }
         };
         match appended {
@@ -712,7 +826,11 @@ impl Producer {
             }
             Some(None) => {
                 shared.memory.add_permits(permits as usize);
-                Err(Error::new(ErrorKind::TooLarge, "the record cannot be encoded in a batch").with_partition(r.topic, partition))
+                Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "the record cannot be encoded in a batch",
+                )
+                .with_partition(r.topic, partition))
             }
             Some(Some((completion, offset_delta, unused))) => {
                 if unused > 0 {
@@ -747,7 +865,10 @@ impl Producer {
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let shared = &self.inner.shared;
         let started = Instant::now();
-        if matches!(self.transaction_state(), Some(TxnState::InTransaction | TxnState::AbortableError)) {
+        if matches!(
+            self.transaction_state(),
+            Some(TxnState::InTransaction | TxnState::AbortableError)
+        ) {
             match tokio::time::timeout(timeout, self.abort_transaction()).await {
                 Ok(Ok(())) => tracing::debug!("close: aborted the open transaction"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "close: could not abort the open transaction; the coordinator will time it out"),

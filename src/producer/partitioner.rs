@@ -87,7 +87,14 @@ impl TopicSticky {
     /// `available`: partitions of the topic that have a leader (if empty,
     /// all `0..num_partitions` are used). `batch_size`: switch after this
     /// many bytes. `random`: a uniformly random number.
-    pub fn choose(&mut self, num_partitions: i32, available: &[i32], size: usize, batch_size: usize, random: u32) -> i32 {
+    pub fn choose(
+        &mut self,
+        num_partitions: i32,
+        available: &[i32],
+        size: usize,
+        batch_size: usize,
+        random: u32,
+    ) -> i32 {
         let pick = |avoid: Option<i32>| -> i32 {
             if available.is_empty() {
                 let n = num_partitions.max(1) as u32;
@@ -107,7 +114,8 @@ impl TopicSticky {
         };
         let (partition, produced) = match self.current {
             Some((p, produced)) => {
-                let still_valid = p < num_partitions && (available.is_empty() || available.contains(&p));
+                let still_valid =
+                    p < num_partitions && (available.is_empty() || available.contains(&p));
                 if !still_valid || produced >= batch_size.max(1) {
                     (pick(Some(p)), 0)
                 } else {
@@ -160,7 +168,9 @@ impl StickyState {
         batch_size: usize,
         random: u32,
     ) -> i32 {
-        self.with_topic(topic, |t| t.choose(num_partitions, available, size, batch_size, random))
+        self.with_topic(topic, |t| {
+            t.choose(num_partitions, available, size, batch_size, random)
+        })
     }
 
     /// Round robin over all partitions.
@@ -184,7 +194,12 @@ mod tests {
         ("foobar", -790332482, 0, 0),
         ("a-little-bit-long-string", -985981536, 2, 1),
         ("a-little-bit-longer-string", -1486304829, 5, 0),
-        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971, 5, 3),
+        (
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58897971,
+            5,
+            3,
+        ),
         ("key-0", 29210041, 1, 0),
         ("key-1", 193331640, 0, 5),
         ("key-12345", -952703915, 3, 0),
@@ -206,7 +221,11 @@ mod tests {
         let mut s = StickyState::default();
         let first = s.choose("t", 4, &[], 100, 1000, 7);
         for _ in 0..9 {
-            assert_eq!(s.choose("t", 4, &[], 100, 1000, 7), first, "sticks until 1000 bytes");
+            assert_eq!(
+                s.choose("t", 4, &[], 100, 1000, 7),
+                first,
+                "sticks until 1000 bytes"
+            );
         }
         let next = s.choose("t", 4, &[], 100, 1000, 7);
         assert_ne!(next, first, "switches once the batch is full");

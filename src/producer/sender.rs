@@ -29,7 +29,9 @@ use crate::error::{Error, ErrorCode, ErrorKind, Result};
 use crate::net::backoff::JITTER;
 use crate::net::{ConnKind, NodeId};
 use crate::protocol::messages::init_producer_id::InitProducerIdRequest;
-use crate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData};
+use crate::protocol::messages::produce::{
+    PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData,
+};
 use crate::protocol::messages::Uuid;
 use crate::record::{set_producer_state, set_transactional_producer_state, with_producer_state};
 use bytes::Bytes;
@@ -74,13 +76,25 @@ type Answer<'a> = (ErrorCode, i64, i64, i64, Option<&'a str>);
 
 /// What happened to one batch of a request: the attempt's outcome, the
 /// acknowledgement if written, and the broker's error message.
-type Outcome = (TopicPartition, u64, Attempt, Option<BatchAck>, Option<String>);
+type Outcome = (
+    TopicPartition,
+    u64,
+    Attempt,
+    Option<BatchAck>,
+    Option<String>,
+);
 
 enum Event {
-    Produced { req: u64, result: Result<Option<ProduceResponse>> },
+    Produced {
+        req: u64,
+        result: Result<Option<ProduceResponse>>,
+    },
     ProducerId(Result<ProducerIdEpoch>),
     /// An AddPartitionsToTxn request for these partitions finished.
-    PartitionsAdded { tps: Vec<TopicPartition>, result: Result<Vec<(TopicPartition, ErrorCode)>> },
+    PartitionsAdded {
+        tps: Vec<TopicPartition>,
+        result: Result<Vec<(TopicPartition, ErrorCode)>>,
+    },
 }
 
 pub(crate) struct Sender {
@@ -117,7 +131,11 @@ pub(crate) struct Sender {
 impl Sender {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let cfg = &shared.cfg;
-        let per_partition = if cfg.enable_idempotence { 5 } else { cfg.max_in_flight_requests_per_connection.min(5) };
+        let per_partition = if cfg.enable_idempotence {
+            5
+        } else {
+            cfg.max_in_flight_requests_per_connection.min(5)
+        };
         let mut seq = Sequencer::new(cfg.enable_idempotence, per_partition, cfg.retries);
         if shared.txn.is_some() {
             seq.set_transactional();
@@ -153,7 +171,10 @@ impl Sender {
             return p;
         }
         let h = self.shared.hooks;
-        let p = ProducerIdEpoch { id: p.id, epoch: h.first_epoch.unwrap_or(p.epoch) };
+        let p = ProducerIdEpoch {
+            id: p.id,
+            epoch: h.first_epoch.unwrap_or(p.epoch),
+        };
         self.seq.start_sequences_at(p, h.first_sequence);
         p
     }
@@ -164,7 +185,10 @@ impl Sender {
         loop {
             let now = Instant::now();
             if self.shared.force_closed() {
-                self.fail_everything(Error::new(ErrorKind::Closed, "the producer was closed before the record was sent"));
+                self.fail_everything(Error::new(
+                    ErrorKind::Closed,
+                    "the producer was closed before the record was sent",
+                ));
                 return;
             }
             self.expire(now);
@@ -174,7 +198,10 @@ impl Sender {
             }
             if self.seq.needs_producer_id() && !self.init_in_progress {
                 self.init_in_progress = true;
-                tokio::spawn(init_producer_id(self.shared.clone(), self.events_tx.clone()));
+                tokio::spawn(init_producer_id(
+                    self.shared.clone(),
+                    self.events_tx.clone(),
+                ));
             }
             for (tp, id, stamp) in self.seq.rewrite_pending() {
                 self.restamp(&tp, id, stamp);
@@ -191,10 +218,15 @@ impl Sender {
             if closed_and_empty && self.batches.is_empty() && self.requests.is_empty() {
                 return;
             }
-            for t in [self.seq.next_retry_time(), self.next_batch_expiry()].into_iter().flatten() {
+            for t in [self.seq.next_retry_time(), self.next_batch_expiry()]
+                .into_iter()
+                .flatten()
+            {
                 next_wake = Some(next_wake.map_or(t, |n: Instant| n.min(t)));
             }
-            let sleep_until = next_wake.unwrap_or(now + Duration::from_secs(1)).max(now + Duration::from_micros(50));
+            let sleep_until = next_wake
+                .unwrap_or(now + Duration::from_secs(1))
+                .max(now + Duration::from_micros(50));
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
                 ev = self.events_rx.recv() => {
@@ -218,7 +250,11 @@ impl Sender {
                     Ok(p) => {
                         #[cfg(feature = "test-hooks")]
                         let p = self.apply_test_hooks(p);
-                        tracing::debug!(producer_id = p.id, epoch = p.epoch, "producer id assigned");
+                        tracing::debug!(
+                            producer_id = p.id,
+                            epoch = p.epoch,
+                            "producer id assigned"
+                        );
                         self.seq.set_producer(p);
                     }
                     Err(e) => {
@@ -243,8 +279,13 @@ impl Sender {
         let (state, pid, epoch, error, to_add) = {
             let mut t = lock_txn(txn);
             let (pid, epoch) = t.producer_id_and_epoch();
-            let may_add = !self.add_in_flight && self.add_not_before.is_none_or(|at| now >= at) && pid >= 0;
-            let to_add = if may_add { t.take_partitions_to_add() } else { Vec::new() };
+            let may_add =
+                !self.add_in_flight && self.add_not_before.is_none_or(|at| now >= at) && pid >= 0;
+            let to_add = if may_add {
+                t.take_partitions_to_add()
+            } else {
+                Vec::new()
+            };
             (t.state(), pid, epoch, t.last_error().cloned(), to_add)
         };
         // Epochs change only between transactions (init, EndTxn v5, abort
@@ -254,7 +295,8 @@ impl Sender {
             self.seq.set_producer(p);
         }
         if matches!(state, TxnState::AbortableError | TxnState::FatalError) {
-            let e = error.unwrap_or_else(|| Error::illegal_state("the transaction can no longer commit"));
+            let e = error
+                .unwrap_or_else(|| Error::illegal_state("the transaction can no longer commit"));
             if state == TxnState::FatalError {
                 self.shared.set_fatal(e.clone());
             }
@@ -270,24 +312,43 @@ impl Sender {
             let tx = self.events_tx.clone();
             tokio::spawn(async move {
                 let result = add_partitions(&shared, pid, epoch, &to_add).await;
-                let _ = tx.send(Event::PartitionsAdded { tps: to_add, result });
+                let _ = tx.send(Event::PartitionsAdded {
+                    tps: to_add,
+                    result,
+                });
             });
         }
         self.add_not_before.filter(|at| *at > now)
     }
 
-    fn on_partitions_added(&mut self, tps: Vec<TopicPartition>, result: Result<Vec<(TopicPartition, ErrorCode)>>) {
+    fn on_partitions_added(
+        &mut self,
+        tps: Vec<TopicPartition>,
+        result: Result<Vec<(TopicPartition, ErrorCode)>>,
+    ) {
         self.add_in_flight = false;
-        let Some(txn) = self.shared.txn.as_ref() else { return };
+        let Some(txn) = self.shared.txn.as_ref() else {
+            return;
+        };
         let retry = match result {
             Ok(results) => {
                 let worst = lock_txn(txn).on_partitions_added(&results);
-                matches!(worst, Some((TxnErrorAction::Retry | TxnErrorAction::Rediscover, _)))
+                matches!(
+                    worst,
+                    Some((TxnErrorAction::Retry | TxnErrorAction::Rediscover, _))
+                )
             }
             Err(e) => {
                 tracing::debug!(error = %e, "AddPartitionsToTxn failed, retrying");
-                let tid = self.shared.cfg.transactional_id.as_deref().unwrap_or_default();
-                self.shared.cluster.invalidate_coordinator(crate::cluster::CoordinatorType::Transaction, tid);
+                let tid = self
+                    .shared
+                    .cfg
+                    .transactional_id
+                    .as_deref()
+                    .unwrap_or_default();
+                self.shared
+                    .cluster
+                    .invalidate_coordinator(crate::cluster::CoordinatorType::Transaction, tid);
                 lock_txn(txn).on_add_partitions_failed(&tps);
                 true
             }
@@ -297,7 +358,8 @@ impl Sender {
             // CONCURRENT_TRANSACTIONS clears within milliseconds (the last
             // transaction's markers): start small.
             let base = Duration::from_millis(20);
-            let delay = (base * 2u32.pow(self.add_failures.min(6))).min(self.shared.cfg.client.retry_backoff_max);
+            let delay = (base * 2u32.pow(self.add_failures.min(6)))
+                .min(self.shared.cfg.client.retry_backoff_max);
             self.add_not_before = Some(Instant::now() + delay);
         } else {
             self.add_failures = 0;
@@ -323,7 +385,12 @@ impl Sender {
     fn next_batch_expiry(&self) -> Option<Instant> {
         let dt = self.shared.cfg.delivery_timeout;
         let acc_next = self.shared.lock_acc().next_expiry();
-        let mine = self.batches.values().filter(|b| !b.expired).map(|b| b.created + dt).min();
+        let mine = self
+            .batches
+            .values()
+            .filter(|b| !b.expired)
+            .map(|b| b.created + dt)
+            .min();
         match (acc_next, mine) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -390,11 +457,15 @@ impl Sender {
         let in_flight: Vec<u64> = self
             .batches
             .iter()
-            .filter(|(id, b)| !b.expired && now >= b.created + dt && self.seq.is_outstanding(&b.tp, **id))
+            .filter(|(id, b)| {
+                !b.expired && now >= b.created + dt && self.seq.is_outstanding(&b.tp, **id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in in_flight {
-            let Some(b) = self.batches.get_mut(&id) else { continue };
+            let Some(b) = self.batches.get_mut(&id) else {
+                continue;
+            };
             b.expired = true;
             let e = Error::timeout(format!(
                 "record expired: delivery.timeout.ms ({} ms) passed while its batch was in flight; \
@@ -432,13 +503,17 @@ impl Sender {
     /// Splits batch `id`, refused as too large, into pieces that replace
     /// it in the sequencer and are sent like retries; see [`super::split`].
     fn split(&mut self, id: u64) {
-        let Some(b) = self.batches.get(&id) else { return };
+        let Some(b) = self.batches.get(&id) else {
+            return;
+        };
         let tp = b.tp.clone();
         let pieces = match super::split::split(&b.payload) {
             Ok(p) => p,
             Err(e) => {
-                let e = Error::illegal_state(format!("internal: could not split a batch the broker found too large: {e}"))
-                    .with_partition(&*tp.topic, tp.partition);
+                let e = Error::illegal_state(format!(
+                    "internal: could not split a batch the broker found too large: {e}"
+                ))
+                .with_partition(&*tp.topic, tp.partition);
                 self.seq.remove(&tp, id);
                 self.finish(id, Err(e));
                 return;
@@ -452,15 +527,21 @@ impl Sender {
             })
             .collect();
         let Some(stamps) = self.seq.split(&tp, id, &ids) else {
-            let e = Error::illegal_state("internal: the batch to split is not tracked").with_partition(&*tp.topic, tp.partition);
+            let e = Error::illegal_state("internal: the batch to split is not tracked")
+                .with_partition(&*tp.topic, tp.partition);
             self.seq.remove(&tp, id);
             self.finish(id, Err(e));
             return;
         };
-        let Some(b) = self.batches.remove(&id) else { return };
+        let Some(b) = self.batches.remove(&id) else {
+            return;
+        };
         tracing::debug!(topic = %tp.topic, partition = tp.partition, pieces = pieces.len(), "split a batch the broker found too large");
         b.completion.split(pieces.len() as u32);
-        let entry = self.split_origins.entry(b.origin).or_insert((1, b.reserved));
+        let entry = self
+            .split_origins
+            .entry(b.origin)
+            .or_insert((1, b.reserved));
         entry.0 += pieces.len() - 1;
         for ((piece, (piece_id, _)), stamp) in pieces.into_iter().zip(ids).zip(stamps) {
             let mut bytes = piece.bytes;
@@ -494,7 +575,8 @@ impl Sender {
         } else {
             set_producer_state(bytes, pid, epoch, seq)
         };
-        stamped.map_err(|e| Error::illegal_state(format!("internal: could not stamp the batch: {e}")))
+        stamped
+            .map_err(|e| Error::illegal_state(format!("internal: could not stamp the batch: {e}")))
     }
 
     /// Completes a batch that never left the accumulator.
@@ -519,13 +601,21 @@ impl Sender {
     }
 
     fn restamp(&mut self, tp: &TopicPartition, id: u64, stamp: Stamp) {
-        let Some(b) = self.batches.get_mut(&id) else { return };
+        let Some(b) = self.batches.get_mut(&id) else {
+            return;
+        };
         let payload = std::mem::take(&mut b.payload);
-        match with_producer_state(payload, stamp.producer.id, stamp.producer.epoch, stamp.base_sequence) {
+        match with_producer_state(
+            payload,
+            stamp.producer.id,
+            stamp.producer.epoch,
+            stamp.base_sequence,
+        ) {
             Ok(p) => b.payload = p,
             Err(e) => {
-                let e = Error::illegal_state(format!("internal: could not re-sequence a batch: {e}"))
-                    .with_partition(&*tp.topic, tp.partition);
+                let e =
+                    Error::illegal_state(format!("internal: could not re-sequence a batch: {e}"))
+                        .with_partition(&*tp.topic, tp.partition);
                 self.seq.remove(tp, id);
                 self.finish(id, Err(e));
             }
@@ -589,7 +679,8 @@ impl Sender {
                 let mut acc = self.shared.lock_acc();
                 for tp in tps {
                     if let Some(id) = self.seq.next_retry(tp, node, now) {
-                        let size = self.batches.get(&id).map_or(0, |b| b.payload.len()) + PER_PARTITION_OVERHEAD;
+                        let size = self.batches.get(&id).map_or(0, |b| b.payload.len())
+                            + PER_PARTITION_OVERHEAD;
                         if used + size > budget && !chosen.is_empty() {
                             continue;
                         }
@@ -602,7 +693,9 @@ impl Sender {
                     if !self.seq.may_send(tp, node) {
                         continue;
                     }
-                    let Some(size) = acc.peek_size(tp) else { continue };
+                    let Some(size) = acc.peek_size(tp) else {
+                        continue;
+                    };
                     let size = size + PER_PARTITION_OVERHEAD;
                     if used + size > budget && !(chosen.is_empty() && drained.is_empty()) {
                         continue;
@@ -614,26 +707,50 @@ impl Sender {
                 }
             }
             for (tp, b) in drained {
-                let QueuedBatch { id, mut builder, created, completion, reserved, .. } = b;
+                let QueuedBatch {
+                    id,
+                    mut builder,
+                    created,
+                    completion,
+                    reserved,
+                    ..
+                } = b;
                 let count = builder.record_count() as i32;
                 // Stamped before sealing, so the batch is checksummed once.
                 let stamp = self.seq.assign(&tp, id, count);
                 if stamp.producer != ProducerIdEpoch::NONE {
                     let (pid, epoch) = (stamp.producer.id, stamp.producer.epoch);
-                    builder.set_producer_state(pid, epoch, stamp.base_sequence, self.shared.txn.is_some());
+                    builder.set_producer_state(
+                        pid,
+                        epoch,
+                        stamp.base_sequence,
+                        self.shared.txn.is_some(),
+                    );
                 }
                 let bytes = match builder.finish_mut() {
                     Ok(b) => b,
                     Err(e) => {
-                        let e = Error::new(ErrorKind::IllegalState, format!("could not seal the batch: {e}"))
-                            .with_partition(&*tp.topic, tp.partition);
+                        let e = Error::new(
+                            ErrorKind::IllegalState,
+                            format!("could not seal the batch: {e}"),
+                        )
+                        .with_partition(&*tp.topic, tp.partition);
                         self.seq.remove(&tp, id);
                         completion.complete(Err(e));
                         self.shared.release(id, reserved);
                         continue;
                     }
                 };
-                let batch = SenderBatch { tp: tp.clone(), payload: bytes.freeze(), created, completion, reserved, origin: id, first: 0, expired: false };
+                let batch = SenderBatch {
+                    tp: tp.clone(),
+                    payload: bytes.freeze(),
+                    created,
+                    completion,
+                    reserved,
+                    origin: id,
+                    first: 0,
+                    expired: false,
+                };
                 self.batches.insert(id, batch);
                 chosen.push((tp, id));
             }
@@ -644,12 +761,20 @@ impl Sender {
         }
     }
 
-    fn spawn_request(&mut self, node: NodeId, chosen: Vec<(TopicPartition, u64)>, snap: &crate::cluster::MetadataSnapshot) {
+    fn spawn_request(
+        &mut self,
+        node: NodeId,
+        chosen: Vec<(TopicPartition, u64)>,
+        snap: &crate::cluster::MetadataSnapshot,
+    ) {
         let mut topics: BTreeMap<Arc<str>, Vec<(i32, Bytes)>> = BTreeMap::new();
         for (tp, id) in &chosen {
             self.seq.on_sent(tp, *id, node);
             if let Some(b) = self.batches.get(id) {
-                topics.entry(tp.topic.clone()).or_default().push((tp.partition, b.payload.clone()));
+                topics
+                    .entry(tp.topic.clone())
+                    .or_default()
+                    .push((tp.partition, b.payload.clone()));
             }
         }
         let ids: HashMap<Arc<str>, Uuid> = topics
@@ -659,19 +784,30 @@ impl Sender {
         let req_id = self.next_req;
         self.next_req += 1;
         *self.per_node.entry(node).or_insert(0) += 1;
-        self.requests.insert(req_id, InFlight { node, batches: chosen });
+        self.requests.insert(
+            req_id,
+            InFlight {
+                node,
+                batches: chosen,
+            },
+        );
         let (queued_tx, queued_rx) = oneshot::channel();
         let after = self.queued.insert(node, queued_rx);
         let shared = self.shared.clone();
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
             let result = produce(&shared, node, topics, ids, after, queued_tx).await;
-            let _ = tx.send(Event::Produced { req: req_id, result });
+            let _ = tx.send(Event::Produced {
+                req: req_id,
+                result,
+            });
         });
     }
 
     fn on_response(&mut self, req: u64, result: Result<Option<ProduceResponse>>) {
-        let Some(inflight) = self.requests.remove(&req) else { return };
+        let Some(inflight) = self.requests.remove(&req) else {
+            return;
+        };
         if let Some(n) = self.per_node.get_mut(&inflight.node) {
             *n = n.saturating_sub(1);
         }
@@ -708,21 +844,47 @@ impl Sender {
         for (tp, id) in &inflight.batches {
             let (attempt, ack, msg) = match (&result, &transport_error) {
                 (_, Some(_)) => (Attempt::NoAnswer, None, None),
-                (Ok(None), _) => (Attempt::Written, Some(BatchAck { base_offset: -1, log_append_time: -1 }), None),
+                (Ok(None), _) => (
+                    Attempt::Written,
+                    Some(BatchAck {
+                        base_offset: -1,
+                        log_append_time: -1,
+                    }),
+                    None,
+                ),
                 _ => {
-                    let found = answers.get(&(&*tp.topic, tp.partition)).copied().or_else(|| {
-                        let tid = snap.topic(&tp.topic).map(|i| i.id)?;
-                        by_id.get(&(tid, tp.partition)).copied()
-                    });
+                    let found = answers
+                        .get(&(&*tp.topic, tp.partition))
+                        .copied()
+                        .or_else(|| {
+                            let tid = snap.topic(&tp.topic).map(|i| i.id)?;
+                            by_id.get(&(tid, tp.partition)).copied()
+                        });
                     match found {
-                        Some((code, base, lat, _, _)) if code.is_ok() || code == ErrorCode::DUPLICATE_SEQUENCE_NUMBER => {
-                            (Attempt::Written, Some(BatchAck { base_offset: base, log_append_time: lat }), None)
+                        Some((code, base, lat, _, _))
+                            if code.is_ok() || code == ErrorCode::DUPLICATE_SEQUENCE_NUMBER =>
+                        {
+                            (
+                                Attempt::Written,
+                                Some(BatchAck {
+                                    base_offset: base,
+                                    log_append_time: lat,
+                                }),
+                                None,
+                            )
                         }
                         Some((code, _, _, lso, msg)) => {
                             if code.invalidates_metadata() {
                                 refresh = true;
                             }
-                            (Attempt::Error { code, log_start_offset: lso }, None, msg.map(str::to_string))
+                            (
+                                Attempt::Error {
+                                    code,
+                                    log_start_offset: lso,
+                                },
+                                None,
+                                msg.map(str::to_string),
+                            )
                         }
                         None => (Attempt::NoAnswer, None, None),
                     }
@@ -734,24 +896,44 @@ impl Sender {
             self.shared.cluster.request_update();
         }
         for (tp, id, attempt, ack, msg) in outcomes {
-            let Some(b) = self.batches.get(&id) else { continue };
+            let Some(b) = self.batches.get(&id) else {
+                continue;
+            };
             let can_retry = now < b.created + dt && !self.shared.force_closed();
-            let attempts = self.seq.batches(&tp).find(|t| t.id == id).map_or(1, |t| t.attempts);
+            let attempts = self
+                .seq
+                .batches(&tp)
+                .find(|t| t.id == id)
+                .map_or(1, |t| t.attempts);
             let retry_at = now + self.retry_delay(attempts);
-            match self.seq.on_attempt(&tp, id, attempt.clone(), retry_at, can_retry) {
-                Verdict::Done => self.finish(id, Ok(ack.unwrap_or(BatchAck { base_offset: -1, log_append_time: -1 }))),
+            match self
+                .seq
+                .on_attempt(&tp, id, attempt.clone(), retry_at, can_retry)
+            {
+                Verdict::Done => self.finish(
+                    id,
+                    Ok(ack.unwrap_or(BatchAck {
+                        base_offset: -1,
+                        log_append_time: -1,
+                    })),
+                ),
                 Verdict::Retry => {
                     tracing::debug!(topic = %tp.topic, partition = tp.partition, ?attempt, "retrying batch");
                 }
                 Verdict::Split => self.split(id),
                 Verdict::Fail(mut e) => {
                     if let (Attempt::NoAnswer, Some(t)) = (&attempt, &transport_error) {
-                        e = Error::timeout(format!("{}; last attempt: {t}", e.message())).with_class(e.class());
+                        e = Error::timeout(format!("{}; last attempt: {t}", e.message()))
+                            .with_class(e.class());
                     }
                     if let Some(m) = msg {
-                        e = Error::new(e.kind().clone(), format!("{}: {m}", e.message())).with_class(e.class());
+                        e = Error::new(e.kind().clone(), format!("{}: {m}", e.message()))
+                            .with_class(e.class());
                     }
-                    let e = e.with_api("Produce").with_broker(inflight.node).with_partition(&*tp.topic, tp.partition);
+                    let e = e
+                        .with_api("Produce")
+                        .with_broker(inflight.node)
+                        .with_partition(&*tp.topic, tp.partition);
                     let e = self.on_txn_batch_failed(e);
                     self.finish(id, Err(e));
                 }
@@ -792,15 +974,32 @@ async fn produce(
     let req = ProduceRequest {
         transactional_id,
         acks: shared.cfg.acks.wire(),
-        timeout_ms: shared.cfg.client.request_timeout.as_millis().min(i32::MAX as u128) as i32,
+        timeout_ms: shared
+            .cfg
+            .client
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32,
         topic_data: topics
             .into_iter()
             .map(|(name, parts)| TopicProduceData {
-                topic_id: if by_id { ids.get(&name).copied().unwrap_or(Uuid::ZERO) } else { Uuid::ZERO },
-                name: if by_id { String::new() } else { name.to_string() },
+                topic_id: if by_id {
+                    ids.get(&name).copied().unwrap_or(Uuid::ZERO)
+                } else {
+                    Uuid::ZERO
+                },
+                name: if by_id {
+                    String::new()
+                } else {
+                    name.to_string()
+                },
                 partition_data: parts
                     .into_iter()
-                    .map(|(index, records)| PartitionProduceData { index, records: Some(records), ..Default::default() })
+                    .map(|(index, records)| PartitionProduceData {
+                        index,
+                        records: Some(records),
+                        ..Default::default()
+                    })
                     .collect(),
                 ..Default::default()
             })
@@ -824,7 +1023,10 @@ async fn produce(
 /// retriable errors for up to `max.block.ms`.
 async fn init_producer_id(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Event>) {
     let deadline = Instant::now() + shared.cfg.max_block.max(shared.cfg.delivery_timeout);
-    let mut backoff = crate::net::backoff::Backoff::new(shared.cfg.client.retry_backoff, shared.cfg.client.retry_backoff_max);
+    let mut backoff = crate::net::backoff::Backoff::new(
+        shared.cfg.client.retry_backoff,
+        shared.cfg.client.retry_backoff_max,
+    );
     let result = loop {
         let attempt = async {
             let conn = shared.cluster.any_connection().await?;
@@ -838,9 +1040,14 @@ async fn init_producer_id(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Event>)
             let resp = conn.send(&req).await?;
             let code = ErrorCode(resp.error_code);
             if !code.is_ok() {
-                return Err(Error::broker(code, "could not get a producer id").with_api("InitProducerId").with_broker(conn.label()));
+                return Err(Error::broker(code, "could not get a producer id")
+                    .with_api("InitProducerId")
+                    .with_broker(conn.label()));
             }
-            Ok(ProducerIdEpoch { id: resp.producer_id, epoch: resp.producer_epoch })
+            Ok(ProducerIdEpoch {
+                id: resp.producer_id,
+                epoch: resp.producer_epoch,
+            })
         }
         .await;
         match attempt {

@@ -57,7 +57,9 @@ use crate::error::{Error, ErrorClass, ErrorCode, ErrorKind, Result};
 use crate::net::backoff::Backoff;
 use crate::net::BrokerConnection;
 use crate::protocol::messages::add_offsets_to_txn::AddOffsetsToTxnRequest;
-use crate::protocol::messages::add_partitions_to_txn::{AddPartitionsToTxnRequest, AddPartitionsToTxnTopic};
+use crate::protocol::messages::add_partitions_to_txn::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnTopic,
+};
 use crate::protocol::messages::end_txn::EndTxnRequest;
 use crate::protocol::messages::init_producer_id::InitProducerIdRequest;
 use crate::protocol::messages::produce::ProduceRequest;
@@ -104,7 +106,9 @@ impl TransactionError {
     /// The underlying error.
     pub fn error(&self) -> &Error {
         match self {
-            TransactionError::Aborted(e) | TransactionError::Fatal(e) | TransactionError::CommitIncomplete(e) => e,
+            TransactionError::Aborted(e)
+            | TransactionError::Fatal(e)
+            | TransactionError::CommitIncomplete(e) => e,
         }
     }
 }
@@ -126,7 +130,9 @@ impl std::error::Error for TransactionError {}
 impl Producer {
     fn txn(&self) -> Result<&Mutex<TxnManager>> {
         self.inner.shared.txn.as_ref().ok_or_else(|| {
-            Error::illegal_state("transactions need `transactional.id`: this producer is not transactional")
+            Error::illegal_state(
+                "transactions need `transactional.id`: this producer is not transactional",
+            )
         })
     }
 
@@ -152,7 +158,12 @@ impl Producer {
             Ok(r) => r,
             Err(e) => return Err(fail(txn, e)),
         };
-        tracing::debug!(producer_id = pid, epoch, v2, "transactional producer initialized");
+        tracing::debug!(
+            producer_id = pid,
+            epoch,
+            v2,
+            "transactional producer initialized"
+        );
         lock_txn(txn).on_initialized(pid, epoch, v2);
         shared.wake.notify_one();
         Ok(())
@@ -195,18 +206,29 @@ impl Producer {
                 group_id: group.group_id.clone(),
                 ..Default::default()
             };
-            let r = coordinator_call(shared, CoordinatorType::Transaction, &tid, deadline, "AddOffsetsToTxn", |conn| {
-                let req = req.clone();
-                async move {
-                    let resp = conn.send(&req).await?;
-                    Ok(code_result(resp.error_code, ()))
-                }
-            })
+            let r = coordinator_call(
+                shared,
+                CoordinatorType::Transaction,
+                &tid,
+                deadline,
+                "AddOffsetsToTxn",
+                |conn| {
+                    let req = req.clone();
+                    async move {
+                        let resp = conn.send(&req).await?;
+                        Ok(code_result(resp.error_code, ()))
+                    }
+                },
+            )
             .await;
             match r {
                 Ok(Ok(())) => {}
                 Ok(Err(code)) => {
-                    let e = txn_error("AddOffsetsToTxn", code, "adding the group's offsets to the transaction failed");
+                    let e = txn_error(
+                        "AddOffsetsToTxn",
+                        code,
+                        "adding the group's offsets to the transaction failed",
+                    );
                     return Err(classify_into(txn, e));
                 }
                 Err(e) => return Err(e),
@@ -214,18 +236,22 @@ impl Producer {
         }
         let mut topics: BTreeMap<String, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
         for (tp, om) in &offsets {
-            topics.entry(tp.topic().to_string()).or_default().push(TxnOffsetCommitRequestPartition {
-                partition_index: tp.partition(),
-                committed_offset: om.offset,
-                committed_leader_epoch: om.leader_epoch.unwrap_or(-1),
-                committed_metadata: Some(om.metadata.clone()),
-                ..Default::default()
-            });
+            topics.entry(tp.topic().to_string()).or_default().push(
+                TxnOffsetCommitRequestPartition {
+                    partition_index: tp.partition(),
+                    committed_offset: om.offset,
+                    committed_leader_epoch: om.leader_epoch.unwrap_or(-1),
+                    committed_metadata: Some(om.metadata.clone()),
+                    ..Default::default()
+                },
+            );
         }
         // v6 names topics by id: use it when every id is known.
         let snap = shared.cluster.snapshot();
-        let ids: BTreeMap<String, Uuid> =
-            topics.keys().map(|t| (t.clone(), snap.topic(t).map(|i| i.id).unwrap_or(Uuid::ZERO))).collect();
+        let ids: BTreeMap<String, Uuid> = topics
+            .keys()
+            .map(|t| (t.clone(), snap.topic(t).map(|i| i.id).unwrap_or(Uuid::ZERO)))
+            .collect();
         let ids_known = ids.values().all(|id| *id != Uuid::ZERO);
         let req = TxnOffsetCommitRequest {
             transactional_id: tid,
@@ -246,8 +272,13 @@ impl Producer {
                 .collect(),
             ..Default::default()
         };
-        let r =
-            coordinator_call(shared, CoordinatorType::Group, &group.group_id, deadline, "TxnOffsetCommit", |conn| {
+        let r = coordinator_call(
+            shared,
+            CoordinatorType::Group,
+            &group.group_id,
+            deadline,
+            "TxnOffsetCommit",
+            |conn| {
                 let req = req.clone();
                 async move {
                     let mut version = conn.version_of::<TxnOffsetCommitRequest>()?;
@@ -264,15 +295,18 @@ impl Producer {
                     for t in &resp.topics {
                         for p in &t.partitions {
                             let c = ErrorCode(p.error_code);
-                            if !c.is_ok() && (worst.is_ok() || rank(classify(c)) > rank(classify(worst))) {
+                            if !c.is_ok()
+                                && (worst.is_ok() || rank(classify(c)) > rank(classify(worst)))
+                            {
                                 worst = c;
                             }
                         }
                     }
                     Ok(code_result(worst.0, ()))
                 }
-            })
-            .await;
+            },
+        )
+        .await;
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(code)) => {
@@ -283,7 +317,10 @@ impl Producer {
                     }
                     _ => "committing the offsets in the transaction failed",
                 };
-                Err(classify_into(txn, txn_error("TxnOffsetCommit", code, advice)))
+                Err(classify_into(
+                    txn,
+                    txn_error("TxnOffsetCommit", code, advice),
+                ))
             }
             Err(e) => Err(e),
         }
@@ -302,7 +339,10 @@ impl Producer {
         let needs_end = lock_txn(txn).begin_commit()?;
         let deadline = Instant::now() + shared.cfg.max_block;
         // Every batch of the transaction must be acknowledged first.
-        if tokio::time::timeout_at(deadline.into(), self.flush()).await.is_err() {
+        if tokio::time::timeout_at(deadline.into(), self.flush())
+            .await
+            .is_err()
+        {
             return Err(Error::timeout(
                 "commit_transaction: records of the transaction were not all acknowledged within max.block.ms; \
                  call commit_transaction again",
@@ -313,10 +353,9 @@ impl Producer {
             if t.state() != TxnState::Committing {
                 // A batch failed meanwhile: the transaction is abortable
                 // (or the producer fatal).
-                return Err(t
-                    .last_error()
-                    .cloned()
-                    .unwrap_or_else(|| Error::illegal_state("the transaction can no longer commit")));
+                return Err(t.last_error().cloned().unwrap_or_else(|| {
+                    Error::illegal_state("the transaction can no longer commit")
+                }));
             }
         }
         self.end_txn(txn, needs_end, true, deadline).await
@@ -360,7 +399,10 @@ impl Producer {
                 notified.await;
             }
         };
-        if tokio::time::timeout_at(deadline.into(), drained).await.is_err() {
+        if tokio::time::timeout_at(deadline.into(), drained)
+            .await
+            .is_err()
+        {
             return Err(Error::timeout(
                 "abort_transaction: records in flight did not finish within max.block.ms; call abort_transaction again",
             ));
@@ -379,7 +421,13 @@ impl Producer {
         Ok(())
     }
 
-    async fn end_txn(&self, txn: &Mutex<TxnManager>, needs_end: bool, commit: bool, deadline: Instant) -> Result<()> {
+    async fn end_txn(
+        &self,
+        txn: &Mutex<TxnManager>,
+        needs_end: bool,
+        commit: bool,
+        deadline: Instant,
+    ) -> Result<()> {
         let shared = &self.inner.shared;
         if !needs_end {
             lock_txn(txn).on_end_txn_done(None);
@@ -399,18 +447,25 @@ impl Producer {
             ..Default::default()
         };
         let api = "EndTxn";
-        let r = coordinator_call(shared, CoordinatorType::Transaction, &tid, deadline, api, |conn| {
-            let req = req.clone();
-            async move {
-                let mut version = conn.version_of::<EndTxnRequest>()?;
-                if !v2 {
-                    version = version.min(V1_MAX_END_TXN);
+        let r = coordinator_call(
+            shared,
+            CoordinatorType::Transaction,
+            &tid,
+            deadline,
+            api,
+            |conn| {
+                let req = req.clone();
+                async move {
+                    let mut version = conn.version_of::<EndTxnRequest>()?;
+                    if !v2 {
+                        version = version.min(V1_MAX_END_TXN);
+                    }
+                    let resp = conn.send_at(&req, version, conn_timeout(&conn)).await?;
+                    let next = (version >= 5).then_some((resp.producer_id, resp.producer_epoch));
+                    Ok(code_result(resp.error_code, next))
                 }
-                let resp = conn.send_at(&req, version, conn_timeout(&conn)).await?;
-                let next = (version >= 5).then_some((resp.producer_id, resp.producer_epoch));
-                Ok(code_result(resp.error_code, next))
-            }
-        })
+            },
+        )
         .await;
         match r {
             Ok(Ok(next)) => {
@@ -424,10 +479,17 @@ impl Producer {
             Ok(Err(code)) => {
                 let mut t = lock_txn(txn);
                 t.on_end_txn_error(code);
-                Err(t
-                    .last_error()
-                    .cloned()
-                    .unwrap_or_else(|| txn_error(api, code, if commit { "commit failed" } else { "abort failed" })))
+                Err(t.last_error().cloned().unwrap_or_else(|| {
+                    txn_error(
+                        api,
+                        code,
+                        if commit {
+                            "commit failed"
+                        } else {
+                            "abort failed"
+                        },
+                    )
+                }))
             }
             Err(e) => Err(e),
         }
@@ -448,7 +510,10 @@ impl Producer {
     ///     .await;
     /// # }
     /// ```
-    pub async fn in_transaction<T, F, Fut>(&self, work: F) -> std::result::Result<T, TransactionError>
+    pub async fn in_transaction<T, F, Fut>(
+        &self,
+        work: F,
+    ) -> std::result::Result<T, TransactionError>
     where
         F: FnOnce(Producer) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -460,11 +525,14 @@ impl Producer {
                 f(e)
             }
         };
-        self.begin_transaction().map_err(|e| fatal_or(e, TransactionError::Aborted))?;
+        self.begin_transaction()
+            .map_err(|e| fatal_or(e, TransactionError::Aborted))?;
         let outcome = match work(self.clone()).await {
             Ok(v) => match self.commit_transaction().await {
                 Ok(()) => return Ok(v),
-                Err(e) if e.is_timeout() || e.is_retriable() => return Err(TransactionError::CommitIncomplete(e)),
+                Err(e) if e.is_timeout() || e.is_retriable() => {
+                    return Err(TransactionError::CommitIncomplete(e))
+                }
                 Err(e) => e,
             },
             Err(e) => e,
@@ -543,12 +611,20 @@ where
     Fut: Future<Output = Result<std::result::Result<T, ErrorCode>>>,
 {
     let cfg = &shared.cfg.client;
-    let mut backoff = Backoff::new(cfg.retry_backoff.min(std::time::Duration::from_millis(20)), cfg.retry_backoff_max);
+    let mut backoff = Backoff::new(
+        cfg.retry_backoff.min(std::time::Duration::from_millis(20)),
+        cfg.retry_backoff_max,
+    );
     let mut last: Option<Error> = None;
     loop {
         if Instant::now() >= deadline {
-            let why = last.map(|e| format!("; last error: {e}")).unwrap_or_default();
-            return Err(Error::timeout(format!("{api} did not succeed within max.block.ms{why}")).with_api(api));
+            let why = last
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            return Err(
+                Error::timeout(format!("{api} did not succeed within max.block.ms{why}"))
+                    .with_api(api),
+            );
         }
         let attempt = async {
             let (_, conn) = shared.cluster.coordinator(ty, key, deadline).await?;
@@ -563,12 +639,17 @@ where
                 }
                 TxnErrorAction::Rediscover => {
                     shared.cluster.invalidate_coordinator(ty, key);
-                    last = Some(Error::broker(code, "looking the coordinator up again").with_api(api));
+                    last =
+                        Some(Error::broker(code, "looking the coordinator up again").with_api(api));
                 }
                 _ => return Ok(Err(code)),
             },
             Err(e) if e.is_fatal() => return Err(e),
-            Err(e) if e.is_retriable() || e.is_timeout() || matches!(e.kind(), ErrorKind::Io | ErrorKind::Closed) => {
+            Err(e)
+                if e.is_retriable()
+                    || e.is_timeout()
+                    || matches!(e.kind(), ErrorKind::Io | ErrorKind::Closed) =>
+            {
                 shared.cluster.invalidate_coordinator(ty, key);
                 last = Some(e);
             }
@@ -577,7 +658,9 @@ where
         if let Some(e) = &last {
             tracing::debug!(error = %e, api, key, "transactional coordinator call failed, retrying");
         }
-        let wait = backoff.on_failure().min(deadline.saturating_duration_since(Instant::now()));
+        let wait = backoff
+            .on_failure()
+            .min(deadline.saturating_duration_since(Instant::now()));
         tokio::time::sleep(wait).await;
     }
 }
@@ -585,28 +668,49 @@ where
 /// InitProducerId for the transactional id: a fresh id/epoch (`current`
 /// `None`) or an epoch bump of `current`. Returns the id, the epoch and
 /// whether transactions v2 are in use with this coordinator.
-async fn init_producer_id(shared: &Shared, current: Option<(i64, i16)>, deadline: Instant) -> Result<(i64, i16, bool)> {
+async fn init_producer_id(
+    shared: &Shared,
+    current: Option<(i64, i16)>,
+    deadline: Instant,
+) -> Result<(i64, i16, bool)> {
     let tid = shared.cfg.transactional_id.clone().unwrap_or_default();
     let (producer_id, producer_epoch) = current.unwrap_or((-1, -1));
     let req = InitProducerIdRequest {
         transactional_id: Some(tid.clone()),
-        transaction_timeout_ms: shared.cfg.transaction_timeout.as_millis().min(i32::MAX as u128) as i32,
+        transaction_timeout_ms: shared
+            .cfg
+            .transaction_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32,
         producer_id,
         producer_epoch,
         ..Default::default()
     };
     let api = "InitProducerId";
-    let r = coordinator_call(shared, CoordinatorType::Transaction, &tid, deadline, api, |conn| {
-        let req = req.clone();
-        async move {
-            let resp = conn.send(&req).await?;
-            let feature = conn.versions().finalized_feature("transaction.version").unwrap_or(0);
-            let end_txn = conn.version_of::<EndTxnRequest>().unwrap_or(0);
-            let produce = conn.version_of::<ProduceRequest>().unwrap_or(0);
-            let v2 = feature >= 2 && end_txn >= 5 && produce > V1_MAX_PRODUCE;
-            Ok(code_result(resp.error_code, (resp.producer_id, resp.producer_epoch, v2)))
-        }
-    })
+    let r = coordinator_call(
+        shared,
+        CoordinatorType::Transaction,
+        &tid,
+        deadline,
+        api,
+        |conn| {
+            let req = req.clone();
+            async move {
+                let resp = conn.send(&req).await?;
+                let feature = conn
+                    .versions()
+                    .finalized_feature("transaction.version")
+                    .unwrap_or(0);
+                let end_txn = conn.version_of::<EndTxnRequest>().unwrap_or(0);
+                let produce = conn.version_of::<ProduceRequest>().unwrap_or(0);
+                let v2 = feature >= 2 && end_txn >= 5 && produce > V1_MAX_PRODUCE;
+                Ok(code_result(
+                    resp.error_code,
+                    (resp.producer_id, resp.producer_epoch, v2),
+                ))
+            }
+        },
+    )
     .await?;
     match r {
         Ok(v) => Ok(v),
@@ -623,10 +727,18 @@ async fn init_producer_id(shared: &Shared, current: Option<(i64, i16)>, deadline
 
 /// One AddPartitionsToTxn request (v3 or lower) for `tps`; the per-partition
 /// results, or the failure of the request as a whole.
-pub(crate) async fn add_partitions(shared: &Shared, pid: i64, epoch: i16, tps: &[Tp]) -> Result<Vec<(Tp, ErrorCode)>> {
+pub(crate) async fn add_partitions(
+    shared: &Shared,
+    pid: i64,
+    epoch: i16,
+    tps: &[Tp],
+) -> Result<Vec<(Tp, ErrorCode)>> {
     let tid = shared.cfg.transactional_id.clone().unwrap_or_default();
     let deadline = Instant::now() + shared.cfg.client.request_timeout;
-    let (_, conn) = shared.cluster.coordinator(CoordinatorType::Transaction, &tid, deadline).await?;
+    let (_, conn) = shared
+        .cluster
+        .coordinator(CoordinatorType::Transaction, &tid, deadline)
+        .await?;
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in tps {
         topics.entry(&tp.topic).or_default().push(tp.partition);
@@ -645,8 +757,12 @@ pub(crate) async fn add_partitions(shared: &Shared, pid: i64, epoch: i16, tps: &
             .collect(),
         ..Default::default()
     };
-    let version = conn.version_of::<AddPartitionsToTxnRequest>()?.min(ADD_PARTITIONS_MAX_CLIENT_VERSION);
-    let resp = conn.send_at(&req, version, shared.cfg.client.request_timeout).await?;
+    let version = conn
+        .version_of::<AddPartitionsToTxnRequest>()?
+        .min(ADD_PARTITIONS_MAX_CLIENT_VERSION);
+    let resp = conn
+        .send_at(&req, version, shared.cfg.client.request_timeout)
+        .await?;
     let top = ErrorCode(resp.error_code);
     let mut results = Vec::with_capacity(tps.len());
     for tp in tps {
@@ -658,11 +774,20 @@ pub(crate) async fn add_partitions(shared: &Shared, pid: i64, epoch: i16, tps: &
             .find(|p| p.partition_index == tp.partition)
             .map(|p| ErrorCode(p.partition_error_code));
         // A partition the broker did not answer for was not added: retry it.
-        let code = found.unwrap_or(if top.is_ok() { ErrorCode::OPERATION_NOT_ATTEMPTED } else { top });
+        let code = found.unwrap_or(if top.is_ok() {
+            ErrorCode::OPERATION_NOT_ATTEMPTED
+        } else {
+            top
+        });
         results.push((tp.clone(), code));
     }
-    if results.iter().any(|(_, c)| matches!(classify(*c), TxnErrorAction::Rediscover)) {
-        shared.cluster.invalidate_coordinator(CoordinatorType::Transaction, &tid);
+    if results
+        .iter()
+        .any(|(_, c)| matches!(classify(*c), TxnErrorAction::Rediscover))
+    {
+        shared
+            .cluster
+            .invalidate_coordinator(CoordinatorType::Transaction, &tid);
     }
     Ok(results)
 }

@@ -68,7 +68,9 @@ pub enum TxnErrorAction {
 /// consistent.
 pub fn classify(code: ErrorCode) -> TxnErrorAction {
     match code {
-        ErrorCode::NOT_COORDINATOR | ErrorCode::COORDINATOR_NOT_AVAILABLE => TxnErrorAction::Rediscover,
+        ErrorCode::NOT_COORDINATOR | ErrorCode::COORDINATOR_NOT_AVAILABLE => {
+            TxnErrorAction::Rediscover
+        }
         ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
         | ErrorCode::CONCURRENT_TRANSACTIONS
         | ErrorCode::REQUEST_TIMED_OUT
@@ -104,7 +106,9 @@ pub fn txn_error(api: &'static str, code: ErrorCode, context: &str) -> Error {
         TxnErrorAction::Abortable => (ErrorClass::Abortable, "abort the transaction, then you may begin a new one"),
         TxnErrorAction::Retry | TxnErrorAction::Rediscover => (ErrorClass::Retriable, "retriable"),
     };
-    Error::broker(code, format!("{context}: {advice}")).with_api(api).with_class(class)
+    Error::broker(code, format!("{context}: {advice}"))
+        .with_api(api)
+        .with_class(class)
 }
 
 /// The transactional producer's state.
@@ -188,7 +192,10 @@ impl TxnManager {
         if let (TxnState::FatalError, Some(e)) = (self.state, &self.last_error) {
             return e.clone();
         }
-        Error::illegal_state(format!("{what} is not allowed in transaction state {:?}", self.state))
+        Error::illegal_state(format!(
+            "{what} is not allowed in transaction state {:?}",
+            self.state
+        ))
     }
 
     /// Fails the producer for good.
@@ -281,7 +288,10 @@ impl TxnManager {
                 self.state = TxnState::InTransaction;
                 Ok(())
             }
-            TxnState::AbortableError => Err(self.last_error.clone().unwrap_or_else(|| self.illegal("begin_transaction"))),
+            TxnState::AbortableError => Err(self
+                .last_error
+                .clone()
+                .unwrap_or_else(|| self.illegal("begin_transaction"))),
             _ => Err(self.illegal("begin_transaction")),
         }
     }
@@ -331,9 +341,10 @@ impl TxnManager {
     /// Whether batches of `tp` may go to the broker now.
     pub fn is_sendable(&self, tp: &TopicPartition) -> bool {
         match self.state {
-            TxnState::InTransaction | TxnState::Committing | TxnState::Aborting | TxnState::AbortableError => {
-                self.v2 || self.in_txn.contains(tp)
-            }
+            TxnState::InTransaction
+            | TxnState::Committing
+            | TxnState::Aborting
+            | TxnState::AbortableError => self.v2 || self.in_txn.contains(tp),
             _ => false,
         }
     }
@@ -364,7 +375,10 @@ impl TxnManager {
     /// Applies AddPartitionsToTxn results. Returns the action for the worst
     /// error seen (`None` if every partition was added), after moving
     /// retriable partitions back to "to add".
-    pub fn on_partitions_added(&mut self, results: &[(TopicPartition, ErrorCode)]) -> Option<(TxnErrorAction, ErrorCode)> {
+    pub fn on_partitions_added(
+        &mut self,
+        results: &[(TopicPartition, ErrorCode)],
+    ) -> Option<(TxnErrorAction, ErrorCode)> {
         let mut worst: Option<(TxnErrorAction, ErrorCode)> = None;
         let rank = |a: TxnErrorAction| match a {
             TxnErrorAction::Retry => 0,
@@ -388,10 +402,18 @@ impl TxnManager {
         }
         match worst {
             Some((TxnErrorAction::Fatal, code)) => {
-                self.fatal(txn_error("AddPartitionsToTxn", code, "adding partitions to the transaction failed"));
+                self.fatal(txn_error(
+                    "AddPartitionsToTxn",
+                    code,
+                    "adding partitions to the transaction failed",
+                ));
             }
             Some((TxnErrorAction::Abortable, code)) => {
-                self.abortable(txn_error("AddPartitionsToTxn", code, "adding partitions to the transaction failed"));
+                self.abortable(txn_error(
+                    "AddPartitionsToTxn",
+                    code,
+                    "adding partitions to the transaction failed",
+                ));
             }
             _ => {}
         }
@@ -417,9 +439,10 @@ impl TxnManager {
                 self.started = true;
                 Ok(())
             }
-            TxnState::AbortableError | TxnState::FatalError => {
-                Err(self.last_error.clone().unwrap_or_else(|| self.illegal("send_offsets_to_transaction")))
-            }
+            TxnState::AbortableError | TxnState::FatalError => Err(self
+                .last_error
+                .clone()
+                .unwrap_or_else(|| self.illegal("send_offsets_to_transaction"))),
             _ => Err(self.illegal("send_offsets_to_transaction")),
         }
     }
@@ -469,7 +492,11 @@ impl TxnManager {
     /// epoch changed, in which case every partition's sequence restarts at 0.
     pub fn on_end_txn_done(&mut self, next: Option<(i64, i16)>) -> bool {
         let changed = match next {
-            Some((pid, epoch)) if pid >= 0 && epoch >= 0 && (pid, epoch) != (self.producer_id, self.producer_epoch) => {
+            Some((pid, epoch))
+                if pid >= 0
+                    && epoch >= 0
+                    && (pid, epoch) != (self.producer_id, self.producer_epoch) =>
+            {
                 self.producer_id = pid;
                 self.producer_epoch = epoch;
                 true
@@ -508,11 +535,19 @@ impl TxnManager {
                 self.fatal(txn_error("EndTxn", code, "ending the transaction failed"));
             }
             TxnErrorAction::Abortable if committing => {
-                self.abortable(txn_error("EndTxn", code, "the transaction could not commit"));
+                self.abortable(txn_error(
+                    "EndTxn",
+                    code,
+                    "the transaction could not commit",
+                ));
             }
             TxnErrorAction::Abortable => {
                 // An abort that cannot complete leaves nothing to do but fail.
-                self.fatal(txn_error("EndTxn", code, "the transaction could not be aborted"));
+                self.fatal(txn_error(
+                    "EndTxn",
+                    code,
+                    "the transaction could not be aborted",
+                ));
             }
             _ => {}
         }
@@ -544,7 +579,10 @@ mod tests {
     use super::*;
 
     fn tp(t: &str, p: i32) -> TopicPartition {
-        TopicPartition { topic: t.into(), partition: p }
+        TopicPartition {
+            topic: t.into(),
+            partition: p,
+        }
     }
 
     fn ready(v2: bool) -> TxnManager {
@@ -577,14 +615,25 @@ mod tests {
         let mut m = ready(false);
         m.begin().unwrap();
         let a = tp("t", 0);
-        assert!(m.on_send(&a).unwrap(), "new partition: wake the sender to add it");
+        assert!(
+            m.on_send(&a).unwrap(),
+            "new partition: wake the sender to add it"
+        );
         assert!(!m.on_send(&a).unwrap(), "already queued for adding");
         assert!(!m.is_sendable(&a));
         assert_eq!(m.take_partitions_to_add(), vec![a.clone()]);
-        assert!(m.take_partitions_to_add().is_empty(), "in flight, not re-requested");
+        assert!(
+            m.take_partitions_to_add().is_empty(),
+            "in flight, not re-requested"
+        );
         m.on_send(&a).unwrap();
-        assert!(m.take_partitions_to_add().is_empty(), "a send while adding does not re-add");
-        assert!(m.on_partitions_added(&[(a.clone(), ErrorCode::NONE)]).is_none());
+        assert!(
+            m.take_partitions_to_add().is_empty(),
+            "a send while adding does not re-add"
+        );
+        assert!(m
+            .on_partitions_added(&[(a.clone(), ErrorCode::NONE)])
+            .is_none());
         assert!(m.is_sendable(&a));
         assert!(!m.has_pending_adds());
     }
@@ -598,7 +647,10 @@ mod tests {
         m.on_send(&b).unwrap();
         let req = m.take_partitions_to_add();
         assert_eq!(req.len(), 2);
-        let worst = m.on_partitions_added(&[(a.clone(), ErrorCode::CONCURRENT_TRANSACTIONS), (b.clone(), ErrorCode::OPERATION_NOT_ATTEMPTED)]);
+        let worst = m.on_partitions_added(&[
+            (a.clone(), ErrorCode::CONCURRENT_TRANSACTIONS),
+            (b.clone(), ErrorCode::OPERATION_NOT_ATTEMPTED),
+        ]);
         assert_eq!(worst.map(|w| w.0), Some(TxnErrorAction::Retry));
         assert_eq!(m.state(), TxnState::InTransaction);
         assert_eq!(m.take_partitions_to_add().len(), 2);
@@ -665,7 +717,9 @@ mod tests {
         let mut m = ready(false);
         m.begin().unwrap();
         m.on_send(&tp("t", 0)).unwrap();
-        let e = m.on_produce_failed(Error::broker(ErrorCode::MESSAGE_TOO_LARGE, "too big").with_partition("t", 0));
+        let e = m.on_produce_failed(
+            Error::broker(ErrorCode::MESSAGE_TOO_LARGE, "too big").with_partition("t", 0),
+        );
         assert!(e.is_abortable(), "{e}");
         assert_eq!(m.state(), TxnState::AbortableError);
         // Every call but abort reports the abortable error.
@@ -684,7 +738,10 @@ mod tests {
         let mut m = ready(false);
         m.begin().unwrap();
         m.on_send(&tp("t", 0)).unwrap();
-        m.on_produce_failed(Error::broker(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER, "gap"));
+        m.on_produce_failed(Error::broker(
+            ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            "gap",
+        ));
         m.begin_abort().unwrap();
         assert!(m.epoch_bump_required());
         m.on_end_txn_done(None);
@@ -709,9 +766,15 @@ mod tests {
         assert!(m.epoch_bump_required());
         // Transactions v1: the coordinator refuses the abort as fenced; the
         // fatal error names the timeout as a possible cause.
-        assert_eq!(m.on_end_txn_error(ErrorCode::PRODUCER_FENCED), TxnErrorAction::Fatal);
+        assert_eq!(
+            m.on_end_txn_error(ErrorCode::PRODUCER_FENCED),
+            TxnErrorAction::Fatal
+        );
         let e = m.last_error().unwrap();
-        assert!(e.is_fatal() && e.to_string().contains("transaction.timeout.ms"), "{e}");
+        assert!(
+            e.is_fatal() && e.to_string().contains("transaction.timeout.ms"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -737,23 +800,54 @@ mod tests {
         m.begin().unwrap();
         m.on_send_offsets().unwrap();
         assert!(m.begin_commit().unwrap());
-        assert_eq!(m.on_end_txn_error(ErrorCode::CONCURRENT_TRANSACTIONS), TxnErrorAction::Retry);
-        assert_eq!(m.state(), TxnState::Committing, "retriable keeps committing");
+        assert_eq!(
+            m.on_end_txn_error(ErrorCode::CONCURRENT_TRANSACTIONS),
+            TxnErrorAction::Retry
+        );
+        assert_eq!(
+            m.state(),
+            TxnState::Committing,
+            "retriable keeps committing"
+        );
         assert!(m.begin_commit().unwrap(), "commit may be retried");
-        assert_eq!(m.on_end_txn_error(ErrorCode::NOT_COORDINATOR), TxnErrorAction::Rediscover);
-        assert_eq!(m.on_end_txn_error(ErrorCode::TRANSACTION_ABORTABLE), TxnErrorAction::Abortable);
+        assert_eq!(
+            m.on_end_txn_error(ErrorCode::NOT_COORDINATOR),
+            TxnErrorAction::Rediscover
+        );
+        assert_eq!(
+            m.on_end_txn_error(ErrorCode::TRANSACTION_ABORTABLE),
+            TxnErrorAction::Abortable
+        );
         assert_eq!(m.state(), TxnState::AbortableError);
         m.begin_abort().unwrap();
-        assert_eq!(m.on_end_txn_error(ErrorCode::INVALID_PRODUCER_EPOCH), TxnErrorAction::Fatal);
+        assert_eq!(
+            m.on_end_txn_error(ErrorCode::INVALID_PRODUCER_EPOCH),
+            TxnErrorAction::Fatal
+        );
         assert_eq!(m.state(), TxnState::FatalError);
     }
 
     #[test]
     fn classification_table() {
-        assert_eq!(classify(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS), TxnErrorAction::Retry);
-        assert_eq!(classify(ErrorCode::COORDINATOR_NOT_AVAILABLE), TxnErrorAction::Rediscover);
-        assert_eq!(classify(ErrorCode::TOPIC_AUTHORIZATION_FAILED), TxnErrorAction::Abortable);
-        assert_eq!(classify(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED), TxnErrorAction::Fatal);
-        assert_eq!(classify(ErrorCode::UNSUPPORTED_VERSION), TxnErrorAction::Fatal);
+        assert_eq!(
+            classify(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+            TxnErrorAction::Retry
+        );
+        assert_eq!(
+            classify(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+            TxnErrorAction::Rediscover
+        );
+        assert_eq!(
+            classify(ErrorCode::TOPIC_AUTHORIZATION_FAILED),
+            TxnErrorAction::Abortable
+        );
+        assert_eq!(
+            classify(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            TxnErrorAction::Fatal
+        );
+        assert_eq!(
+            classify(ErrorCode::UNSUPPORTED_VERSION),
+            TxnErrorAction::Fatal
+        );
     }
 }

@@ -83,13 +83,19 @@ pub fn peek_request_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
 pub fn check_frame_size(size: i32, max: usize) -> Result<usize, DecodeError> {
     if size < 4 {
         // A response must at least carry its correlation id.
-        return Err(DecodeError::new("response frame size", DecodeErrorKind::NegativeLength(size as i64)));
+        return Err(DecodeError::new(
+            "response frame size",
+            DecodeErrorKind::NegativeLength(size as i64),
+        ));
     }
     let size = size as usize;
     if size > max {
         return Err(DecodeError::new(
             "response frame size",
-            DecodeErrorKind::TooLarge { declared: size as u64, limit: max as u64 },
+            DecodeErrorKind::TooLarge {
+                declared: size as u64,
+                limit: max as u64,
+            },
         ));
     }
     Ok(size)
@@ -141,7 +147,10 @@ mod tests {
     fn request_header_v2_adds_tag_section_and_correlation_is_patched() {
         let mut f = encode_request(3, 12, 2, None, 0, |_| {});
         set_correlation_id(&mut f, 0x01020304);
-        assert_eq!(&f[..], &[0, 0, 0, 11, 0, 3, 0, 12, 1, 2, 3, 4, 0xff, 0xff, 0]);
+        assert_eq!(
+            &f[..],
+            &[0, 0, 0, 11, 0, 3, 0, 12, 1, 2, 3, 4, 0xff, 0xff, 0]
+        );
         assert_eq!(peek_request_header(&f), Some((3, 12, 0x01020304)));
     }
 

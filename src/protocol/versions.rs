@@ -29,7 +29,10 @@ impl ApiVersionTable {
     pub fn from_response(resp: &ApiVersionsResponse) -> Self {
         let mut ranges = vec![None; MAX_KEY + 1];
         for k in &resp.api_keys {
-            if let Some(slot) = usize::try_from(k.api_key).ok().and_then(|i| ranges.get_mut(i)) {
+            if let Some(slot) = usize::try_from(k.api_key)
+                .ok()
+                .and_then(|i| ranges.get_mut(i))
+            {
                 if k.min_version >= 0 && k.min_version <= k.max_version {
                     *slot = Some((k.min_version, k.max_version));
                 }
@@ -40,7 +43,10 @@ impl ApiVersionTable {
             .iter()
             .map(|f| (f.name.clone(), f.max_version_level))
             .collect();
-        ApiVersionTable { ranges, finalized_features }
+        ApiVersionTable {
+            ranges,
+            finalized_features,
+        }
     }
 
     /// A table from explicit ranges (tests, scripted peers).
@@ -49,7 +55,10 @@ impl ApiVersionTable {
         for &(k, lo, hi) in entries {
             ranges[k as i16 as usize] = Some((lo, hi));
         }
-        ApiVersionTable { ranges, finalized_features: BTreeMap::new() }
+        ApiVersionTable {
+            ranges,
+            finalized_features: BTreeMap::new(),
+        }
     }
 
     /// What the broker advertised for `key`.
@@ -114,7 +123,8 @@ mod tests {
 
     #[test]
     fn picks_highest_common_version() {
-        let t = ApiVersionTable::from_ranges(&[(ApiKey::Metadata, 0, 12), (ApiKey::Produce, 3, 11)]);
+        let t =
+            ApiVersionTable::from_ranges(&[(ApiKey::Metadata, 0, 12), (ApiKey::Produce, 3, 11)]);
         assert_eq!(t.negotiate(ApiKey::Metadata, (4, 13)).unwrap(), 12);
         assert_eq!(t.negotiate(ApiKey::Produce, (3, 9)).unwrap(), 9);
     }
@@ -124,8 +134,15 @@ mod tests {
         let t = ApiVersionTable::from_ranges(&[(ApiKey::Produce, 9, 11)]);
         let e = t.negotiate(ApiKey::Produce, (3, 8)).unwrap_err();
         assert_eq!(e.kind(), &ErrorKind::UnsupportedVersion);
-        assert!(e.to_string().contains("client supports v3-v8, broker v9-v11"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("client supports v3-v8, broker v9-v11"),
+            "{e}"
+        );
         let e = t.negotiate(ApiKey::Fetch, (4, 17)).unwrap_err();
-        assert!(e.to_string().contains("does not support the Fetch API"), "{e}");
+        assert!(
+            e.to_string().contains("does not support the Fetch API"),
+            "{e}"
+        );
     }
 }

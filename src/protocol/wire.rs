@@ -48,7 +48,10 @@ impl DecodeError {
         DecodeError { what, kind }
     }
     pub fn invalid(what: &'static str, msg: impl Into<String>) -> Self {
-        DecodeError { what, kind: DecodeErrorKind::Invalid(msg.into()) }
+        DecodeError {
+            what,
+            kind: DecodeErrorKind::Invalid(msg.into()),
+        }
     }
 }
 
@@ -141,7 +144,10 @@ impl Reader {
     #[inline]
     fn take_slice(&mut self, n: usize, what: &'static str) -> Result<&[u8], DecodeError> {
         let start = self.pos;
-        match start.checked_add(n).and_then(|end| self.buf.get(start..end)) {
+        match start
+            .checked_add(n)
+            .and_then(|end| self.buf.get(start..end))
+        {
             Some(s) => {
                 self.pos = start + n;
                 Ok(s)
@@ -286,7 +292,10 @@ impl Reader {
         if need > self.remaining() {
             return Err(DecodeError::new(
                 what,
-                DecodeErrorKind::TooLarge { declared: count as u64, limit: self.remaining() as u64 },
+                DecodeErrorKind::TooLarge {
+                    declared: count as u64,
+                    limit: self.remaining() as u64,
+                },
             ));
         }
         Ok(())
@@ -396,16 +405,28 @@ mod tests {
     #[test]
     fn overlong_varint_is_an_error_not_a_panic() {
         let mut r = Reader::new(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
-        assert_eq!(r.uvarint("x").unwrap_err().kind, DecodeErrorKind::VarintOverflow);
+        assert_eq!(
+            r.uvarint("x").unwrap_err().kind,
+            DecodeErrorKind::VarintOverflow
+        );
         let mut r = Reader::new(Bytes::from_static(&[0xff; 11]));
-        assert_eq!(r.varlong("x").unwrap_err().kind, DecodeErrorKind::VarintOverflow);
+        assert_eq!(
+            r.varlong("x").unwrap_err().kind,
+            DecodeErrorKind::VarintOverflow
+        );
     }
 
     #[test]
     fn truncated_reads_report_what_and_how_much() {
         let mut r = Reader::new(Bytes::from_static(&[0, 1, 2]));
         let e = r.i32("size").unwrap_err();
-        assert_eq!(e.kind, DecodeErrorKind::Truncated { needed: 4, remaining: 3 });
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::Truncated {
+                needed: 4,
+                remaining: 3
+            }
+        );
         assert_eq!(e.what, "size");
         assert_eq!(r.remaining(), 3, "a failed read consumes nothing");
     }

@@ -374,7 +374,11 @@ impl BatchBuilder {
         }
         self.count += 1;
         if self.opts.compression == Compression::None
-            && self.buf.len().saturating_sub(BATCH_HEADER_LEN + self.crc.absorbed()) >= CHUNK
+            && self
+                .buf
+                .len()
+                .saturating_sub(BATCH_HEADER_LEN + self.crc.absorbed())
+                >= CHUNK
         {
             self.crc.absorb(&self.buf[BATCH_HEADER_LEN..]);
         }

@@ -73,7 +73,11 @@ const fn mul_mod(a: u32, mut b: u32) -> u32 {
             product ^= b;
         }
         // b *= x
-        b = if b & 1 != 0 { (b >> 1) ^ POLY_REFLECTED } else { b >> 1 };
+        b = if b & 1 != 0 {
+            (b >> 1) ^ POLY_REFLECTED
+        } else {
+            b >> 1
+        };
         bit += 1;
     }
     product
@@ -381,7 +385,11 @@ mod tests {
             }
         }
         for k in [0, 1, 2, 77, MAX_CHUNKS] {
-            assert_eq!(CHUNK_SHIFTS[k], zeros_operator((k * CHUNK) as u64), "{k} chunks");
+            assert_eq!(
+                CHUNK_SHIFTS[k],
+                zeros_operator((k * CHUNK) as u64),
+                "{k} chunks"
+            );
         }
     }
 

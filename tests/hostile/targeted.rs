@@ -348,8 +348,17 @@ async fn the_decompressed_size_bound_is_configurable() {
     c.seek(&tp(0), end).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let rec = loop {
-        assert!(tokio::time::Instant::now() < deadline, "the record never arrived");
-        if let Some(r) = c.poll(Duration::from_millis(100)).await.unwrap().into_iter().next() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the record never arrived"
+        );
+        if let Some(r) = c
+            .poll(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+        {
             break r;
         }
     };

@@ -329,14 +329,21 @@ fn mutated_zstd_frames_decode_as_libzstd_decodes_them_or_fail() {
             assert!(out.len() <= LIMIT);
         }
         if let (Ok(out), Ok(theirs)) = (&ours, zstd::bulk::decompress(&f, LIMIT)) {
-            assert_eq!(out[..], theirs[..], "mutation {i}: both decoded, differently");
+            assert_eq!(
+                out[..],
+                theirs[..],
+                "mutation {i}: both decoded, differently"
+            );
             both_ok += 1;
         }
         tried += 1;
     }
     // Some mutations (e.g. in literals of a checksum-less frame) must still
     // decode, or the comparison above never ran.
-    assert!(both_ok > 20, "only {both_ok} of {tried} mutated frames decoded in both");
+    assert!(
+        both_ok > 20,
+        "only {both_ok} of {tried} mutated frames decoded in both"
+    );
 }
 
 #[test]
@@ -345,12 +352,19 @@ fn zstd_honours_the_level() {
     let size = |level| {
         let mut f = BytesMut::new();
         compress(Compression::Zstd, Some(level), &data, &mut f).unwrap();
-        assert_eq!(decompress(Compression::Zstd, &f, MAX).unwrap(), data, "level {level}");
+        assert_eq!(
+            decompress(Compression::Zstd, &f, MAX).unwrap(),
+            data,
+            "level {level}"
+        );
         f.len()
     };
     // Higher levels search harder: level 19 must beat the fastest level.
     let (fast, strong) = (size(-5), size(19));
-    assert!(strong < fast, "level 19 gave {strong} bytes, level -5 {fast}");
+    assert!(
+        strong < fast,
+        "level 19 gave {strong} bytes, level -5 {fast}"
+    );
     // Out-of-range levels are clamped, not an error.
     size(100);
 }

@@ -575,7 +575,13 @@ fn large_uncompressed_batches_carry_the_crc_of_the_whole() {
             .wrapping_add(1442695040888963407);
         lcg >> 33
     };
-    for target in [8 * 1024 - 80, 8 * 1024 + 5, 3 * 8 * 1024 + 1000, 300_000, 1_200_000] {
+    for target in [
+        8 * 1024 - 80,
+        8 * 1024 + 5,
+        3 * 8 * 1024 + 1000,
+        300_000,
+        1_200_000,
+    ] {
         let mut recs = vec![];
         let mut size = 0;
         while size < target {
@@ -597,7 +603,10 @@ fn large_uncompressed_batches_carry_the_crc_of_the_whole() {
     // One record larger than the whole chunked range, alone in its batch.
     let huge = Rec::kv(5, None, Some(&vec![7u8; 1 << 21]));
     let batch = build(opts(Compression::None), std::slice::from_ref(&huge));
-    assert_eq!(u32::from_be_bytes(batch[17..21].try_into().unwrap()), crc32c::crc32c(&batch[21..]));
+    assert_eq!(
+        u32::from_be_bytes(batch[17..21].try_into().unwrap()),
+        crc32c::crc32c(&batch[21..])
+    );
     assert_eq!(decode_recs(batch), [huge]);
 }
 
@@ -632,7 +641,11 @@ fn builder_stamp_equals_stamping_the_sealed_batch() {
             }
             b.set_producer_state(4242, 7, 1_000, transactional);
             let stamped_before = b.finish().unwrap();
-            assert_eq!(&stamped_before[..], &stamped_after[..], "{codec} transactional {transactional}");
+            assert_eq!(
+                &stamped_before[..],
+                &stamped_after[..],
+                "{codec} transactional {transactional}"
+            );
         }
     }
 }

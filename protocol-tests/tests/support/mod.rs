@@ -42,23 +42,41 @@ pub fn cluster() -> Arc<Cluster> {
 
 /// Reads every partition of `topic` from offset 0 up to its high watermark
 /// (read_uncommitted). Panics after `timeout`.
-pub async fn read_all(cluster: &Arc<Cluster>, topic: &str, timeout: Duration) -> BTreeMap<i32, Vec<Read>> {
+pub async fn read_all(
+    cluster: &Arc<Cluster>,
+    topic: &str,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<Read>> {
     let deadline = Instant::now() + timeout;
-    let snap = cluster.metadata_for(&[topic.to_string()], deadline).await.expect("metadata for read");
+    let snap = cluster
+        .metadata_for(&[topic.to_string()], deadline)
+        .await
+        .expect("metadata for read");
     let info = snap.topic(topic).expect("topic").clone();
     let mut out = BTreeMap::new();
     for p in &info.partitions {
-        out.insert(p.partition, read_partition(cluster, topic, p.partition, deadline).await);
+        out.insert(
+            p.partition,
+            read_partition(cluster, topic, p.partition, deadline).await,
+        );
     }
     out
 }
 
 /// Reads one partition from offset 0 up to its high watermark.
-pub async fn read_partition(cluster: &Arc<Cluster>, topic: &str, partition: i32, deadline: Instant) -> Vec<Read> {
+pub async fn read_partition(
+    cluster: &Arc<Cluster>,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+) -> Vec<Read> {
     let mut records = Vec::new();
     let mut offset = 0i64;
     loop {
-        assert!(Instant::now() < deadline, "reading {topic}-{partition} timed out at offset {offset}");
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic}-{partition} timed out at offset {offset}"
+        );
         let attempt = async {
             let leader = cluster.leader_for(topic, partition, deadline).await?;
             let conn = cluster.connection(leader, ConnKind::Fetch).await?;
@@ -126,10 +144,18 @@ pub async fn read_partition(cluster: &Arc<Cluster>, topic: &str, partition: i32,
                         headers: r
                             .headers()
                             .iter()
-                            .map(|h| (h.key_str().expect("utf-8 header key").to_string(), h.value_bytes()))
+                            .map(|h| {
+                                (
+                                    h.key_str().expect("utf-8 header key").to_string(),
+                                    h.value_bytes(),
+                                )
+                            })
                             .collect(),
                         producer: (batch.producer_id(), batch.producer_epoch()),
-                        sequence: record_sequence(batch.base_sequence(), r.offset - batch.base_offset()),
+                        sequence: record_sequence(
+                            batch.base_sequence(),
+                            r.offset - batch.base_offset(),
+                        ),
                         batch_offset: batch.base_offset(),
                     });
                 }

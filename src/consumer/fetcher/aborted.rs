@@ -51,15 +51,26 @@ pub struct AbortedFilter {
 impl AbortedFilter {
     /// A filter for `read_uncommitted`: only control batches are dropped.
     pub fn read_uncommitted() -> Self {
-        AbortedFilter { read_committed: false, pending: Vec::new(), aborted: HashSet::new() }
+        AbortedFilter {
+            read_committed: false,
+            pending: Vec::new(),
+            aborted: HashSet::new(),
+        }
     }
 
     /// A filter for `read_committed` from a response's aborted transactions,
     /// given as `(producer_id, first_offset)` in any order.
     pub fn read_committed(aborted: impl IntoIterator<Item = (i64, i64)>) -> Self {
-        let mut pending: Vec<(i64, i64)> = aborted.into_iter().map(|(pid, first)| (first, pid)).collect();
+        let mut pending: Vec<(i64, i64)> = aborted
+            .into_iter()
+            .map(|(pid, first)| (first, pid))
+            .collect();
         pending.sort_unstable_by(|a, b| b.cmp(a));
-        AbortedFilter { read_committed: true, pending, aborted: HashSet::new() }
+        AbortedFilter {
+            read_committed: true,
+            pending,
+            aborted: HashSet::new(),
+        }
     }
 
     /// Classifies the next batch (batches must come in offset order). For a
@@ -105,7 +116,10 @@ mod tests {
 
     impl Log {
         fn new(start: i64) -> Self {
-            Log { buf: BytesMut::new(), next: start }
+            Log {
+                buf: BytesMut::new(),
+                next: start,
+            }
         }
         fn push(&mut self, batch: Bytes) -> i64 {
             let base = self.next;
@@ -171,7 +185,10 @@ mod tests {
         let f = AbortedFilter::read_committed([(7, a0)]);
         assert_eq!(visible(log.bytes(), 0, f), ["plain0", "c0"]);
         // read_uncommitted shows everything but the markers.
-        assert_eq!(visible(log.bytes(), 0, AbortedFilter::read_uncommitted()), ["a0", "a1", "plain0", "c0"]);
+        assert_eq!(
+            visible(log.bytes(), 0, AbortedFilter::read_uncommitted()),
+            ["a0", "a1", "plain0", "c0"]
+        );
     }
 
     #[test]
@@ -190,7 +207,10 @@ mod tests {
         log.data(1, true, 1, "p1c-");
         log.marker(1, ControlKind::Commit);
         let f = AbortedFilter::read_committed([(1, p1)]);
-        assert_eq!(visible(log.bytes(), 100, f), ["p2-0", "p3-0", "p2b-0", "p3b-0", "p1c-0"]);
+        assert_eq!(
+            visible(log.bytes(), 100, f),
+            ["p2-0", "p3-0", "p2b-0", "p3b-0", "p1c-0"]
+        );
         let _ = p2;
     }
 
@@ -221,8 +241,18 @@ mod tests {
         second.data(9, true, 2, "b");
         second.marker(9, ControlKind::Abort);
         second.data(-1, false, 1, "q");
-        assert_eq!(visible(first.bytes(), 0, AbortedFilter::read_committed([(9, t)])), ["p0"]);
-        assert_eq!(visible(second.bytes(), first.next, AbortedFilter::read_committed([(9, t)])), ["q0"]);
+        assert_eq!(
+            visible(first.bytes(), 0, AbortedFilter::read_committed([(9, t)])),
+            ["p0"]
+        );
+        assert_eq!(
+            visible(
+                second.bytes(),
+                first.next,
+                AbortedFilter::read_committed([(9, t)])
+            ),
+            ["q0"]
+        );
     }
 
     #[test]

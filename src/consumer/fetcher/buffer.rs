@@ -21,7 +21,11 @@ pub(crate) struct FetchBuffer {
 
 impl FetchBuffer {
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(FetchBuffer { used: AtomicUsize::new(0), limit, freed: Notify::new() })
+        Arc::new(FetchBuffer {
+            used: AtomicUsize::new(0),
+            limit,
+            freed: Notify::new(),
+        })
     }
 
     /// Bytes currently held by chunks.

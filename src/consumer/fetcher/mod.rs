@@ -61,7 +61,10 @@ pub(crate) struct PartitionEvent {
 #[derive(Debug)]
 pub(crate) enum EventKind {
     /// The position is now `offset` (after a lookup or a reset).
-    Position { offset: i64, leader_epoch: Option<i32> },
+    Position {
+        offset: i64,
+        leader_epoch: Option<i32>,
+    },
     /// Data, in order.
     Chunk(Chunk),
     /// An error the application must see (the partition is stopped until
@@ -71,7 +74,10 @@ pub(crate) enum EventKind {
 
 /// What a finished background task brings back.
 enum TaskDone {
-    Fetch { job: Box<FetchJob>, result: FetchResult },
+    Fetch {
+        job: Box<FetchJob>,
+        result: FetchResult,
+    },
     Lookup(Vec<Lookup>),
     Metadata,
 }
@@ -119,7 +125,11 @@ pub(crate) fn spawn(cfg: Arc<ConsumerConfig>, cluster: Arc<Cluster>) -> FetcherH
         metadata_not_before: None,
     };
     let task = tokio::spawn(f.run(crx));
-    FetcherHandle { commands: ctx, events: erx, task }
+    FetcherHandle {
+        commands: ctx,
+        events: erx,
+        task,
+    }
 }
 
 struct Fetcher {
@@ -164,7 +174,11 @@ impl Fetcher {
     }
 
     fn emit(&self, tp: &TopicPartition, gen: u64, kind: EventKind) {
-        let _ = self.events.send(PartitionEvent { tp: tp.clone(), gen, kind });
+        let _ = self.events.send(PartitionEvent {
+            tp: tp.clone(),
+            gen,
+            kind,
+        });
     }
 
     fn on_command(&mut self, c: Command) {
@@ -226,9 +240,10 @@ impl Fetcher {
                 };
                 p.phase = Phase::Resolving;
                 items.push((tp.clone(), p.gen, want));
-            } else if let (Some(t), true) =
-                (p.retry_at, matches!(p.phase, Phase::NeedsCommitted | Phase::NeedsReset(_)))
-            {
+            } else if let (Some(t), true) = (
+                p.retry_at,
+                matches!(p.phase, Phase::NeedsCommitted | Phase::NeedsReset(_)),
+            ) {
                 *wake = (*wake).min(t);
             }
         }
@@ -237,12 +252,14 @@ impl Fetcher {
         }
         let cluster = self.cluster.clone();
         let cfg = self.cfg.clone();
-        self.tasks.spawn(async move { TaskDone::Lookup(resolve(&cluster, &cfg, items).await) });
+        self.tasks
+            .spawn(async move { TaskDone::Lookup(resolve(&cluster, &cfg, items).await) });
     }
 
     fn start_fetches(&mut self, now: Instant, wake: &mut Instant) {
         let snap = self.cluster.snapshot();
-        let mut by_node: BTreeMap<NodeId, BTreeMap<TopicPartition, PartitionParams>> = BTreeMap::new();
+        let mut by_node: BTreeMap<NodeId, BTreeMap<TopicPartition, PartitionParams>> =
+            BTreeMap::new();
         let mut missing_leader = false;
         for (tp, p) in &self.parts {
             if !p.fetchable(now) {
@@ -253,7 +270,9 @@ impl Fetcher {
             }
             let topic = snap.topic(tp.topic());
             let info = topic.and_then(|t| t.partition(tp.partition()));
-            let (Some(topic), Some(info), Some(leader)) = (topic, info, info.and_then(|i| i.leader)) else {
+            let (Some(topic), Some(info), Some(leader)) =
+                (topic, info, info.and_then(|i| i.leader))
+            else {
                 missing_leader = true;
                 continue;
             };
@@ -276,15 +295,21 @@ impl Fetcher {
         // the fetchable ones alone, the sources long-polling for caught-up
         // partitions could reserve the whole buffer between them, and a
         // lagging partition's broker (last in this order) never got a turn.
-        let in_flight_elsewhere =
-            self.sources.iter().filter(|(node, src)| src.in_flight && !by_node.contains_key(*node)).count();
+        let in_flight_elsewhere = self
+            .sources
+            .iter()
+            .filter(|(node, src)| src.in_flight && !by_node.contains_key(*node))
+            .count();
         let nodes = (by_node.len() + in_flight_elsewhere).max(1);
         for (node, mut wanted) in by_node {
             let src = self.sources.entry(node).or_insert_with(|| Source {
                 session: FetchSession::new(),
                 in_flight: false,
                 names_only: false,
-                backoff: Backoff::new(self.cfg.client.retry_backoff, self.cfg.client.retry_backoff_max),
+                backoff: Backoff::new(
+                    self.cfg.client.retry_backoff,
+                    self.cfg.client.retry_backoff_max,
+                ),
                 not_before: None,
             });
             if src.in_flight {
@@ -303,7 +328,10 @@ impl Fetcher {
                 return;
             }
             let share = (limit / nodes).max(1);
-            let max_bytes = (self.cfg.fetch_max_bytes as usize).min(limit - used).min(share).max(1);
+            let max_bytes = (self.cfg.fetch_max_bytes as usize)
+                .min(limit - used)
+                .min(share)
+                .max(1);
             let max_bytes = i32::try_from(max_bytes).unwrap_or(i32::MAX);
             for p in wanted.values_mut() {
                 p.max_bytes = p.max_bytes.min(max_bytes);
@@ -377,8 +405,16 @@ impl Fetcher {
 
     fn on_lookup(&mut self, results: Vec<Lookup>) {
         let now = Instant::now();
-        for Lookup { tp, gen, retry, result: r } in results {
-            let Some(p) = self.parts.get_mut(&tp) else { continue };
+        for Lookup {
+            tp,
+            gen,
+            retry,
+            result: r,
+        } in results
+        {
+            let Some(p) = self.parts.get_mut(&tp) else {
+                continue;
+            };
             if p.gen != gen || p.phase != Phase::Resolving {
                 continue;
             }
@@ -388,7 +424,14 @@ impl Fetcher {
                     p.fetch_offset = offset;
                     p.last_epoch = epoch;
                     p.retry_at = None;
-                    self.emit(&tp, gen, EventKind::Position { offset, leader_epoch: epoch });
+                    self.emit(
+                        &tp,
+                        gen,
+                        EventKind::Position {
+                            offset,
+                            leader_epoch: epoch,
+                        },
+                    );
                 }
                 Ok(None) => {
                     p.phase = Phase::Stopped;
@@ -420,11 +463,17 @@ impl Fetcher {
                 p.in_flight = false;
             }
         }
-        let Some(src) = self.sources.get_mut(&job.node) else { return };
+        let Some(src) = self.sources.get_mut(&job.node) else {
+            return;
+        };
         src.in_flight = false;
         let partitions = match result {
             FetchResult::NeedsNames { version } => {
-                tracing::debug!(node = job.node, version, "broker fetches by topic name only");
+                tracing::debug!(
+                    node = job.node,
+                    version,
+                    "broker fetches by topic name only"
+                );
                 src.names_only = true;
                 return;
             }
@@ -432,9 +481,13 @@ impl Fetcher {
                 let code = e.code();
                 let session_error = matches!(
                     code,
-                    Some(ErrorCode::FETCH_SESSION_ID_NOT_FOUND | ErrorCode::INVALID_FETCH_SESSION_EPOCH)
+                    Some(
+                        ErrorCode::FETCH_SESSION_ID_NOT_FOUND
+                            | ErrorCode::INVALID_FETCH_SESSION_EPOCH
+                    )
                 );
-                src.session.on_failure(code == Some(ErrorCode::FETCH_SESSION_ID_NOT_FOUND));
+                src.session
+                    .on_failure(code == Some(ErrorCode::FETCH_SESSION_ID_NOT_FOUND));
                 if !session_error {
                     let wait = src.backoff.on_failure();
                     src.not_before = Some(now + wait);
@@ -445,7 +498,10 @@ impl Fetcher {
                 }
                 return;
             }
-            FetchResult::Ok { session_id, partitions } => {
+            FetchResult::Ok {
+                session_id,
+                partitions,
+            } => {
                 src.session.on_response(&job.plan, session_id);
                 src.backoff.on_success();
                 src.not_before = None;
@@ -455,7 +511,9 @@ impl Fetcher {
         let mut refresh = false;
         for out in partitions {
             let tp = out.tp;
-            let Some(p) = self.parts.get_mut(&tp) else { continue };
+            let Some(p) = self.parts.get_mut(&tp) else {
+                continue;
+            };
             // Data for an older decision (seek, reassignment) or another
             // offset than the one fetched from is dropped here.
             if p.phase != Phase::Fetching || job.fetch_offsets.get(&tp) != Some(&p.fetch_offset) {
@@ -484,7 +542,10 @@ impl Fetcher {
                     );
                     if self.cfg.auto_offset_reset == OffsetReset::None {
                         p.phase = Phase::Stopped;
-                        let kind = ErrorKind::LogTruncation { offset: end_offset, leader_epoch: epoch };
+                        let kind = ErrorKind::LogTruncation {
+                            offset: end_offset,
+                            leader_epoch: epoch,
+                        };
                         let msg = format!("{msg}; auto.offset.reset is none: seek to continue");
                         let e = Error::new(kind, msg)
                             .with_api("Fetch")
@@ -496,47 +557,55 @@ impl Fetcher {
                         p.fetch_offset = end_offset.min(p.fetch_offset);
                         p.last_epoch = Some(epoch);
                         let offset = p.fetch_offset;
-                        self.emit(&tp, gen, EventKind::Position { offset, leader_epoch: Some(epoch) });
+                        self.emit(
+                            &tp,
+                            gen,
+                            EventKind::Position {
+                                offset,
+                                leader_epoch: Some(epoch),
+                            },
+                        );
                     }
                 }
-                PartResult::Error(code) => {
-                    match code {
-                        ErrorCode::OFFSET_OUT_OF_RANGE => {
-                            if self.cfg.auto_offset_reset == OffsetReset::None {
-                                p.phase = Phase::Stopped;
-                                let e = Error::broker(
+                PartResult::Error(code) => match code {
+                    ErrorCode::OFFSET_OUT_OF_RANGE => {
+                        if self.cfg.auto_offset_reset == OffsetReset::None {
+                            p.phase = Phase::Stopped;
+                            let e = Error::broker(
                                 code,
                                 format!("fetch offset {} is out of range and auto.offset.reset is none; seek to continue", p.fetch_offset),
                             )
                             .with_api("Fetch")
                             .with_partition(tp.topic(), tp.partition())
                             .with_class(ErrorClass::Permanent);
-                                self.emit(&tp, gen, EventKind::Error(e));
-                            } else {
-                                tracing::info!(partition = %tp, offset = p.fetch_offset, "fetch offset out of range, resetting");
-                                p.phase = Phase::NeedsReset(self.cfg.auto_offset_reset);
-                            }
-                        }
-                        ErrorCode::TOPIC_AUTHORIZATION_FAILED
-                        | ErrorCode::CLUSTER_AUTHORIZATION_FAILED
-                        | ErrorCode::CORRUPT_MESSAGE
-                        | ErrorCode::UNSUPPORTED_COMPRESSION_TYPE
-                        | ErrorCode::UNSUPPORTED_VERSION => {
-                            p.phase = Phase::Stopped;
-                            let e = Error::broker(code, "fetch refused; seek (after fixing the cause) to continue")
-                                .with_api("Fetch")
-                                .with_partition(tp.topic(), tp.partition());
                             self.emit(&tp, gen, EventKind::Error(e));
-                        }
-                        code => {
-                            tracing::debug!(partition = %tp, error = %code, "fetch error, retrying after a backoff");
-                            if code.invalidates_metadata() || !code.is_retriable() {
-                                refresh = true;
-                            }
-                            p.retry_at = Some(now + self.cfg.client.retry_backoff);
+                        } else {
+                            tracing::info!(partition = %tp, offset = p.fetch_offset, "fetch offset out of range, resetting");
+                            p.phase = Phase::NeedsReset(self.cfg.auto_offset_reset);
                         }
                     }
-                }
+                    ErrorCode::TOPIC_AUTHORIZATION_FAILED
+                    | ErrorCode::CLUSTER_AUTHORIZATION_FAILED
+                    | ErrorCode::CORRUPT_MESSAGE
+                    | ErrorCode::UNSUPPORTED_COMPRESSION_TYPE
+                    | ErrorCode::UNSUPPORTED_VERSION => {
+                        p.phase = Phase::Stopped;
+                        let e = Error::broker(
+                            code,
+                            "fetch refused; seek (after fixing the cause) to continue",
+                        )
+                        .with_api("Fetch")
+                        .with_partition(tp.topic(), tp.partition());
+                        self.emit(&tp, gen, EventKind::Error(e));
+                    }
+                    code => {
+                        tracing::debug!(partition = %tp, error = %code, "fetch error, retrying after a backoff");
+                        if code.invalidates_metadata() || !code.is_retriable() {
+                            refresh = true;
+                        }
+                        p.retry_at = Some(now + self.cfg.client.retry_backoff);
+                    }
+                },
             }
         }
         if refresh {
@@ -579,12 +648,17 @@ async fn resolve(
     if !committed_wanted.is_empty() {
         match &cfg.group_id {
             None => resets.extend(
-                committed_wanted.into_iter().map(|(tp, gen)| (tp, gen, cfg.auto_offset_reset, Phase::NeedsCommitted)),
+                committed_wanted
+                    .into_iter()
+                    .map(|(tp, gen)| (tp, gen, cfg.auto_offset_reset, Phase::NeedsCommitted)),
             ),
             Some(group) => {
-                let tps: Vec<TopicPartition> = committed_wanted.iter().map(|(tp, _)| tp.clone()).collect();
-                let require_stable = cfg.isolation_level == super::config::IsolationLevel::ReadCommitted;
-                match offsets::fetch_committed(cluster, group, &tps, require_stable, deadline).await {
+                let tps: Vec<TopicPartition> =
+                    committed_wanted.iter().map(|(tp, _)| tp.clone()).collect();
+                let require_stable =
+                    cfg.isolation_level == super::config::IsolationLevel::ReadCommitted;
+                match offsets::fetch_committed(cluster, group, &tps, require_stable, deadline).await
+                {
                     Ok(found) => {
                         for (tp, gen) in committed_wanted {
                             match found.get(&tp).cloned().flatten() {
@@ -594,7 +668,12 @@ async fn resolve(
                                     retry: Phase::NeedsCommitted,
                                     result: Ok(Some((om.offset, om.leader_epoch))),
                                 }),
-                                None => resets.push((tp, gen, cfg.auto_offset_reset, Phase::NeedsCommitted)),
+                                None => resets.push((
+                                    tp,
+                                    gen,
+                                    cfg.auto_offset_reset,
+                                    Phase::NeedsCommitted,
+                                )),
                             }
                         }
                     }
@@ -615,7 +694,12 @@ async fn resolve(
             OffsetReset::Earliest => EARLIEST_TIMESTAMP,
             OffsetReset::Latest => LATEST_TIMESTAMP,
             OffsetReset::None => {
-                out.push(Lookup { tp, gen, retry, result: Ok(None) });
+                out.push(Lookup {
+                    tp,
+                    gen,
+                    retry,
+                    result: Ok(None),
+                });
                 continue;
             }
         };
@@ -624,8 +708,15 @@ async fn resolve(
     }
     if !query.is_empty() {
         for (tp, r) in offsets::list_offsets(cluster, cfg.isolation_level, &query, deadline).await {
-            let Some(&(gen, retry)) = meta.get(&tp) else { continue };
-            out.push(Lookup { tp, gen, retry, result: r.map(|lo| Some((lo.offset, lo.leader_epoch))) });
+            let Some(&(gen, retry)) = meta.get(&tp) else {
+                continue;
+            };
+            out.push(Lookup {
+                tp,
+                gen,
+                retry,
+                result: r.map(|lo| Some((lo.offset, lo.leader_epoch))),
+            });
         }
     }
     out

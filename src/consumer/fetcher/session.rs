@@ -97,7 +97,11 @@ impl FetchSession {
 
     /// Plans the next request for `wanted`, and records it as what the
     /// broker will hold. `by_id`: whether topics go by id in this request.
-    pub fn build(&mut self, wanted: &BTreeMap<TopicPartition, PartitionParams>, by_id: bool) -> SessionRequest {
+    pub fn build(
+        &mut self,
+        wanted: &BTreeMap<TopicPartition, PartitionParams>,
+        by_id: bool,
+    ) -> SessionRequest {
         if self.by_id != Some(by_id) {
             self.by_id = Some(by_id);
             self.epoch = 0;
@@ -110,7 +114,13 @@ impl FetchSession {
                 send.rotate_left(n);
                 self.rotation = self.rotation.wrapping_add(1);
             }
-            SessionRequest { session_id: self.id, session_epoch: self.epoch.max(0), full, send, forget: Vec::new() }
+            SessionRequest {
+                session_id: self.id,
+                session_epoch: self.epoch.max(0),
+                full,
+                send,
+                forget: Vec::new(),
+            }
         } else {
             let send = wanted
                 .iter()
@@ -123,7 +133,13 @@ impl FetchSession {
                 .filter(|(tp, _)| !wanted.contains_key(*tp))
                 .map(|(tp, p)| (tp.clone(), p.topic_id))
                 .collect();
-            SessionRequest { session_id: self.id, session_epoch: self.epoch, full, send, forget }
+            SessionRequest {
+                session_id: self.id,
+                session_epoch: self.epoch,
+                full,
+                send,
+                forget,
+            }
         };
         self.known = wanted.clone();
         req
@@ -189,7 +205,11 @@ mod tests {
         let r = s.build(&wanted(&[(0, 10), (1, 0), (2, 5)]), true);
         assert!(!r.full);
         assert_eq!((r.session_id, r.session_epoch), (77, 1));
-        let sent: Vec<_> = r.send.iter().map(|(t, p)| (t.partition(), p.fetch_offset)).collect();
+        let sent: Vec<_> = r
+            .send
+            .iter()
+            .map(|(t, p)| (t.partition(), p.fetch_offset))
+            .collect();
         assert_eq!(sent, [(0, 10), (2, 5)]);
         assert!(r.forget.is_empty());
         s.on_response(&r, 77);
@@ -202,7 +222,13 @@ mod tests {
 
         // Partition 1 paused or moved away: forgotten.
         let r = s.build(&wanted(&[(0, 10), (2, 5)]), true);
-        assert_eq!(r.forget.iter().map(|(t, _)| t.partition()).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            r.forget
+                .iter()
+                .map(|(t, _)| t.partition())
+                .collect::<Vec<_>>(),
+            [1]
+        );
         s.on_response(&r, 77);
         assert_eq!(s.epoch(), 4);
     }
@@ -216,7 +242,11 @@ mod tests {
         s.on_failure(false);
         let r = s.build(&wanted(&[(0, 3)]), true);
         assert!(r.full);
-        assert_eq!((r.session_id, r.session_epoch), (5, 0), "closes session 5 and asks for a new one");
+        assert_eq!(
+            (r.session_id, r.session_epoch),
+            (5, 0),
+            "closes session 5 and asks for a new one"
+        );
         s.on_response(&r, 6);
         assert_eq!((s.id(), s.epoch()), (6, 1));
 

@@ -14,7 +14,9 @@ use crate::consumer::config::IsolationLevel;
 use crate::consumer::TopicPartition;
 use crate::error::{Error, ErrorCode};
 use crate::net::{ConnKind, NodeId};
-use crate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic, ForgottenTopic, PartitionData};
+use crate::protocol::messages::fetch::{
+    FetchPartition, FetchRequest, FetchTopic, ForgottenTopic, PartitionData,
+};
 use crate::protocol::messages::Uuid;
 use crate::record::{Batch, Batches, DecodeOptions};
 use std::collections::{HashMap, VecDeque};
@@ -46,7 +48,10 @@ pub(crate) struct Chunk {
 #[derive(Debug)]
 pub(crate) enum PartResult {
     /// Data (possibly none) and the leader epoch of the last batch.
-    Data { chunk: Chunk, last_epoch: Option<i32> },
+    Data {
+        chunk: Chunk,
+        last_epoch: Option<i32>,
+    },
     /// A partition-level error code.
     Error(ErrorCode),
     /// The log diverged from what was fetched (KIP-320): truncated to
@@ -82,7 +87,10 @@ pub(crate) struct FetchJob {
 #[derive(Debug)]
 pub(crate) enum FetchResult {
     /// The broker answered; `session_id` is its session id.
-    Ok { session_id: i32, partitions: Vec<PartitionOutcome> },
+    Ok {
+        session_id: i32,
+        partitions: Vec<PartitionOutcome>,
+    },
     /// The broker cannot address topics by id (version below 13): retry by
     /// name.
     NeedsNames { version: i16 },
@@ -94,8 +102,13 @@ pub(crate) enum FetchResult {
 pub(crate) fn build_request(job: &FetchJob, version: i16) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (tp, p) in &job.plan.send {
-        let same =
-            topics.last().is_some_and(|t| if job.by_id { t.topic_id == p.topic_id } else { t.topic == tp.topic() });
+        let same = topics.last().is_some_and(|t| {
+            if job.by_id {
+                t.topic_id == p.topic_id
+            } else {
+                t.topic == tp.topic()
+            }
+        });
         if !same {
             topics.push(FetchTopic {
                 topic: tp.topic().to_string(),
@@ -109,7 +122,11 @@ pub(crate) fn build_request(job: &FetchJob, version: i16) -> FetchRequest {
                 partition: tp.partition(),
                 current_leader_epoch: p.current_leader_epoch,
                 fetch_offset: p.fetch_offset,
-                last_fetched_epoch: if version >= 12 { p.last_fetched_epoch } else { -1 },
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
                 log_start_offset: -1,
                 partition_max_bytes: p.max_bytes,
                 ..Default::default()
@@ -118,9 +135,19 @@ pub(crate) fn build_request(job: &FetchJob, version: i16) -> FetchRequest {
     }
     let mut forgotten: Vec<ForgottenTopic> = Vec::new();
     for (tp, id) in &job.plan.forget {
-        let same = forgotten.last().is_some_and(|t| if job.by_id { t.topic_id == *id } else { t.topic == tp.topic() });
+        let same = forgotten.last().is_some_and(|t| {
+            if job.by_id {
+                t.topic_id == *id
+            } else {
+                t.topic == tp.topic()
+            }
+        });
         if !same {
-            forgotten.push(ForgottenTopic { topic: tp.topic().to_string(), topic_id: *id, ..Default::default() });
+            forgotten.push(ForgottenTopic {
+                topic: tp.topic().to_string(),
+                topic_id: *id,
+                ..Default::default()
+            });
         }
         if let Some(t) = forgotten.last_mut() {
             t.partitions.push(tp.partition());
@@ -142,7 +169,11 @@ pub(crate) fn build_request(job: &FetchJob, version: i16) -> FetchRequest {
 }
 
 /// Sends the job's request and decodes the answer.
-pub(crate) async fn run(cluster: Arc<Cluster>, buffer: Arc<FetchBuffer>, job: &FetchJob) -> FetchResult {
+pub(crate) async fn run(
+    cluster: Arc<Cluster>,
+    buffer: Arc<FetchBuffer>,
+    job: &FetchJob,
+) -> FetchResult {
     let conn = match cluster.connection(job.node, ConnKind::Fetch).await {
         Ok(c) => c,
         Err(e) => return FetchResult::Failed(e),
@@ -163,7 +194,11 @@ pub(crate) async fn run(cluster: Arc<Cluster>, buffer: Arc<FetchBuffer>, job: &F
     };
     let code = ErrorCode(resp.error_code);
     if !code.is_ok() {
-        return FetchResult::Failed(Error::broker(code, "fetch failed").with_api("Fetch").with_broker(conn.label()));
+        return FetchResult::Failed(
+            Error::broker(code, "fetch failed")
+                .with_api("Fetch")
+                .with_broker(conn.label()),
+        );
     }
     let mut out = Vec::new();
     for t in resp.responses {
@@ -188,7 +223,10 @@ pub(crate) async fn run(cluster: Arc<Cluster>, buffer: Arc<FetchBuffer>, job: &F
             out.push(PartitionOutcome { tp, result });
         }
     }
-    FetchResult::Ok { session_id: resp.session_id, partitions: out }
+    FetchResult::Ok {
+        session_id: resp.session_id,
+        partitions: out,
+    }
 }
 
 /// Turns one partition of a response into what the application will see:
@@ -204,7 +242,10 @@ pub(crate) fn decode_partition(
 ) -> PartResult {
     let code = ErrorCode(p.error_code);
     if p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset >= 0 {
-        return PartResult::Diverging { epoch: p.diverging_epoch.epoch, end_offset: p.diverging_epoch.end_offset };
+        return PartResult::Diverging {
+            epoch: p.diverging_epoch.epoch,
+            end_offset: p.diverging_epoch.end_offset,
+        };
     }
     if !code.is_ok() {
         return PartResult::Error(code);
@@ -212,7 +253,10 @@ pub(crate) fn decode_partition(
     let records = p.records.unwrap_or_default();
     let mut filter = match isolation {
         IsolationLevel::ReadCommitted => AbortedFilter::read_committed(
-            p.aborted_transactions.iter().flatten().map(|a| (a.producer_id, a.first_offset)),
+            p.aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.producer_id, a.first_offset)),
         ),
         IsolationLevel::ReadUncommitted => AbortedFilter::read_uncommitted(),
     };
@@ -287,9 +331,11 @@ fn no_progress(tp: &TopicPartition, offset: i64) -> Error {
 
 fn corrupt(tp: &TopicPartition, offset: i64, e: crate::record::RecordError) -> Error {
     let what = crate::consumer::record_error_summary(&e);
-    Error::protocol(format!("{what} at or after offset {offset}; seek past it to continue"))
-        .with_source(e)
-        .with_api("Fetch")
-        .with_partition(tp.topic(), tp.partition())
-        .with_class(crate::error::ErrorClass::Permanent)
+    Error::protocol(format!(
+        "{what} at or after offset {offset}; seek past it to continue"
+    ))
+    .with_source(e)
+    .with_api("Fetch")
+    .with_partition(tp.topic(), tp.partition())
+    .with_class(crate::error::ErrorClass::Permanent)
 }

@@ -33,16 +33,23 @@
 //! same member rejoin.
 
 use super::assignor::{
-    self, common_protocol, decode_assignment, decode_subscription, encode_assignment, encode_subscription, sorted,
-    Assignment, Assignor, MemberSubscription, RebalanceProtocol, Subscription, TopicPartition, NO_GENERATION,
+    self, common_protocol, decode_assignment, decode_subscription, encode_assignment,
+    encode_subscription, sorted, Assignment, Assignor, MemberSubscription, RebalanceProtocol,
+    Subscription, TopicPartition, NO_GENERATION,
 };
 use super::{Generation, GroupConfig};
 use crate::error::{Error, ErrorClass, ErrorCode, Result};
 use crate::net::backoff::Backoff;
 use crate::protocol::messages::heartbeat::{HeartbeatRequest, HeartbeatResponse};
-use crate::protocol::messages::join_group::{JoinGroupRequest, JoinGroupRequestProtocol, JoinGroupResponse};
-use crate::protocol::messages::leave_group::{LeaveGroupRequest, LeaveGroupResponse, MemberIdentity};
-use crate::protocol::messages::sync_group::{SyncGroupRequest, SyncGroupRequestAssignment, SyncGroupResponse};
+use crate::protocol::messages::join_group::{
+    JoinGroupRequest, JoinGroupRequestProtocol, JoinGroupResponse,
+};
+use crate::protocol::messages::leave_group::{
+    LeaveGroupRequest, LeaveGroupResponse, MemberIdentity,
+};
+use crate::protocol::messages::sync_group::{
+    SyncGroupRequest, SyncGroupRequestAssignment, SyncGroupResponse,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,8 +198,11 @@ impl ClassicMember {
         now: Instant,
     ) -> Result<Self> {
         cfg.validate()?;
-        let assignors: Vec<Arc<dyn Assignor>> =
-            cfg.partition_assignment_strategy.iter().filter_map(|n| assignor::by_name(n)).collect();
+        let assignors: Vec<Arc<dyn Assignor>> = cfg
+            .partition_assignment_strategy
+            .iter()
+            .filter_map(|n| assignor::by_name(n))
+            .collect();
         let protocol = common_protocol(&assignors);
         Ok(ClassicMember {
             group_id: cfg.group_id.clone(),
@@ -205,7 +215,10 @@ impl ClassicMember {
             assignors,
             protocol,
             state: State::Unjoined,
-            topics: sorted(topics.into_iter().map(|t| (t, 0))).into_iter().map(|(t, _)| t).collect(),
+            topics: sorted(topics.into_iter().map(|t| (t, 0)))
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect(),
             leader_counts: None,
             joined_topics: Vec::new(),
             member_id: String::new(),
@@ -244,11 +257,13 @@ impl ClassicMember {
 
     /// The current generation, when the member is in a stable one.
     pub fn generation(&self) -> Option<Generation> {
-        (self.generation >= 0 && !self.member_id.is_empty() && self.state == State::Stable).then(|| Generation {
-            generation_id: self.generation,
-            member_id: self.member_id.clone(),
-            group_instance_id: self.instance_id.clone(),
-        })
+        (self.generation >= 0 && !self.member_id.is_empty() && self.state == State::Stable).then(
+            || Generation {
+                generation_id: self.generation,
+                member_id: self.member_id.clone(),
+                group_instance_id: self.instance_id.clone(),
+            },
+        )
     }
 
     /// The partitions the consumer holds now.
@@ -293,7 +308,10 @@ impl ClassicMember {
 
     /// Changes the subscription; a member rejoins so the leader reassigns.
     pub fn update_subscription(&mut self, topics: Vec<String>) {
-        let topics: Vec<String> = sorted(topics.into_iter().map(|t| (t, 0))).into_iter().map(|(t, _)| t).collect();
+        let topics: Vec<String> = sorted(topics.into_iter().map(|t| (t, 0)))
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         if topics != self.topics {
             self.topics = topics;
             self.request_rejoin("the subscription changed");
@@ -303,14 +321,19 @@ impl ClassicMember {
     /// Topics whose partition counts the leader watches (the group's
     /// subscriptions when it last assigned); empty for followers.
     pub fn watched_topics(&self) -> Vec<String> {
-        self.leader_counts.as_ref().map(|c| c.keys().cloned().collect()).unwrap_or_default()
+        self.leader_counts
+            .as_ref()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Fresh partition counts (topic → count, missing = no such topic) for
     /// the [`watched_topics`](Self::watched_topics). As leader, a count that
     /// differs from the one the assignment used triggers a rejoin.
     pub fn on_partition_counts(&mut self, counts: &BTreeMap<String, i32>) {
-        let Some(snap) = &self.leader_counts else { return };
+        let Some(snap) = &self.leader_counts else {
+            return;
+        };
         let changed: Vec<String> = snap
             .iter()
             .filter(|(t, n)| counts.get(*t).copied().unwrap_or(0) != **n)
@@ -424,8 +447,11 @@ impl ClassicMember {
             }
             State::AwaitingMetadata => {
                 let l = self.leader.as_ref()?;
-                let topics: BTreeSet<String> =
-                    l.members.iter().flat_map(|m| m.subscription.topics.iter().cloned()).collect();
+                let topics: BTreeSet<String> = l
+                    .members
+                    .iter()
+                    .flat_map(|m| m.subscription.topics.iter().cloned())
+                    .collect();
                 self.in_flight = Some(InFlight::Metadata);
                 Some(Action::Metadata(topics.into_iter().collect()))
             }
@@ -457,7 +483,10 @@ impl ClassicMember {
     }
 
     fn is_member_state(&self) -> bool {
-        matches!(self.state, State::Joining | State::AwaitingMetadata | State::Syncing | State::Stable)
+        matches!(
+            self.state,
+            State::Joining | State::AwaitingMetadata | State::Syncing | State::Stable
+        )
     }
 
     fn heartbeat_due(&self) -> Instant {
@@ -488,9 +517,12 @@ impl ClassicMember {
         self.prepared = true;
         let revoke: Vec<TopicPartition> = match self.protocol {
             RebalanceProtocol::Eager => self.owned.clone(),
-            RebalanceProtocol::Cooperative => {
-                self.owned.iter().filter(|(t, _)| !self.topics.contains(t)).cloned().collect()
-            }
+            RebalanceProtocol::Cooperative => self
+                .owned
+                .iter()
+                .filter(|(t, _)| !self.topics.contains(t))
+                .cloned()
+                .collect(),
         };
         if !revoke.is_empty() {
             self.owned.retain(|tp| !revoke.contains(tp));
@@ -674,7 +706,11 @@ impl ClassicMember {
             self.state = State::Unjoined;
             return self.group_error(now, code, "JoinGroup");
         }
-        let Some(protocol) = resp.protocol_name.clone().filter(|p| self.assignors.iter().any(|a| a.name() == p)) else {
+        let Some(protocol) = resp
+            .protocol_name
+            .clone()
+            .filter(|p| self.assignors.iter().any(|a| a.name() == p))
+        else {
             return self.fail(Error::protocol(format!(
                 "JoinGroup chose protocol {:?}, which this member did not offer",
                 resp.protocol_name
@@ -709,7 +745,11 @@ impl ClassicMember {
                     }
                 })
                 .collect();
-            self.leader = Some(LeaderState { protocol, members, skip_assignment: resp.skip_assignment });
+            self.leader = Some(LeaderState {
+                protocol,
+                members,
+                skip_assignment: resp.skip_assignment,
+            });
             if self.leader.as_ref().is_some_and(|l| l.skip_assignment) {
                 // KIP-814: a static leader rejoined; the broker keeps the
                 // current assignment and just wants a SyncGroup.
@@ -744,20 +784,39 @@ impl ClassicMember {
         let Some(leader) = self.leader.take() else {
             return;
         };
-        let Some(assignor) = self.assignors.iter().find(|a| a.name() == leader.protocol).cloned() else {
+        let Some(assignor) = self
+            .assignors
+            .iter()
+            .find(|a| a.name() == leader.protocol)
+            .cloned()
+        else {
             return;
         };
-        let subscribed: BTreeSet<&String> = leader.members.iter().flat_map(|m| m.subscription.topics.iter()).collect();
-        self.leader_counts = Some(subscribed.into_iter().map(|t| (t.clone(), counts.get(t).copied().unwrap_or(0))).collect());
+        let subscribed: BTreeSet<&String> = leader
+            .members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter())
+            .collect();
+        self.leader_counts = Some(
+            subscribed
+                .into_iter()
+                .map(|t| (t.clone(), counts.get(t).copied().unwrap_or(0)))
+                .collect(),
+        );
         let result = assignor.assign(&counts, &leader.members);
         tracing::debug!(group = %self.group_id, generation = self.generation, assignor = assignor.name(), ?result, "leader computed assignment");
         let mut assignments = Vec::with_capacity(result.len());
         for (member_id, partitions) in result {
-            let a = Assignment { partitions, user_data: None };
+            let a = Assignment {
+                partitions,
+                user_data: None,
+            };
             match encode_assignment(&a) {
-                Ok(bytes) => {
-                    assignments.push(SyncGroupRequestAssignment { member_id, assignment: bytes, ..Default::default() })
-                }
+                Ok(bytes) => assignments.push(SyncGroupRequestAssignment {
+                    member_id,
+                    assignment: bytes,
+                    ..Default::default()
+                }),
                 Err(e) => return self.fail(e),
             }
         }
@@ -790,8 +849,17 @@ impl ClassicMember {
         let new: Vec<TopicPartition> = assignment.partitions;
         let new_set: BTreeSet<&TopicPartition> = new.iter().collect();
         let old_set: BTreeSet<&TopicPartition> = self.owned.iter().collect();
-        let revoked: Vec<TopicPartition> = self.owned.iter().filter(|p| !new_set.contains(p)).cloned().collect();
-        let added: Vec<TopicPartition> = new.iter().filter(|p| !old_set.contains(p)).cloned().collect();
+        let revoked: Vec<TopicPartition> = self
+            .owned
+            .iter()
+            .filter(|p| !new_set.contains(p))
+            .cloned()
+            .collect();
+        let added: Vec<TopicPartition> = new
+            .iter()
+            .filter(|p| !old_set.contains(p))
+            .cloned()
+            .collect();
         self.state = State::Stable;
         self.last_heartbeat_ok = now;
         self.last_heartbeat_sent = Some(now);
@@ -1007,14 +1075,23 @@ mod tests {
 
     fn sync_ok(ps: &[i32]) -> SyncGroupResponse {
         SyncGroupResponse {
-            assignment: encode_assignment(&Assignment { partitions: tps(ps), user_data: None }).unwrap(),
+            assignment: encode_assignment(&Assignment {
+                partitions: tps(ps),
+                user_data: None,
+            })
+            .unwrap(),
             ..Default::default()
         }
     }
 
     /// Drives a fresh member through coordinator lookup, the KIP-394 member
     /// id round trip, JoinGroup as a follower and SyncGroup.
-    fn stable_follower(strategy: &[&str], instance: Option<&str>, ps: &[i32], now: Instant) -> ClassicMember {
+    fn stable_follower(
+        strategy: &[&str],
+        instance: Option<&str>,
+        ps: &[i32],
+        now: Instant,
+    ) -> ClassicMember {
         let mut m = new_member(strategy, instance, now);
         assert!(matches!(m.poll(now), Some(Action::FindCoordinator)));
         assert!(m.poll(now).is_none(), "one request at a time");
@@ -1035,11 +1112,15 @@ mod tests {
             assert_eq!(expect_join(&mut m, now).member_id, "m-1");
         }
         m.on_join(now, join_ok("m-1", "leader-x", 4, strategy[0], vec![]));
-        let Some(Action::Sync(s)) = m.poll(now) else { panic!("expected SyncGroup") };
+        let Some(Action::Sync(s)) = m.poll(now) else {
+            panic!("expected SyncGroup")
+        };
         assert_eq!((s.generation_id, s.member_id.as_str()), (4, "m-1"));
         assert!(s.assignments.is_empty(), "followers send no assignments");
         m.on_sync(now, sync_ok(ps));
-        assert!(matches!(m.poll(now), Some(Action::Event(MemberEvent::Assigned(a))) if a == tps(ps)));
+        assert!(
+            matches!(m.poll(now), Some(Action::Event(MemberEvent::Assigned(a))) if a == tps(ps))
+        );
         m.event_done();
         assert_eq!(m.state(), State::Stable);
         m
@@ -1051,11 +1132,17 @@ mod tests {
         let mut m = stable_follower(&["range"], None, &[0, 1], t0);
         assert_eq!(
             m.generation(),
-            Some(Generation { generation_id: 4, member_id: "m-1".into(), group_instance_id: None })
+            Some(Generation {
+                generation_id: 4,
+                member_id: "m-1".into(),
+                group_instance_id: None
+            })
         );
         assert!(m.poll(t0 + Duration::from_secs(1)).is_none());
         assert_eq!(m.next_wakeup(), Some(t0 + Duration::from_secs(3)));
-        let Some(Action::Heartbeat(h)) = m.poll(t0 + Duration::from_secs(3)) else { panic!() };
+        let Some(Action::Heartbeat(h)) = m.poll(t0 + Duration::from_secs(3)) else {
+            panic!()
+        };
         assert_eq!((h.generation_id, h.member_id.as_str()), (4, "m-1"));
         m.on_heartbeat(t0 + Duration::from_secs(3), HeartbeatResponse::default());
         assert!(m.poll(t0 + Duration::from_secs(4)).is_none());
@@ -1082,14 +1169,23 @@ mod tests {
         };
         m.on_join(t0, join_ok("a", "a", 1, "range", vec![sub("a"), sub("b")]));
         assert!(m.is_leader());
-        let Some(Action::Metadata(topics)) = m.poll(t0) else { panic!() };
+        let Some(Action::Metadata(topics)) = m.poll(t0) else {
+            panic!()
+        };
         assert_eq!(topics, vec![T.to_string()]);
         m.on_metadata(t0, Ok([(T.to_string(), 4)].into()));
-        let Some(Action::Sync(s)) = m.poll(t0) else { panic!() };
+        let Some(Action::Sync(s)) = m.poll(t0) else {
+            panic!()
+        };
         let got: BTreeMap<_, _> = s
             .assignments
             .iter()
-            .map(|a| (a.member_id.clone(), decode_assignment(a.assignment.clone()).unwrap().partitions))
+            .map(|a| {
+                (
+                    a.member_id.clone(),
+                    decode_assignment(a.assignment.clone()).unwrap().partitions,
+                )
+            })
             .collect();
         assert_eq!(got["a"], tps(&[0, 1]));
         assert_eq!(got["b"], tps(&[2, 3]));
@@ -1098,14 +1194,20 @@ mod tests {
         // do nothing, a partition added makes it rejoin (Java's assignment
         // snapshot check).
         m.on_sync(t0, sync_ok(&[0, 1]));
-        assert!(matches!(m.poll(t0), Some(Action::Event(MemberEvent::Assigned(_)))));
+        assert!(matches!(
+            m.poll(t0),
+            Some(Action::Event(MemberEvent::Assigned(_)))
+        ));
         m.event_done();
         assert_eq!(m.watched_topics(), vec![T.to_string()]);
         m.on_partition_counts(&[(T.to_string(), 4)].into());
         assert!(!m.rejoin_needed);
         m.on_partition_counts(&[(T.to_string(), 6)].into());
         assert!(m.rejoin_needed, "partitions added: rejoin");
-        assert!(m.watched_topics().is_empty(), "checked again after the next assignment");
+        assert!(
+            m.watched_topics().is_empty(),
+            "checked again after the next assignment"
+        );
     }
 
     #[test]
@@ -1117,7 +1219,10 @@ mod tests {
         let _ = expect_join(&mut m, t0);
         m.update_subscription(vec![T.to_string(), "other".to_string()]);
         m.on_join(t0, join_ok("m-1", "leader-x", 1, "range", vec![]));
-        assert!(m.rejoin_needed, "the generation was formed with the old topics");
+        assert!(
+            m.rejoin_needed,
+            "the generation was formed with the old topics"
+        );
         let mut m = new_member(&["range"], None, t0);
         m.poll(t0);
         m.on_coordinator(t0, Ok(()));
@@ -1140,12 +1245,25 @@ mod tests {
         let t0 = Instant::now();
         let mut m = stable_follower(&["range"], None, &[0, 1, 2], t0);
         let t1 = t0 + Duration::from_secs(3);
-        let Some(Action::Heartbeat(_)) = m.poll(t1) else { panic!() };
-        m.on_heartbeat(t1, HeartbeatResponse { error_code: ErrorCode::REBALANCE_IN_PROGRESS.0, ..Default::default() });
-        assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[0, 1, 2])));
+        let Some(Action::Heartbeat(_)) = m.poll(t1) else {
+            panic!()
+        };
+        m.on_heartbeat(
+            t1,
+            HeartbeatResponse {
+                error_code: ErrorCode::REBALANCE_IN_PROGRESS.0,
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[0, 1, 2]))
+        );
         // Waiting for the consumer to commit: no join yet, but heartbeats go on.
         assert!(m.poll(t1).is_none());
-        assert!(matches!(m.poll(t1 + Duration::from_secs(3)), Some(Action::Heartbeat(_))));
+        assert!(matches!(
+            m.poll(t1 + Duration::from_secs(3)),
+            Some(Action::Heartbeat(_))
+        ));
         m.on_heartbeat(t1 + Duration::from_secs(3), HeartbeatResponse::default());
         m.event_done();
         let j = expect_join(&mut m, t1 + Duration::from_secs(3));
@@ -1162,7 +1280,13 @@ mod tests {
         assert_eq!(m.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let t1 = t0 + Duration::from_secs(3);
         m.poll(t1);
-        m.on_heartbeat(t1, HeartbeatResponse { error_code: ErrorCode::REBALANCE_IN_PROGRESS.0, ..Default::default() });
+        m.on_heartbeat(
+            t1,
+            HeartbeatResponse {
+                error_code: ErrorCode::REBALANCE_IN_PROGRESS.0,
+                ..Default::default()
+            },
+        );
         // No revocation before the join: the subscription reports ownership.
         let j = expect_join(&mut m, t1);
         let sub = decode_subscription(j.protocols[0].metadata.clone()).unwrap();
@@ -1173,7 +1297,9 @@ mod tests {
         m.poll(t1);
         m.on_sync(t1, sync_ok(&[0, 1]));
         // Revoke t-2, then rejoin once the consumer acknowledged.
-        assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[2])));
+        assert!(
+            matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[2]))
+        );
         assert_eq!(m.assignment(), &tps(&[0, 1])[..]);
         assert!(m.poll(t1).is_none());
         m.event_done();
@@ -1193,13 +1319,33 @@ mod tests {
         let mut m = stable_follower(&["range"], None, &[0], t0);
         let t1 = t0 + Duration::from_secs(3);
         m.poll(t1);
-        m.on_heartbeat(t1, HeartbeatResponse { error_code: ErrorCode::ILLEGAL_GENERATION.0, ..Default::default() });
+        m.on_heartbeat(
+            t1,
+            HeartbeatResponse {
+                error_code: ErrorCode::ILLEGAL_GENERATION.0,
+                ..Default::default()
+            },
+        );
         assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Lost(l))) if l == tps(&[0])));
         assert!(m.generation().is_none());
         m.event_done();
-        assert_eq!(expect_join(&mut m, t1).member_id, "m-1", "ILLEGAL_GENERATION keeps the member id");
-        m.on_join(t1, JoinGroupResponse { error_code: ErrorCode::UNKNOWN_MEMBER_ID.0, ..Default::default() });
-        assert_eq!(expect_join(&mut m, t1).member_id, "", "UNKNOWN_MEMBER_ID starts afresh");
+        assert_eq!(
+            expect_join(&mut m, t1).member_id,
+            "m-1",
+            "ILLEGAL_GENERATION keeps the member id"
+        );
+        m.on_join(
+            t1,
+            JoinGroupResponse {
+                error_code: ErrorCode::UNKNOWN_MEMBER_ID.0,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            expect_join(&mut m, t1).member_id,
+            "",
+            "UNKNOWN_MEMBER_ID starts afresh"
+        );
     }
 
     #[test]
@@ -1208,14 +1354,36 @@ mod tests {
         let mut m = stable_follower(&["range"], None, &[0], t0);
         let t1 = t0 + Duration::from_secs(3);
         m.poll(t1);
-        m.on_heartbeat(t1, HeartbeatResponse { error_code: ErrorCode::NOT_COORDINATOR.0, ..Default::default() });
+        m.on_heartbeat(
+            t1,
+            HeartbeatResponse {
+                error_code: ErrorCode::NOT_COORDINATOR.0,
+                ..Default::default()
+            },
+        );
         assert!(matches!(m.poll(t1), Some(Action::FindCoordinator)));
         m.on_coordinator(t1, Ok(()));
-        assert_eq!(m.state(), State::Stable, "still a member: heartbeats go to the new coordinator");
-        assert!(matches!(m.poll(t1 + Duration::from_secs(3)), Some(Action::Heartbeat(_))));
+        assert_eq!(
+            m.state(),
+            State::Stable,
+            "still a member: heartbeats go to the new coordinator"
+        );
+        assert!(matches!(
+            m.poll(t1 + Duration::from_secs(3)),
+            Some(Action::Heartbeat(_))
+        ));
         // A transport failure during a join restarts the join after a lookup.
-        m.on_heartbeat(t1, HeartbeatResponse { error_code: ErrorCode::REBALANCE_IN_PROGRESS.0, ..Default::default() });
-        assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(_)))));
+        m.on_heartbeat(
+            t1,
+            HeartbeatResponse {
+                error_code: ErrorCode::REBALANCE_IN_PROGRESS.0,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            m.poll(t1),
+            Some(Action::Event(MemberEvent::Revoked(_)))
+        ));
         m.event_done();
         expect_join(&mut m, t1);
         m.on_transport_error(t1, &Error::timeout("t"));
@@ -1236,11 +1404,17 @@ mod tests {
             if let Some(Action::Heartbeat(_)) = m.poll(t) {
                 m.on_heartbeat(
                     t,
-                    HeartbeatResponse { error_code: ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0, ..Default::default() },
+                    HeartbeatResponse {
+                        error_code: ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0,
+                        ..Default::default()
+                    },
                 );
             }
         }
-        assert!(matches!(m.poll(t0 + Duration::from_secs(11)), Some(Action::FindCoordinator)));
+        assert!(matches!(
+            m.poll(t0 + Duration::from_secs(11)),
+            Some(Action::FindCoordinator)
+        ));
     }
 
     #[test]
@@ -1248,13 +1422,24 @@ mod tests {
         let t0 = Instant::now();
         let mut m = stable_follower(&["range"], Some("inst-1"), &[0, 1], t0);
         let t1 = t0 + Duration::from_secs(3);
-        let Some(Action::Heartbeat(h)) = m.poll(t1) else { panic!() };
+        let Some(Action::Heartbeat(h)) = m.poll(t1) else {
+            panic!()
+        };
         assert_eq!(h.group_instance_id.as_deref(), Some("inst-1"));
-        m.on_heartbeat(t1, HeartbeatResponse { error_code: ErrorCode::FENCED_INSTANCE_ID.0, ..Default::default() });
+        m.on_heartbeat(
+            t1,
+            HeartbeatResponse {
+                error_code: ErrorCode::FENCED_INSTANCE_ID.0,
+                ..Default::default()
+            },
+        );
         assert_eq!(m.state(), State::Failed);
         assert!(m.failure().unwrap().is_fatal());
         assert!(m.failure().unwrap().to_string().contains("inst-1"));
-        assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Lost(_)))));
+        assert!(matches!(
+            m.poll(t1),
+            Some(Action::Event(MemberEvent::Lost(_)))
+        ));
         assert!(m.poll(t1).is_none());
     }
 
@@ -1263,12 +1448,17 @@ mod tests {
         let t0 = Instant::now();
         let mut m = stable_follower(&["range"], Some("inst-1"), &[0], t0);
         m.leave();
-        assert!(matches!(m.poll(t0), Some(Action::Event(MemberEvent::Revoked(_)))));
+        assert!(matches!(
+            m.poll(t0),
+            Some(Action::Event(MemberEvent::Revoked(_)))
+        ));
         assert!(m.poll(t0).is_none());
         assert_eq!(m.state(), State::Left);
         let mut d = stable_follower(&["range"], None, &[0], t0);
         d.leave();
-        let Some(Action::Leave(l)) = d.poll(t0) else { panic!() };
+        let Some(Action::Leave(l)) = d.poll(t0) else {
+            panic!()
+        };
         assert_eq!(l.members[0].member_id, "m-1");
         d.on_leave(t0, LeaveGroupResponse::default());
         assert_eq!(d.state(), State::Left);
@@ -1289,15 +1479,26 @@ mod tests {
         assert_eq!(m.state(), State::Stable);
         // ...until max.poll.interval.ms passes.
         let late = t0 + Duration::from_secs(61);
-        let Some(Action::Leave(l)) = m.poll(late) else { panic!("expected LeaveGroup") };
-        assert!(l.members[0].reason.as_deref().unwrap().contains("poll timeout"));
+        let Some(Action::Leave(l)) = m.poll(late) else {
+            panic!("expected LeaveGroup")
+        };
+        assert!(l.members[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("poll timeout"));
         m.on_leave(late, LeaveGroupResponse::default());
-        assert!(matches!(m.poll(late), Some(Action::Event(MemberEvent::Lost(p))) if p == tps(&[0, 1])));
+        assert!(
+            matches!(m.poll(late), Some(Action::Event(MemberEvent::Lost(p))) if p == tps(&[0, 1]))
+        );
         m.event_done();
         assert_eq!(m.state(), State::PollExpired);
         assert!(m.poll(late + Duration::from_secs(100)).is_none());
         m.poll_tick(late + Duration::from_secs(100));
-        assert_eq!(expect_join(&mut m, late + Duration::from_secs(100)).member_id, "");
+        assert_eq!(
+            expect_join(&mut m, late + Duration::from_secs(100)).member_id,
+            ""
+        );
     }
 
     #[test]
@@ -1306,7 +1507,9 @@ mod tests {
         let mut m = stable_follower(&["cooperative-sticky"], None, &[0, 1], t0);
         m.update_subscription(vec!["other".into()]);
         // Cooperative: partitions of the dropped topic are revoked first.
-        assert!(matches!(m.poll(t0), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[0, 1])));
+        assert!(
+            matches!(m.poll(t0), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[0, 1]))
+        );
         m.event_done();
         let j = expect_join(&mut m, t0);
         let sub = decode_subscription(j.protocols[0].metadata.clone()).unwrap();
@@ -1330,7 +1533,13 @@ mod tests {
         expect_join(&mut m, t0);
         m.on_join(t0, join_ok("m", "x", 1, "range", vec![]));
         m.poll(t0);
-        m.on_sync(t0, SyncGroupResponse { assignment: bytes::Bytes::from_static(&[0, 1, 0x7f]), ..Default::default() });
+        m.on_sync(
+            t0,
+            SyncGroupResponse {
+                assignment: bytes::Bytes::from_static(&[0, 1, 0x7f]),
+                ..Default::default()
+            },
+        );
         assert_eq!(m.state(), State::Unjoined);
     }
 }

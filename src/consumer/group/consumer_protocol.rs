@@ -35,7 +35,8 @@ use super::{Generation, GroupConfig};
 use crate::error::{Error, ErrorClass, ErrorCode, Result};
 use crate::net::backoff::Backoff;
 use crate::protocol::messages::consumer_group_heartbeat::{
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatRequestTopicPartitions, ConsumerGroupHeartbeatResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatRequestTopicPartitions,
+    ConsumerGroupHeartbeatResponse,
 };
 use crate::protocol::messages::Uuid;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -221,7 +222,8 @@ impl ConsumerMember {
     pub fn event_done(&mut self) {
         self.awaiting_ack = false;
         if !self.revoking.is_empty() {
-            let gone: BTreeSet<TopicPartition> = std::mem::take(&mut self.revoking).into_iter().collect();
+            let gone: BTreeSet<TopicPartition> =
+                std::mem::take(&mut self.revoking).into_iter().collect();
             self.owned.retain(|p| !gone.contains(p));
             self.heartbeat_now = true;
         }
@@ -232,14 +234,20 @@ impl ConsumerMember {
         if self.in_flight == Some(InFlight::Resolve) {
             self.in_flight = None;
         }
-        let missing = self.target.keys().any(|id| !self.names.contains_key(id) && !found.contains_key(id));
+        let missing = self
+            .target
+            .keys()
+            .any(|id| !self.names.contains_key(id) && !found.contains_key(id));
         for (id, name) in found {
             self.ids.insert(name.clone(), id);
             self.names.insert(id, name);
         }
         if missing {
             // Metadata does not know the topic yet: ask again shortly.
-            let e = Error::new(crate::error::ErrorKind::NotFound, "assigned topic id not in metadata yet");
+            let e = Error::new(
+                crate::error::ErrorKind::NotFound,
+                "assigned topic id not in metadata yet",
+            );
             self.retry_later(now, &e);
         }
     }
@@ -265,7 +273,9 @@ impl ConsumerMember {
         if self.state == State::PollExpired {
             return None;
         }
-        if matches!(self.state, State::Joining | State::Stable) && now >= self.last_poll + self.max_poll_interval {
+        if matches!(self.state, State::Joining | State::Stable)
+            && now >= self.last_poll + self.max_poll_interval
+        {
             tracing::warn!(
                 group = %self.group_id,
                 "max.poll.interval.ms ({:?}) passed without a poll: leaving the group; poll more often or raise \
@@ -297,7 +307,10 @@ impl ConsumerMember {
             self.epoch = 0;
             self.heartbeat_now = true;
         }
-        let due = self.heartbeat_now || self.last_heartbeat_sent.is_none_or(|t| now >= t + self.heartbeat_interval);
+        let due = self.heartbeat_now
+            || self
+                .last_heartbeat_sent
+                .is_none_or(|t| now >= t + self.heartbeat_interval);
         if !due {
             return None;
         }
@@ -347,18 +360,25 @@ impl ConsumerMember {
             }
         }
         by.into_iter()
-            .map(|(topic_id, partitions)| ConsumerGroupHeartbeatRequestTopicPartitions {
-                topic_id,
-                partitions,
-                ..Default::default()
-            })
+            .map(
+                |(topic_id, partitions)| ConsumerGroupHeartbeatRequestTopicPartitions {
+                    topic_id,
+                    partitions,
+                    ..Default::default()
+                },
+            )
             .collect()
     }
 
     /// Moves `owned` toward the target: revocations first (and wait for
     /// the consumer), then additions; a heartbeat reports the result.
     fn reconcile(&mut self) -> Option<Action> {
-        let unknown: Vec<Uuid> = self.target.keys().filter(|id| !self.names.contains_key(id)).copied().collect();
+        let unknown: Vec<Uuid> = self
+            .target
+            .keys()
+            .filter(|id| !self.names.contains_key(id))
+            .copied()
+            .collect();
         if !unknown.is_empty() {
             self.in_flight = Some(InFlight::Resolve);
             return Some(Action::ResolveTopics(unknown));
@@ -410,7 +430,11 @@ impl ConsumerMember {
         ConsumerGroupHeartbeatRequest {
             group_id: self.group_id.clone(),
             member_id: self.member_id.clone(),
-            member_epoch: if self.instance_id.is_some() { STATIC_LEAVE_EPOCH } else { LEAVE_EPOCH },
+            member_epoch: if self.instance_id.is_some() {
+                STATIC_LEAVE_EPOCH
+            } else {
+                LEAVE_EPOCH
+            },
             instance_id: self.instance_id.clone(),
             ..Default::default()
         }
@@ -498,7 +522,12 @@ impl ConsumerMember {
             self.target = a
                 .topic_partitions
                 .into_iter()
-                .map(|tp| (tp.topic_id, tp.partitions.into_iter().filter(|p| *p >= 0).collect()))
+                .map(|tp| {
+                    (
+                        tp.topic_id,
+                        tp.partitions.into_iter().filter(|p| *p >= 0).collect(),
+                    )
+                })
                 .collect();
         }
     }
@@ -536,9 +565,12 @@ impl ConsumerMember {
             | ErrorCode::INCONSISTENT_GROUP_PROTOCOL
             | ErrorCode::INVALID_GROUP_ID
             | ErrorCode::GROUP_ID_NOT_FOUND => {
-                let e = Error::broker(code, format!("cannot be a member of group `{}`: {msg}", self.group_id))
-                    .with_api("ConsumerGroupHeartbeat")
-                    .with_class(ErrorClass::Fatal);
+                let e = Error::broker(
+                    code,
+                    format!("cannot be a member of group `{}`: {msg}", self.group_id),
+                )
+                .with_api("ConsumerGroupHeartbeat")
+                .with_class(ErrorClass::Fatal);
                 tracing::warn!(group = %self.group_id, error = %e, "group membership failed");
                 if !self.owned.is_empty() {
                     let owned = std::mem::take(&mut self.owned);
@@ -571,8 +603,10 @@ pub fn random_member_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut bytes = [0u8; 16];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
@@ -614,8 +648,13 @@ mod tests {
         c.group_protocol = super::super::GroupProtocol::Consumer;
         c.group_instance_id = instance.map(str::to_string);
         c.max_poll_interval = Duration::from_secs(60);
-        ConsumerMember::new(&c, vec!["t".into()], (Duration::from_millis(100), Duration::from_millis(100)), now)
-            .unwrap()
+        ConsumerMember::new(
+            &c,
+            vec!["t".into()],
+            (Duration::from_millis(100), Duration::from_millis(100)),
+            now,
+        )
+        .unwrap()
     }
 
     fn tps(ps: &[i32]) -> Vec<TopicPartition> {
@@ -651,16 +690,27 @@ mod tests {
         m.on_coordinator(now, Ok(()));
         let h = hb(&mut m, now);
         assert_eq!(h.member_epoch, 0);
-        assert_eq!(h.member_id.len(), 22, "client-generated member id (KIP-1082)");
-        assert_eq!(h.subscribed_topic_names.as_deref(), Some(&["t".to_string()][..]));
+        assert_eq!(
+            h.member_id.len(),
+            22,
+            "client-generated member id (KIP-1082)"
+        );
+        assert_eq!(
+            h.subscribed_topic_names.as_deref(),
+            Some(&["t".to_string()][..])
+        );
         assert_eq!(h.rebalance_timeout_ms, 60_000);
         assert_eq!(h.topic_partitions.as_deref(), Some(&[][..]));
         m.on_heartbeat(now, resp(1, Some(ps)));
-        let Some(Action::ResolveTopics(ids)) = m.poll(now) else { panic!() };
+        let Some(Action::ResolveTopics(ids)) = m.poll(now) else {
+            panic!()
+        };
         assert_eq!(ids, vec![TID]);
         m.on_topic_names(now, [(TID, "t".to_string())].into());
         if !ps.is_empty() {
-            assert!(matches!(m.poll(now), Some(Action::Event(MemberEvent::Assigned(a))) if a == tps(ps)));
+            assert!(
+                matches!(m.poll(now), Some(Action::Event(MemberEvent::Assigned(a))) if a == tps(ps))
+            );
             m.event_done();
             // The reconciled assignment is acknowledged at once.
             let h = hb(&mut m, now);
@@ -687,7 +737,9 @@ mod tests {
         let t1 = t0 + Duration::from_secs(5);
         hb(&mut m, t1);
         m.on_heartbeat(t1, resp(2, Some(&[1, 2, 3])));
-        assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[0])));
+        assert!(
+            matches!(m.poll(t1), Some(Action::Event(MemberEvent::Revoked(r))) if r == tps(&[0]))
+        );
         assert!(m.poll(t1).is_none(), "waits for the acknowledgement");
         // Keep-alive heartbeats still report t-0 owned until then.
         let h = hb(&mut m, t1 + Duration::from_secs(5));
@@ -695,7 +747,9 @@ mod tests {
         m.on_heartbeat(t1, resp(2, None));
         m.event_done();
         // Next: the added partition, then a heartbeat reporting the result.
-        assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Assigned(a))) if a == tps(&[3])));
+        assert!(
+            matches!(m.poll(t1), Some(Action::Event(MemberEvent::Assigned(a))) if a == tps(&[3]))
+        );
         m.event_done();
         let h = hb(&mut m, t1);
         assert_eq!(h.member_epoch, 2);
@@ -711,7 +765,10 @@ mod tests {
         hb(&mut m, t1);
         m.on_heartbeat(
             t1,
-            ConsumerGroupHeartbeatResponse { error_code: ErrorCode::FENCED_MEMBER_EPOCH.0, ..Default::default() },
+            ConsumerGroupHeartbeatResponse {
+                error_code: ErrorCode::FENCED_MEMBER_EPOCH.0,
+                ..Default::default()
+            },
         );
         assert!(matches!(m.poll(t1), Some(Action::Event(MemberEvent::Lost(l))) if l == tps(&[0])));
         m.event_done();
@@ -726,8 +783,17 @@ mod tests {
         m.leave();
         let h = hb(&mut m, t0);
         assert_eq!(h.member_epoch, LEAVE_EPOCH);
-        assert!(matches!(m.poll(t0), Some(Action::Event(MemberEvent::Revoked(_)))));
-        m.on_heartbeat(t0, ConsumerGroupHeartbeatResponse { member_epoch: -1, ..Default::default() });
+        assert!(matches!(
+            m.poll(t0),
+            Some(Action::Event(MemberEvent::Revoked(_)))
+        ));
+        m.on_heartbeat(
+            t0,
+            ConsumerGroupHeartbeatResponse {
+                member_epoch: -1,
+                ..Default::default()
+            },
+        );
         assert_eq!(m.state(), State::Left);
 
         let mut s = member(Some("i-1"), t0);
@@ -754,7 +820,10 @@ mod tests {
         let h = hb(&mut m, late);
         assert_eq!(h.member_epoch, LEAVE_EPOCH);
         m.on_heartbeat(late, ConsumerGroupHeartbeatResponse::default());
-        assert!(matches!(m.poll(late), Some(Action::Event(MemberEvent::Lost(_)))));
+        assert!(matches!(
+            m.poll(late),
+            Some(Action::Event(MemberEvent::Lost(_)))
+        ));
         m.event_done();
         assert!(m.poll(late).is_none());
         m.poll_tick(late);
@@ -785,9 +854,15 @@ mod tests {
         hb(&mut m, t0 + Duration::from_secs(5));
         m.on_heartbeat(
             t0,
-            ConsumerGroupHeartbeatResponse { error_code: ErrorCode::NOT_COORDINATOR.0, ..Default::default() },
+            ConsumerGroupHeartbeatResponse {
+                error_code: ErrorCode::NOT_COORDINATOR.0,
+                ..Default::default()
+            },
         );
-        assert!(matches!(m.poll(t0 + Duration::from_secs(5)), Some(Action::FindCoordinator)));
+        assert!(matches!(
+            m.poll(t0 + Duration::from_secs(5)),
+            Some(Action::FindCoordinator)
+        ));
         m.on_coordinator(t0, Ok(()));
         assert_eq!(hb(&mut m, t0 + Duration::from_secs(5)).member_epoch, 1);
     }
@@ -798,6 +873,8 @@ mod tests {
         let b = random_member_id();
         assert_eq!(a.len(), 22);
         assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

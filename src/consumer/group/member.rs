@@ -37,8 +37,12 @@ use crate::cluster::{Cluster, CoordinatorType, MetadataSnapshot};
 use crate::error::{Error, ErrorCode, ErrorKind, Result};
 use crate::net::{BrokerConnection, ConnKind};
 use crate::protocol::messages::leave_group::LeaveGroupRequest;
-use crate::protocol::messages::offset_commit::{OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use crate::protocol::messages::offset_fetch::{OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+use crate::protocol::messages::offset_commit::{
+    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use crate::protocol::messages::offset_fetch::{
+    OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
 use crate::protocol::messages::{Request, Uuid};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -151,11 +155,18 @@ impl GroupMember {
         let c = cluster.config();
         let backoff = (c.retry_backoff, c.retry_backoff_max);
         let machine = match cfg.group_protocol {
-            GroupProtocol::Classic => Machine::Classic(ClassicMember::new(&cfg, topics.clone(), backoff, now)?),
-            GroupProtocol::Consumer => Machine::Consumer(ConsumerMember::new(&cfg, topics.clone(), backoff, now)?),
+            GroupProtocol::Classic => {
+                Machine::Classic(ClassicMember::new(&cfg, topics.clone(), backoff, now)?)
+            }
+            GroupProtocol::Consumer => {
+                Machine::Consumer(ConsumerMember::new(&cfg, topics.clone(), backoff, now)?)
+            }
         };
         cluster.track_topics(topics.iter().map(String::as_str));
-        let shared = Arc::new(Mutex::new(Shared { topics: topics.clone(), ..Shared::default() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            topics: topics.clone(),
+            ..Shared::default()
+        }));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let task = MemberTask {
@@ -172,7 +183,14 @@ impl GroupMember {
             watch_at: now,
         };
         tokio::spawn(task.run());
-        let handle = GroupHandle { inner: Arc::new(HandleInner { cluster, cfg, shared, commands: cmd_tx }) };
+        let handle = GroupHandle {
+            inner: Arc::new(HandleInner {
+                cluster,
+                cfg,
+                shared,
+                commands: cmd_tx,
+            }),
+        };
         Ok((handle, ev_rx))
     }
 }
@@ -228,8 +246,13 @@ impl GroupHandle {
     /// Changes the subscribed topics (a rebalance follows). Ends a
     /// pattern subscription.
     pub fn update_subscription(&self, topics: Vec<String>) {
-        self.inner.cluster.track_topics(topics.iter().map(String::as_str));
-        let _ = self.inner.commands.send(Command::UpdateSubscription(topics));
+        self.inner
+            .cluster
+            .track_topics(topics.iter().map(String::as_str));
+        let _ = self
+            .inner
+            .commands
+            .send(Command::UpdateSubscription(topics));
     }
 
     /// Subscribes to every topic whose whole name matches `pattern` (anchor
@@ -258,7 +281,9 @@ impl GroupHandle {
         let wait = self.inner.cluster.config().request_timeout + Duration::from_secs(1);
         match tokio::time::timeout(wait, rx).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(Error::timeout("leaving the group took longer than request.timeout.ms")),
+            Err(_) => Err(Error::timeout(
+                "leaving the group took longer than request.timeout.ms",
+            )),
         }
     }
 
@@ -284,16 +309,24 @@ impl GroupHandle {
         );
         loop {
             let Some(generation) = self.generation() else {
-                return Err(rebalanced("OffsetCommit", None, "the member is not in a stable generation (rebalancing)"));
+                return Err(rebalanced(
+                    "OffsetCommit",
+                    None,
+                    "the member is not in a stable generation (rebalancing)",
+                ));
             };
             match self.commit_once(offsets, &generation, deadline).await {
                 Ok(()) => return Ok(()),
                 Err(e) if retry_commit(&e) && Instant::now() < deadline => {
                     if e.code().is_some_and(|c| c.invalidates_coordinator()) {
-                        self.inner.cluster.invalidate_coordinator(CoordinatorType::Group, self.group_id());
+                        self.inner
+                            .cluster
+                            .invalidate_coordinator(CoordinatorType::Group, self.group_id());
                     }
                     if e.code() == Some(ErrorCode::STALE_MEMBER_EPOCH)
-                        && self.generation().is_some_and(|g| g.generation_id != generation.generation_id)
+                        && self
+                            .generation()
+                            .is_some_and(|g| g.generation_id != generation.generation_id)
                     {
                         continue; // a newer epoch arrived: retry with it at once
                     }
@@ -304,17 +337,29 @@ impl GroupHandle {
         }
     }
 
-    async fn commit_once(&self, offsets: &[OffsetToCommit], g: &Generation, deadline: Instant) -> Result<()> {
-        let (_, conn) = self.inner.cluster.coordinator(CoordinatorType::Group, self.group_id(), deadline).await?;
+    async fn commit_once(
+        &self,
+        offsets: &[OffsetToCommit],
+        g: &Generation,
+        deadline: Instant,
+    ) -> Result<()> {
+        let (_, conn) = self
+            .inner
+            .cluster
+            .coordinator(CoordinatorType::Group, self.group_id(), deadline)
+            .await?;
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
         for o in offsets {
-            topics.entry(o.topic.as_str()).or_default().push(OffsetCommitRequestPartition {
-                partition_index: o.partition,
-                committed_offset: o.offset,
-                committed_leader_epoch: o.leader_epoch.unwrap_or(-1),
-                committed_metadata: o.metadata.clone(),
-                ..Default::default()
-            });
+            topics
+                .entry(o.topic.as_str())
+                .or_default()
+                .push(OffsetCommitRequestPartition {
+                    partition_index: o.partition,
+                    committed_offset: o.offset,
+                    committed_leader_epoch: o.leader_epoch.unwrap_or(-1),
+                    committed_metadata: o.metadata.clone(),
+                    ..Default::default()
+                });
         }
         let req = OffsetCommitRequest {
             group_id: self.group_id().to_string(),
@@ -324,13 +369,19 @@ impl GroupHandle {
             retention_time_ms: -1,
             topics: topics
                 .into_iter()
-                .map(|(t, partitions)| OffsetCommitRequestTopic { name: t.to_string(), partitions, ..Default::default() })
+                .map(|(t, partitions)| OffsetCommitRequestTopic {
+                    name: t.to_string(),
+                    partitions,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         };
         // v10 names topics by id only; v9 has everything else we need.
         let version = conn.version_of::<OffsetCommitRequest>()?.min(9);
-        let resp = conn.send_at(&req, version, self.inner.cluster.config().request_timeout).await?;
+        let resp = conn
+            .send_at(&req, version, self.inner.cluster.config().request_timeout)
+            .await?;
         let mut first: Option<Error> = None;
         for t in resp.topics {
             for p in t.partitions {
@@ -342,8 +393,10 @@ impl GroupHandle {
                         | ErrorCode::UNKNOWN_MEMBER_ID
                         | ErrorCode::FENCED_MEMBER_EPOCH
                         | ErrorCode::STALE_MEMBER_EPOCH
-                        | ErrorCode::FENCED_INSTANCE_ID => rebalanced("OffsetCommit", Some(code), "")
-                            .with_partition(t.name.clone(), p.partition_index),
+                        | ErrorCode::FENCED_INSTANCE_ID => {
+                            rebalanced("OffsetCommit", Some(code), "")
+                                .with_partition(t.name.clone(), p.partition_index)
+                        }
                         _ => Error::broker(code, "offset commit failed")
                             .with_api("OffsetCommit")
                             .with_partition(t.name.clone(), p.partition_index),
@@ -360,7 +413,10 @@ impl GroupHandle {
     /// The group's committed offsets for `partitions` (`None`: nothing
     /// committed). Waits out unstable offsets of pending transactions
     /// (`require_stable`, KIP-447).
-    pub async fn fetch_committed(&self, partitions: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>> {
+    pub async fn fetch_committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>> {
         let deadline = Instant::now() + self.inner.cluster.config().default_api_timeout;
         let mut backoff = crate::net::backoff::Backoff::new(
             self.inner.cluster.config().retry_backoff,
@@ -371,7 +427,9 @@ impl GroupHandle {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     if e.code().is_some_and(|c| c.invalidates_coordinator()) {
-                        self.inner.cluster.invalidate_coordinator(CoordinatorType::Group, self.group_id());
+                        self.inner
+                            .cluster
+                            .invalidate_coordinator(CoordinatorType::Group, self.group_id());
                     }
                     tokio::time::sleep(backoff.on_failure()).await;
                 }
@@ -385,7 +443,11 @@ impl GroupHandle {
         partitions: &[TopicPartition],
         deadline: Instant,
     ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>> {
-        let (_, conn) = self.inner.cluster.coordinator(CoordinatorType::Group, self.group_id(), deadline).await?;
+        let (_, conn) = self
+            .inner
+            .cluster
+            .coordinator(CoordinatorType::Group, self.group_id(), deadline)
+            .await?;
         let version = conn.version_of::<OffsetFetchRequest>()?.min(9);
         if version < 8 {
             return Err(Error::new(
@@ -410,7 +472,11 @@ impl GroupHandle {
                 topics: Some(
                     by_topic
                         .into_iter()
-                        .map(|(t, ps)| OffsetFetchRequestTopics { name: t.to_string(), partition_indexes: ps, ..Default::default() })
+                        .map(|(t, ps)| OffsetFetchRequestTopics {
+                            name: t.to_string(),
+                            partition_indexes: ps,
+                            ..Default::default()
+                        })
                         .collect(),
                 ),
                 ..Default::default()
@@ -418,9 +484,18 @@ impl GroupHandle {
             require_stable: true,
             ..Default::default()
         };
-        let resp = conn.send_at(&req, version, self.inner.cluster.config().request_timeout).await?;
-        let Some(group) = resp.groups.into_iter().find(|g| g.group_id == self.group_id()) else {
-            return Err(Error::protocol("OffsetFetch response did not answer for our group").with_api("OffsetFetch"));
+        let resp = conn
+            .send_at(&req, version, self.inner.cluster.config().request_timeout)
+            .await?;
+        let Some(group) = resp
+            .groups
+            .into_iter()
+            .find(|g| g.group_id == self.group_id())
+        else {
+            return Err(
+                Error::protocol("OffsetFetch response did not answer for our group")
+                    .with_api("OffsetFetch"),
+            );
         };
         let code = ErrorCode(group.error_code);
         if !code.is_ok() {
@@ -438,19 +513,25 @@ impl GroupHandle {
                 let v = (p.committed_offset >= 0).then(|| CommittedOffset {
                     offset: p.committed_offset,
                     metadata: p.metadata.filter(|m| !m.is_empty()),
-                    leader_epoch: (p.committed_leader_epoch >= 0).then_some(p.committed_leader_epoch),
+                    leader_epoch: (p.committed_leader_epoch >= 0)
+                        .then_some(p.committed_leader_epoch),
                 });
                 found.insert((t.name.clone(), p.partition_index), v);
             }
         }
-        Ok(partitions.iter().map(|tp| (tp.clone(), found.get(tp).cloned().flatten())).collect())
+        Ok(partitions
+            .iter()
+            .map(|tp| (tp.clone(), found.get(tp).cloned().flatten()))
+            .collect())
     }
 }
 
 fn retry_commit(e: &Error) -> bool {
     match e.code() {
         Some(ErrorCode::STALE_MEMBER_EPOCH) => true,
-        Some(c) if c.invalidates_coordinator() || c == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS => true,
+        Some(c) if c.invalidates_coordinator() || c == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS => {
+            true
+        }
         Some(_) => e.is_retriable() && e.message() != REBALANCED,
         None => e.is_retriable(),
     }
@@ -459,7 +540,11 @@ fn retry_commit(e: &Error) -> bool {
 const REBALANCED: &str = "the group rebalanced; the partitions may have moved";
 
 fn rebalanced(api: &'static str, code: Option<ErrorCode>, detail: &str) -> Error {
-    let msg = if detail.is_empty() { REBALANCED.to_string() } else { format!("{REBALANCED} ({detail})") };
+    let msg = if detail.is_empty() {
+        REBALANCED.to_string()
+    } else {
+        format!("{REBALANCED} ({detail})")
+    };
     match code {
         Some(c) => Error::broker(c, msg),
         None => Error::new(ErrorKind::IllegalState, msg),
@@ -483,7 +568,9 @@ enum Outcome {
     Heartbeat(Result<crate::protocol::messages::heartbeat::HeartbeatResponse>),
     Leave(Result<crate::protocol::messages::leave_group::LeaveGroupResponse>),
     Metadata(Result<BTreeMap<String, i32>>),
-    CgHeartbeat(Result<crate::protocol::messages::consumer_group_heartbeat::ConsumerGroupHeartbeatResponse>),
+    CgHeartbeat(
+        Result<crate::protocol::messages::consumer_group_heartbeat::ConsumerGroupHeartbeatResponse>,
+    ),
     Resolved(BTreeMap<Uuid, String>),
 }
 
@@ -549,8 +636,14 @@ impl MemberTask {
                 // Every handle is gone: stop like a crashed process would.
                 break;
             }
-            let wake = self.next_wakeup().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let wake = if watch.is_none() { wake.min(self.watch_at) } else { wake };
+            let wake = self
+                .next_wakeup()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let wake = if watch.is_none() {
+                wake.min(self.watch_at)
+            } else {
+                wake
+            };
             tokio::select! {
                 snap = async { watch.as_mut().expect("guarded").await }, if watch.is_some() => {
                     watch = None;
@@ -603,14 +696,21 @@ impl MemberTask {
 
     fn finished(&self) -> bool {
         match &self.machine {
-            Machine::Classic(m) => matches!(m.state(), classic::State::Left | classic::State::Failed),
-            Machine::Consumer(m) => matches!(m.state(), consumer_protocol::State::Left | consumer_protocol::State::Failed),
+            Machine::Classic(m) => {
+                matches!(m.state(), classic::State::Left | classic::State::Failed)
+            }
+            Machine::Consumer(m) => matches!(
+                m.state(),
+                consumer_protocol::State::Left | consumer_protocol::State::Failed
+            ),
         }
     }
 
     fn in_join(&self) -> bool {
         match &self.machine {
-            Machine::Classic(m) => matches!(m.state(), classic::State::Joining | classic::State::Syncing),
+            Machine::Classic(m) => {
+                matches!(m.state(), classic::State::Joining | classic::State::Syncing)
+            }
             Machine::Consumer(_) => false,
         }
     }
@@ -634,11 +734,15 @@ impl MemberTask {
     fn start_watch(&self) -> Option<Watch> {
         let topics = match (&self.pattern, &self.machine) {
             (Some(_), _) => None,
-            (None, Machine::Classic(m)) => Some(m.watched_topics()).filter(|t| !t.is_empty())?.into(),
+            (None, Machine::Classic(m)) => {
+                Some(m.watched_topics()).filter(|t| !t.is_empty())?.into()
+            }
             (None, Machine::Consumer(_)) => return None,
         };
         let cluster = self.cluster.clone();
-        Some(Box::pin(async move { cluster.refresh(topics.as_deref()).await }))
+        Some(Box::pin(
+            async move { cluster.refresh(topics.as_deref()).await },
+        ))
     }
 
     /// Applies a metadata refresh: follows the pattern's matches, and lets
@@ -652,8 +756,12 @@ impl MemberTask {
             }
         };
         if let Some(re) = &self.pattern {
-            let mut names: Vec<String> =
-                snap.topics.values().filter(|t| !t.is_internal && re.is_match(&t.name)).map(|t| t.name.clone()).collect();
+            let mut names: Vec<String> = snap
+                .topics
+                .values()
+                .filter(|t| !t.is_internal && re.is_match(&t.name))
+                .map(|t| t.name.clone())
+                .collect();
             names.sort();
             if names != self.topics {
                 tracing::info!(group = %self.cfg.group_id, topics = ?names, "the pattern subscription matches new topics");
@@ -667,11 +775,16 @@ impl MemberTask {
             // leader election) says nothing about its partition count.
             let unsure = watched.iter().any(|t| {
                 snap.topic(t).is_none()
-                    && snap.topic_errors.get(t).is_some_and(|c| *c != ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+                    && snap
+                        .topic_errors
+                        .get(t)
+                        .is_some_and(|c| *c != ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
             });
             if !watched.is_empty() && !unsure {
-                let counts: BTreeMap<String, i32> =
-                    watched.into_iter().filter_map(|t| snap.topic(&t).map(|i| (t, i.partitions.len() as i32))).collect();
+                let counts: BTreeMap<String, i32> = watched
+                    .into_iter()
+                    .filter_map(|t| snap.topic(&t).map(|i| (t, i.partitions.len() as i32)))
+                    .collect();
                 m.on_partition_counts(&counts);
             }
         }
@@ -708,8 +821,16 @@ impl MemberTask {
 
     fn publish(&self) {
         let (generation, assignment, failure) = match &self.machine {
-            Machine::Classic(m) => (m.generation(), m.assignment().to_vec(), m.failure().cloned()),
-            Machine::Consumer(m) => (m.generation(), m.assignment().to_vec(), m.failure().cloned()),
+            Machine::Classic(m) => (
+                m.generation(),
+                m.assignment().to_vec(),
+                m.failure().cloned(),
+            ),
+            Machine::Consumer(m) => (
+                m.generation(),
+                m.assignment().to_vec(),
+                m.failure().cloned(),
+            ),
         };
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         if generation.is_some() {
@@ -727,7 +848,10 @@ impl MemberTask {
         s.finished = true;
         s.generation = None;
         if s.failure.is_none() {
-            s.failure = Some(Error::new(ErrorKind::Closed, "the group member has left the group"));
+            s.failure = Some(Error::new(
+                ErrorKind::Closed,
+                "the group member has left the group",
+            ));
         }
     }
 
@@ -739,7 +863,13 @@ impl MemberTask {
             Machine::Classic(m) => m.generation(),
             Machine::Consumer(m) => m.generation(),
         }
-        .or_else(|| self.shared.lock().unwrap_or_else(|p| p.into_inner()).last_generation.clone());
+        .or_else(|| {
+            self.shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_generation
+                .clone()
+        });
         let (ev, rx) = match e {
             MemberEvent::Assigned(p) => (GroupEvent::Assigned(p), None),
             MemberEvent::Revoked(p) => {
@@ -785,7 +915,9 @@ impl MemberTask {
             },
             Machine::Consumer(m) => match m.poll(now)? {
                 consumer_protocol::Action::Event(e) => Step::Event(e),
-                consumer_protocol::Action::FindCoordinator => Step::Request(self.find_coordinator()),
+                consumer_protocol::Action::FindCoordinator => {
+                    Step::Request(self.find_coordinator())
+                }
                 consumer_protocol::Action::Heartbeat(req) => {
                     let t = self.cluster.config().request_timeout;
                     Step::Request(self.send(req, t, Outcome::CgHeartbeat))
@@ -814,7 +946,8 @@ impl MemberTask {
     fn join_timeout(&self) -> Duration {
         // JoinGroup may wait for the whole rebalance (as Java: the rebalance
         // timeout plus a lapse, at least the request timeout).
-        (self.cfg.rebalance_timeout() + Duration::from_secs(5)).max(self.cluster.config().request_timeout)
+        (self.cfg.rebalance_timeout() + Duration::from_secs(5))
+            .max(self.cluster.config().request_timeout)
     }
 
     fn find_coordinator(&mut self) -> Pending {
@@ -825,7 +958,9 @@ impl MemberTask {
         Box::pin(async move {
             let deadline = Instant::now() + cluster.config().request_timeout;
             let r = async {
-                let (node, _) = cluster.coordinator(CoordinatorType::Group, &group, deadline).await?;
+                let (node, _) = cluster
+                    .coordinator(CoordinatorType::Group, &group, deadline)
+                    .await?;
                 cluster.connection(node, ConnKind::Group).await
             }
             .await;
@@ -833,7 +968,12 @@ impl MemberTask {
         })
     }
 
-    fn send<R>(&self, req: R, timeout: Duration, wrap: fn(Result<R::Response>) -> Outcome) -> Pending
+    fn send<R>(
+        &self,
+        req: R,
+        timeout: Duration,
+        wrap: fn(Result<R::Response>) -> Outcome,
+    ) -> Pending
     where
         R: Request + Send + Sync + 'static,
         R::Response: Send + 'static,
@@ -853,11 +993,16 @@ impl MemberTask {
         let timeout = self.cluster.config().request_timeout;
         Box::pin(async move {
             let r = async {
-                let c = conn.ok_or_else(|| Error::new(ErrorKind::Io, "no coordinator connection"))?;
+                let c =
+                    conn.ok_or_else(|| Error::new(ErrorKind::Io, "no coordinator connection"))?;
                 let v = c.version_of::<LeaveGroupRequest>()?;
                 if v < 3 {
                     // Before KIP-345 LeaveGroup named one member directly.
-                    req.member_id = req.members.first().map(|m| m.member_id.clone()).unwrap_or_default();
+                    req.member_id = req
+                        .members
+                        .first()
+                        .map(|m| m.member_id.clone())
+                        .unwrap_or_default();
                     req.members.clear();
                 }
                 c.send_at(&req, v, timeout).await
@@ -874,7 +1019,10 @@ impl MemberTask {
                 let snap = cluster.refresh(Some(&topics)).await?;
                 Ok(topics
                     .iter()
-                    .filter_map(|t| snap.topic(t).map(|i| (t.clone(), i.partitions.len() as i32)))
+                    .filter_map(|t| {
+                        snap.topic(t)
+                            .map(|i| (t.clone(), i.partitions.len() as i32))
+                    })
                     .filter(|(_, n)| *n > 0)
                     .collect())
             }
@@ -887,7 +1035,8 @@ impl MemberTask {
         let cluster = self.cluster.clone();
         Box::pin(async move {
             let mut found = BTreeMap::new();
-            let known = |snap: &crate::cluster::MetadataSnapshot, found: &mut BTreeMap<Uuid, String>| {
+            let known = |snap: &crate::cluster::MetadataSnapshot,
+                         found: &mut BTreeMap<Uuid, String>| {
                 for info in snap.topics.values() {
                     if ids.contains(&info.id) {
                         found.insert(info.id, info.name.clone());
@@ -898,7 +1047,9 @@ impl MemberTask {
             if found.len() < ids.len() {
                 match cluster.refresh(Some(&subscribed)).await {
                     Ok(snap) => known(&snap, &mut found),
-                    Err(e) => tracing::debug!(error = %e, "metadata refresh for assigned topic ids failed"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "metadata refresh for assigned topic ids failed")
+                    }
                 }
             }
             Outcome::Resolved(found)
@@ -909,7 +1060,8 @@ impl MemberTask {
         let now = Instant::now();
         let group = self.cfg.group_id.clone();
         let transport = |this: &mut Self, e: &Error| {
-            this.cluster.invalidate_coordinator(CoordinatorType::Group, &group);
+            this.cluster
+                .invalidate_coordinator(CoordinatorType::Group, &group);
             this.conn = None;
             match &mut this.machine {
                 Machine::Classic(m) => m.on_transport_error(now, e),

@@ -50,7 +50,10 @@ impl GroupProtocol {
         match s.trim().to_ascii_lowercase().as_str() {
             "classic" => Ok(GroupProtocol::Classic),
             "consumer" => Ok(GroupProtocol::Consumer),
-            other => Err(Error::config("group.protocol", format!("`{other}` is not one of classic, consumer"))),
+            other => Err(Error::config(
+                "group.protocol",
+                format!("`{other}` is not one of classic, consumer"),
+            )),
         }
     }
 }
@@ -109,10 +112,16 @@ impl GroupConfig {
     /// Checks every field; the error names the first offending one.
     pub fn validate(&self) -> Result<()> {
         if self.group_id.is_empty() {
-            return Err(Error::config("group.id", "must not be empty for a group member"));
+            return Err(Error::config(
+                "group.id",
+                "must not be empty for a group member",
+            ));
         }
         if self.group_instance_id.as_deref() == Some("") {
-            return Err(Error::config("group.instance.id", "must not be empty when set"));
+            return Err(Error::config(
+                "group.instance.id",
+                "must not be empty when set",
+            ));
         }
         let ms = |d: Duration| d.as_millis();
         for (name, d) in [
@@ -124,18 +133,28 @@ impl GroupConfig {
                 return Err(Error::config(name, "must be between 1 and 2147483647 ms"));
             }
         }
-        if self.group_protocol == GroupProtocol::Classic && self.heartbeat_interval >= self.session_timeout {
-            return Err(Error::config("heartbeat.interval.ms", "must be lower than session.timeout.ms"));
+        if self.group_protocol == GroupProtocol::Classic
+            && self.heartbeat_interval >= self.session_timeout
+        {
+            return Err(Error::config(
+                "heartbeat.interval.ms",
+                "must be lower than session.timeout.ms",
+            ));
         }
         if self.group_protocol == GroupProtocol::Classic {
             if self.partition_assignment_strategy.is_empty() {
-                return Err(Error::config("partition.assignment.strategy", "must name at least one assignor"));
+                return Err(Error::config(
+                    "partition.assignment.strategy",
+                    "must name at least one assignor",
+                ));
             }
             for n in &self.partition_assignment_strategy {
                 if assignor::by_name(n).is_none() {
                     return Err(Error::config(
                         "partition.assignment.strategy",
-                        format!("unknown assignor `{n}` (known: range, roundrobin, cooperative-sticky)"),
+                        format!(
+                            "unknown assignor `{n}` (known: range, roundrobin, cooperative-sticky)"
+                        ),
                     ));
                 }
             }
@@ -164,16 +183,30 @@ mod tests {
         assert_eq!(c.session_timeout, Duration::from_secs(45));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(c.rebalance_timeout(), Duration::from_secs(300));
-        assert_eq!(c.partition_assignment_strategy, vec!["range", "cooperative-sticky"]);
+        assert_eq!(
+            c.partition_assignment_strategy,
+            vec!["range", "cooperative-sticky"]
+        );
         c.validate().unwrap();
         let mut bad = c.clone();
         bad.partition_assignment_strategy = vec!["sticky".into()];
-        assert!(bad.validate().unwrap_err().to_string().contains("partition.assignment.strategy"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("partition.assignment.strategy"));
         let mut bad = c.clone();
         bad.heartbeat_interval = Duration::from_secs(50);
-        assert!(bad.validate().unwrap_err().to_string().contains("heartbeat.interval.ms"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("heartbeat.interval.ms"));
         assert!(GroupConfig::new("").validate().is_err());
-        assert_eq!(GroupProtocol::parse("CONSUMER").unwrap(), GroupProtocol::Consumer);
+        assert_eq!(
+            GroupProtocol::parse("CONSUMER").unwrap(),
+            GroupProtocol::Consumer
+        );
         assert!(GroupProtocol::parse("x").is_err());
     }
 }

@@ -38,7 +38,11 @@ where
         assert_eq!(ours_default, O::default(), "defaults differ at v{v}");
         let mut buf = BytesMut::new();
         theirs_default.encode(&mut buf, v).unwrap();
-        assert_eq!(&buf[..], &encode_ours(&O::default(), v)[..], "default encodings differ at v{v}");
+        assert_eq!(
+            &buf[..],
+            &encode_ours(&O::default(), v)[..],
+            "default encodings differ at v{v}"
+        );
 
         let value = sample(v);
         let mut buf = BytesMut::new();
@@ -48,7 +52,11 @@ where
         let mut input = ours_bytes.clone();
         let decoded = T::decode(&mut input, v)
             .unwrap_or_else(|e| panic!("kafka-protocol cannot decode our v{v}: {e:#}"));
-        assert!(input.is_empty(), "kafka-protocol left {} bytes at v{v}", input.len());
+        assert!(
+            input.is_empty(),
+            "kafka-protocol left {} bytes at v{v}",
+            input.len()
+        );
 
         let mut again = BytesMut::new();
         decoded.encode(&mut again, v).unwrap();
@@ -189,8 +197,14 @@ fn api_versions_response_from_theirs() {
     let value = theirs::ApiVersionsResponse::default()
         .with_error_code(35)
         .with_api_keys(vec![
-            ApiVersion::default().with_api_key(3).with_min_version(0).with_max_version(13),
-            ApiVersion::default().with_api_key(18).with_min_version(0).with_max_version(4),
+            ApiVersion::default()
+                .with_api_key(3)
+                .with_min_version(0)
+                .with_max_version(13),
+            ApiVersion::default()
+                .with_api_key(18)
+                .with_min_version(0)
+                .with_max_version(4),
         ])
         .with_throttle_time_ms(250)
         .with_supported_features(vec![SupportedFeatureKey::default()
@@ -206,8 +220,11 @@ fn api_versions_response_from_theirs() {
     for v in 0..=4 {
         let got: ours::ApiVersionsResponse = theirs_to_ours(&value, v);
         assert_eq!(got.error_code, 35);
-        let keys: Vec<(i16, i16, i16)> =
-            got.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        let keys: Vec<(i16, i16, i16)> = got
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
         assert_eq!(keys, vec![(3, 0, 13), (18, 0, 4)]);
         if v >= 1 {
             assert_eq!(got.throttle_time_ms, 250);
@@ -247,8 +264,7 @@ fn metadata_response_from_theirs() {
             .with_leader_id(BrokerId(3))
             .with_replica_nodes(vec![BrokerId(3), BrokerId(4)])
             .with_isr_nodes(vec![BrokerId(3)]);
-        let mut topic =
-            MetadataResponseTopic::default().with_name(Some(TopicName(s("orders"))));
+        let mut topic = MetadataResponseTopic::default().with_name(Some(TopicName(s("orders"))));
         let mut resp = theirs::MetadataResponse::default();
         if v >= 1 {
             broker = broker.with_rack(Some(s("rack-a")));
@@ -272,12 +288,16 @@ fn metadata_response_from_theirs() {
         if v >= 10 {
             topic = topic.with_topic_id(uuid::Uuid::from_bytes(topic_id));
         }
-        resp.with_brokers(vec![broker]).with_topics(vec![topic.with_partitions(vec![partition])])
+        resp.with_brokers(vec![broker])
+            .with_topics(vec![topic.with_partitions(vec![partition])])
     };
     for v in 1..=13 {
         let got: ours::MetadataResponse = theirs_to_ours(&build(v), v);
         let b = &got.brokers[0];
-        assert_eq!((b.node_id, b.host.as_str(), b.port), (3, "broker-3.example", 9093));
+        assert_eq!(
+            (b.node_id, b.host.as_str(), b.port),
+            (3, "broker-3.example", 9093)
+        );
         assert_eq!(b.rack.as_deref(), Some("rack-a"));
         assert_eq!(got.controller_id, 3);
         let t = &got.topics[0];
@@ -330,7 +350,9 @@ fn fetch_response_records_from_theirs_are_zero_copy() {
         }
         if v >= 12 {
             p = p.with_current_leader(
-                LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(8),
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(2))
+                    .with_leader_epoch(8),
             );
         }
         if v >= 13 {
@@ -352,7 +374,10 @@ fn fetch_response_records_from_theirs_are_zero_copy() {
         assert_eq!(rec, &records);
         // The records are a view into the frame, not a copy.
         let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        assert!(frame_range.contains(&(rec.as_ptr() as usize)), "records copied at v{v}");
+        assert!(
+            frame_range.contains(&(rec.as_ptr() as usize)),
+            "records copied at v{v}"
+        );
         if v >= 5 {
             assert_eq!(p.log_start_offset, 5);
         }
@@ -360,7 +385,10 @@ fn fetch_response_records_from_theirs_are_zero_copy() {
             assert_eq!(got.session_id, 99);
         }
         if v >= 12 {
-            assert_eq!((p.current_leader.leader_id, p.current_leader.leader_epoch), (2, 8));
+            assert_eq!(
+                (p.current_leader.leader_id, p.current_leader.leader_epoch),
+                (2, 8)
+            );
         }
         if v >= 13 {
             assert_eq!(got.responses[0].topic_id, Uuid([1; 16]));
@@ -375,11 +403,10 @@ fn produce_request_from_theirs() {
     use kafka_protocol::messages::{TopicName, TransactionalId};
     use theirs::produce_request::{PartitionProduceData, TopicProduceData};
     let build = |v: i16| {
-        let mut t = TopicProduceData::default().with_partition_data(vec![
-            PartitionProduceData::default()
+        let mut t =
+            TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
                 .with_index(4)
-                .with_records(Some(Bytes::from_static(b"batch"))),
-        ]);
+                .with_records(Some(Bytes::from_static(b"batch")))]);
         if v >= 13 {
             t = t.with_topic_id(uuid::Uuid::from_bytes([5; 16]));
         } else {
@@ -422,7 +449,10 @@ fn find_coordinator_and_init_producer_id_from_theirs() {
         if v <= 3 {
             assert_eq!(got.key, "group-a");
         } else {
-            assert_eq!(got.coordinator_keys, vec!["g1".to_string(), "g2".to_string()]);
+            assert_eq!(
+                got.coordinator_keys,
+                vec!["g1".to_string(), "g2".to_string()]
+            );
         }
         if v >= 1 {
             assert_eq!(got.key_type, 1);
@@ -465,7 +495,10 @@ fn join_group_and_create_topics_from_theirs() {
             join = join.with_reason(Some(s("because")));
         }
         let got: ours::JoinGroupRequest = theirs_to_ours(&join, v);
-        assert_eq!((got.group_id.as_str(), got.member_id.as_str()), ("grp", "m-1"));
+        assert_eq!(
+            (got.group_id.as_str(), got.member_id.as_str()),
+            ("grp", "m-1")
+        );
         assert_eq!(got.protocols[0].name, "range");
         assert_eq!(&got.protocols[0].metadata[..], b"\x00\x03meta");
         assert_eq!(got.rebalance_timeout_ms, if v >= 1 { 20_000 } else { -1 });
@@ -489,7 +522,10 @@ fn join_group_and_create_topics_from_theirs() {
     for v in 2..=7 {
         let got: ours::CreateTopicsRequest = theirs_to_ours(&create, v);
         let t = &got.topics[0];
-        assert_eq!((t.name.as_str(), t.num_partitions, t.replication_factor), ("new-topic", 6, 3));
+        assert_eq!(
+            (t.name.as_str(), t.num_partitions, t.replication_factor),
+            ("new-topic", 6, 3)
+        );
         assert_eq!(t.configs[0].value.as_deref(), Some("compact"));
         assert!(got.validate_only);
     }

@@ -14,15 +14,27 @@ pub(crate) fn check_message<M: Message + PartialEq + Debug + Default>(sample: fn
         // Defaults (nulls, empty arrays, schema defaults) encode everywhere.
         let value = M::default();
         let mut buf = BytesMut::new();
-        value.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode default v{version}: {e}"));
-        assert_eq!(buf.len(), value.encoded_len(version), "encoded_len of default at v{version}");
+        value
+            .encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("encode default v{version}: {e}"));
+        assert_eq!(
+            buf.len(),
+            value.encoded_len(version),
+            "encoded_len of default at v{version}"
+        );
         let back = M::decode(&mut Reader::new(buf.freeze()), version).unwrap();
         assert_eq!(back, value, "default round trip at v{version}");
 
         let value = sample(version);
         let mut buf = BytesMut::new();
-        value.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode v{version}: {e}"));
-        assert_eq!(buf.len(), value.encoded_len(version), "encoded_len at v{version}");
+        value
+            .encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("encode v{version}: {e}"));
+        assert_eq!(
+            buf.len(),
+            value.encoded_len(version),
+            "encoded_len at v{version}"
+        );
         let bytes = buf.freeze();
         let mut r = Reader::new(bytes.clone());
         let back = M::decode(&mut r, version).unwrap_or_else(|e| panic!("decode v{version}: {e}"));
@@ -30,7 +42,10 @@ pub(crate) fn check_message<M: Message + PartialEq + Debug + Default>(sample: fn
         assert!(r.is_empty(), "trailing bytes at v{version}");
         for cut in 0..bytes.len() {
             let mut r = Reader::new(bytes.slice(..cut));
-            assert!(M::decode(&mut r, version).is_err(), "prefix of {cut} bytes decoded at v{version}");
+            assert!(
+                M::decode(&mut r, version).is_err(),
+                "prefix of {cut} bytes decoded at v{version}"
+            );
         }
     }
 }
@@ -59,7 +74,13 @@ fn encode<M: Message>(m: &M, version: i16) -> Bytes {
 fn array_count_of_i32_max_is_too_large() {
     // MetadataResponse v0 starts with the brokers array.
     let e = decode_err::<MetadataResponse>(&[0x7f, 0xff, 0xff, 0xff], 0);
-    assert_eq!(e.kind, DecodeErrorKind::TooLarge { declared: i32::MAX as u64, limit: 0 });
+    assert_eq!(
+        e.kind,
+        DecodeErrorKind::TooLarge {
+            declared: i32::MAX as u64,
+            limit: 0
+        }
+    );
     assert_eq!(e.what, "MetadataResponse.brokers");
 }
 
@@ -68,7 +89,13 @@ fn huge_compact_array_count_is_too_large() {
     // v12: throttle_time_ms, then brokers as a compact array of u32::MAX - 1.
     let bytes = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3];
     let e = decode_err::<MetadataResponse>(&bytes, 12);
-    assert_eq!(e.kind, DecodeErrorKind::TooLarge { declared: u32::MAX as u64 - 1, limit: 3 });
+    assert_eq!(
+        e.kind,
+        DecodeErrorKind::TooLarge {
+            declared: u32::MAX as u64 - 1,
+            limit: 3
+        }
+    );
 }
 
 #[test]
@@ -78,7 +105,13 @@ fn counts_are_bounded_by_the_smallest_element_encoding() {
     let mut bytes = vec![0, 0, 0, 2];
     bytes.extend_from_slice(&[0; 19]);
     let e = decode_err::<MetadataResponse>(&bytes, 0);
-    assert_eq!(e.kind, DecodeErrorKind::TooLarge { declared: 2, limit: 19 });
+    assert_eq!(
+        e.kind,
+        DecodeErrorKind::TooLarge {
+            declared: 2,
+            limit: 19
+        }
+    );
 }
 
 #[test]
@@ -98,17 +131,32 @@ fn negative_and_null_lengths() {
 fn strings_are_bounded_and_validated() {
     // ApiVersionsRequest v3: client_software_name as a compact string.
     let e = decode_err::<ApiVersionsRequest>(&[0xff, 0xff, 0xff, 0xff, 0x0f], 3);
-    assert!(matches!(e.kind, DecodeErrorKind::TooLarge { limit: 0x7fff, .. }), "{e}");
+    assert!(
+        matches!(e.kind, DecodeErrorKind::TooLarge { limit: 0x7fff, .. }),
+        "{e}"
+    );
     let e = decode_err::<SaslHandshakeRequest>(&[0, 2, 0xff, 0xfe], 1);
     assert_eq!(e.kind, DecodeErrorKind::InvalidUtf8);
     let e = decode_err::<SaslHandshakeRequest>(&[0, 9, b'P', b'L'], 1);
-    assert_eq!(e.kind, DecodeErrorKind::Truncated { needed: 9, remaining: 2 });
+    assert_eq!(
+        e.kind,
+        DecodeErrorKind::Truncated {
+            needed: 9,
+            remaining: 2
+        }
+    );
 }
 
 #[test]
 fn huge_bytes_length_is_truncated_not_allocated() {
     let e = decode_err::<SaslAuthenticateRequest>(&[0x7f, 0xff, 0xff, 0xff, 1], 0);
-    assert_eq!(e.kind, DecodeErrorKind::Truncated { needed: i32::MAX as usize, remaining: 1 });
+    assert_eq!(
+        e.kind,
+        DecodeErrorKind::Truncated {
+            needed: i32::MAX as usize,
+            remaining: 1
+        }
+    );
 }
 
 #[test]
@@ -123,7 +171,16 @@ fn hostile_tagged_field_sections() {
     // ApiVersionsResponse v3: error, empty api_keys, throttle, then tag 1
     // (FinalizedFeaturesEpoch, an int64) with only 2 bytes.
     let e = decode_err::<ApiVersionsResponse>(&[0, 0, 1, 0, 0, 0, 0, 1, 1, 2, 0, 0], 3);
-    assert!(matches!(e.kind, DecodeErrorKind::Truncated { needed: 8, remaining: 2 }), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            DecodeErrorKind::Truncated {
+                needed: 8,
+                remaining: 2
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -136,8 +193,14 @@ fn unknown_tagged_fields_round_trip_byte_for_byte() {
     assert_eq!(
         req.unknown_tagged_fields,
         vec![
-            RawTaggedField { tag: 7, data: Bytes::from_static(&[0xaa]) },
-            RawTaggedField { tag: 40, data: Bytes::from_static(&[0xbb, 0xcc]) },
+            RawTaggedField {
+                tag: 7,
+                data: Bytes::from_static(&[0xaa])
+            },
+            RawTaggedField {
+                tag: 40,
+                data: Bytes::from_static(&[0xbb, 0xcc])
+            },
         ]
     );
     assert_eq!(&encode(&req, 3)[..], bytes);
@@ -172,7 +235,10 @@ fn unsupported_versions_are_errors() {
 fn non_default_fields_missing_from_a_version() {
     let mut buf = BytesMut::from(&b"keep"[..]);
     // Not ignorable: an error naming the field, and nothing appended.
-    let req = MetadataRequest { include_cluster_authorized_operations: true, ..Default::default() };
+    let req = MetadataRequest {
+        include_cluster_authorized_operations: true,
+        ..Default::default()
+    };
     let e = req.encode(&mut buf, 11).unwrap_err();
     assert_eq!(
         e,
@@ -190,26 +256,46 @@ fn non_default_fields_missing_from_a_version() {
     partition.current_leader.leader_id = 5;
     let mut topic = FetchableTopicResponse::default();
     topic.partitions.push(partition);
-    let resp = FetchResponse { responses: vec![topic], ..Default::default() };
+    let resp = FetchResponse {
+        responses: vec![topic],
+        ..Default::default()
+    };
     let e = resp.encode(&mut BytesMut::new(), 11).unwrap_err();
     assert_eq!((e.message, e.field), ("PartitionData", "current_leader"));
     assert!(resp.encode(&mut BytesMut::new(), 12).is_ok());
     // Ignorable: silently dropped (throttle_time_ms does not exist in v0).
-    let resp0 = MetadataResponse { throttle_time_ms: 100, ..Default::default() };
+    let resp0 = MetadataResponse {
+        throttle_time_ms: 100,
+        ..Default::default()
+    };
     assert_eq!(encode(&resp0, 0).len(), 8);
     // A null in a version that cannot express it.
-    let req = MetadataRequest { topics: None, ..Default::default() };
+    let req = MetadataRequest {
+        topics: None,
+        ..Default::default()
+    };
     let e = req.encode(&mut BytesMut::new(), 0).unwrap_err();
-    assert_eq!((e.field, e.kind), ("topics", EncodeErrorKind::NullNotAllowed));
+    assert_eq!(
+        (e.field, e.kind),
+        ("topics", EncodeErrorKind::NullNotAllowed)
+    );
     assert!(req.encode(&mut BytesMut::new(), 1).is_ok());
 }
 
 #[test]
 fn overlong_strings_are_encode_errors() {
-    let req = SaslHandshakeRequest { mechanism: "x".repeat(40_000) };
+    let req = SaslHandshakeRequest {
+        mechanism: "x".repeat(40_000),
+    };
     let mut buf = BytesMut::new();
     let e = req.encode(&mut buf, 1).unwrap_err();
-    assert_eq!(e.kind, EncodeErrorKind::TooLong { len: 40_000, max: 0x7fff });
+    assert_eq!(
+        e.kind,
+        EncodeErrorKind::TooLong {
+            len: 40_000,
+            max: 0x7fff
+        }
+    );
     assert!(buf.is_empty());
 }
 
@@ -223,10 +309,16 @@ fn request_header_client_id_is_never_compact() {
         unknown_tagged_fields: Vec::new(),
     };
     let v2 = encode(&h, 2);
-    assert_eq!(&v2[..], &[0, 18, 0, 3, 0, 0, 0, 7, 0, 3, b'a', b'b', b'c', 0]);
+    assert_eq!(
+        &v2[..],
+        &[0, 18, 0, 3, 0, 0, 0, 7, 0, 3, b'a', b'b', b'c', 0]
+    );
     let v1 = encode(&h, 1);
     assert_eq!(&v1[..], &v2[..13]);
-    let null = RequestHeader { client_id: None, ..h };
+    let null = RequestHeader {
+        client_id: None,
+        ..h
+    };
     assert_eq!(&encode(&null, 2)[8..], &[0xff, 0xff, 0]);
 }
 

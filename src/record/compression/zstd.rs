@@ -69,11 +69,13 @@ pub(super) fn decompress(input: &[u8], out: &mut BoundedOut) -> Result<(), Recor
     // One call decodes every frame (skippable frames ignored) straight into
     // the output, refusing a declared content size beyond the limit before
     // allocating and stopping within one block (128 KiB) past it otherwise.
-    out.append_bounded(|buf, room| match decompress_into_with_limit(buf, input, opts, room) {
-        Ok(_) => Ok(()),
-        Err(Error::ContentSizeTooLarge) => Err(AppendError::TooLarge),
-        Err(e) => Err(AppendError::Other(derr(e))),
-    })
+    out.append_bounded(
+        |buf, room| match decompress_into_with_limit(buf, input, opts, room) {
+            Ok(_) => Ok(()),
+            Err(Error::ContentSizeTooLarge) => Err(AppendError::TooLarge),
+            Err(e) => Err(AppendError::Other(derr(e))),
+        },
+    )
 }
 
 #[cfg(feature = "zstd-c")]

@@ -25,8 +25,8 @@ pub mod sticky;
 
 use crate::error::{Error, Result};
 use crate::protocol::messages::consumer_protocol::{
-    ConsumerProtocolAssignment, ConsumerProtocolAssignmentTopicPartition, ConsumerProtocolSubscription,
-    ConsumerProtocolSubscriptionTopicPartition,
+    ConsumerProtocolAssignment, ConsumerProtocolAssignmentTopicPartition,
+    ConsumerProtocolSubscription, ConsumerProtocolSubscriptionTopicPartition,
 };
 use crate::protocol::messages::Message;
 use crate::protocol::wire::Reader;
@@ -128,7 +128,11 @@ pub trait Assignor: Send + Sync + fmt::Debug {
     /// `partitions_per_topic` holds the partition count of every topic some
     /// member subscribed to and that exists; other topics are ignored.
     /// Every member id of `members` has an entry in the result.
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment;
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment;
 }
 
 /// The built-in assignor with Java's protocol name `name`.
@@ -145,7 +149,11 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Assignor>> {
 /// cooperative only when every configured assignor supports it (so the
 /// default `[range, cooperative-sticky]` rebalances eagerly).
 pub fn common_protocol(assignors: &[Arc<dyn Assignor>]) -> RebalanceProtocol {
-    if !assignors.is_empty() && assignors.iter().all(|a| a.rebalance_protocol() == RebalanceProtocol::Cooperative) {
+    if !assignors.is_empty()
+        && assignors
+            .iter()
+            .all(|a| a.rebalance_protocol() == RebalanceProtocol::Cooperative)
+    {
         RebalanceProtocol::Cooperative
     } else {
         RebalanceProtocol::Eager
@@ -155,7 +163,10 @@ pub fn common_protocol(assignors: &[Arc<dyn Assignor>]) -> RebalanceProtocol {
 /// Empty entries for every member, so each gets an answer even if it gets no
 /// partition.
 pub(crate) fn empty_assignment(members: &[MemberSubscription]) -> GroupAssignment {
-    members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect()
+    members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect()
 }
 
 /// Groups partitions by topic, in order, for the wire.
@@ -185,7 +196,10 @@ pub fn encode_subscription(s: &Subscription) -> Result<Bytes> {
         user_data: s.user_data.clone(),
         owned_partitions: by_topic(&s.owned_partitions)
             .into_iter()
-            .map(|(t, ps)| ConsumerProtocolSubscriptionTopicPartition { topic: t.to_string(), partitions: ps })
+            .map(|(t, ps)| ConsumerProtocolSubscriptionTopicPartition {
+                topic: t.to_string(),
+                partitions: ps,
+            })
             .collect(),
         generation_id: s.generation_id,
         rack_id: s.rack_id.clone(),
@@ -193,8 +207,9 @@ pub fn encode_subscription(s: &Subscription) -> Result<Bytes> {
     let v = CONSUMER_PROTOCOL_VERSION;
     let mut buf = BytesMut::with_capacity(2 + data.encoded_len(v));
     buf.put_i16(v);
-    data.encode(&mut buf, v)
-        .map_err(|e| Error::illegal_state(format!("could not encode the consumer subscription: {e}")))?;
+    data.encode(&mut buf, v).map_err(|e| {
+        Error::illegal_state(format!("could not encode the consumer subscription: {e}"))
+    })?;
     Ok(buf.freeze())
 }
 
@@ -202,9 +217,13 @@ pub fn encode_subscription(s: &Subscription) -> Result<Bytes> {
 /// version newer than ours is read as our newest (later versions only
 /// append fields), and a negative one is an error.
 fn protocol_version(r: &mut Reader, what: &str) -> Result<i16> {
-    let v = r.i16("consumer protocol version").map_err(|e| Error::protocol(format!("{what}: {e}")))?;
+    let v = r
+        .i16("consumer protocol version")
+        .map_err(|e| Error::protocol(format!("{what}: {e}")))?;
     if v < 0 {
-        return Err(Error::protocol(format!("{what}: unsupported consumer protocol version {v}")));
+        return Err(Error::protocol(format!(
+            "{what}: unsupported consumer protocol version {v}"
+        )));
     }
     Ok(v.min(CONSUMER_PROTOCOL_VERSION))
 }
@@ -214,7 +233,8 @@ pub fn decode_subscription(bytes: Bytes) -> Result<Subscription> {
     let what = "consumer protocol subscription";
     let mut r = Reader::new(bytes);
     let v = protocol_version(&mut r, what)?;
-    let d = ConsumerProtocolSubscription::decode(&mut r, v).map_err(|e| Error::protocol(format!("{what}: {e}")))?;
+    let d = ConsumerProtocolSubscription::decode(&mut r, v)
+        .map_err(|e| Error::protocol(format!("{what}: {e}")))?;
     Ok(Subscription {
         topics: d.topics,
         user_data: d.user_data,
@@ -226,7 +246,11 @@ pub fn decode_subscription(bytes: Bytes) -> Result<Subscription> {
                 tp.partitions.into_iter().map(move |p| (t.clone(), p))
             })
             .collect(),
-        generation_id: if v >= 2 { d.generation_id } else { NO_GENERATION },
+        generation_id: if v >= 2 {
+            d.generation_id
+        } else {
+            NO_GENERATION
+        },
         rack_id: d.rack_id,
     })
 }
@@ -236,15 +260,19 @@ pub fn encode_assignment(a: &Assignment) -> Result<Bytes> {
     let data = ConsumerProtocolAssignment {
         assigned_partitions: by_topic(&a.partitions)
             .into_iter()
-            .map(|(t, ps)| ConsumerProtocolAssignmentTopicPartition { topic: t.to_string(), partitions: ps })
+            .map(|(t, ps)| ConsumerProtocolAssignmentTopicPartition {
+                topic: t.to_string(),
+                partitions: ps,
+            })
             .collect(),
         user_data: a.user_data.clone(),
     };
     let v = CONSUMER_PROTOCOL_VERSION;
     let mut buf = BytesMut::with_capacity(2 + data.encoded_len(v));
     buf.put_i16(v);
-    data.encode(&mut buf, v)
-        .map_err(|e| Error::illegal_state(format!("could not encode the consumer assignment: {e}")))?;
+    data.encode(&mut buf, v).map_err(|e| {
+        Error::illegal_state(format!("could not encode the consumer assignment: {e}"))
+    })?;
     Ok(buf.freeze())
 }
 
@@ -258,7 +286,8 @@ pub fn decode_assignment(bytes: Bytes) -> Result<Assignment> {
     let what = "consumer protocol assignment";
     let mut r = Reader::new(bytes);
     let v = protocol_version(&mut r, what)?;
-    let d = ConsumerProtocolAssignment::decode(&mut r, v).map_err(|e| Error::protocol(format!("{what}: {e}")))?;
+    let d = ConsumerProtocolAssignment::decode(&mut r, v)
+        .map_err(|e| Error::protocol(format!("{what}: {e}")))?;
     Ok(Assignment {
         partitions: sorted(d.assigned_partitions.into_iter().flat_map(|tp| {
             let t = tp.topic;
@@ -284,7 +313,11 @@ pub(crate) mod testutil {
         }
     }
 
-    pub fn owning(mut m: MemberSubscription, owned: &[(&str, i32)], generation: i32) -> MemberSubscription {
+    pub fn owning(
+        mut m: MemberSubscription,
+        owned: &[(&str, i32)],
+        generation: i32,
+    ) -> MemberSubscription {
         m.subscription.owned_partitions = owned.iter().map(|(t, p)| (t.to_string(), *p)).collect();
         m.subscription.generation_id = generation;
         m
@@ -299,14 +332,19 @@ pub(crate) mod testutil {
         let mut seen = BTreeSet::new();
         for (m, ps) in a {
             for p in ps {
-                assert!(seen.insert(p.clone()), "{p:?} assigned twice (again to {m}): {a:?}");
+                assert!(
+                    seen.insert(p.clone()),
+                    "{p:?} assigned twice (again to {m}): {a:?}"
+                );
             }
         }
         seen
     }
 
     pub fn all_partitions(t: &BTreeMap<String, i32>) -> BTreeSet<TopicPartition> {
-        t.iter().flat_map(|(n, c)| (0..*c).map(move |p| (n.clone(), p))).collect()
+        t.iter()
+            .flat_map(|(n, c)| (0..*c).map(move |p| (n.clone(), p)))
+            .collect()
     }
 
     pub fn counts(a: &GroupAssignment) -> Vec<usize> {
@@ -331,7 +369,10 @@ mod tests {
         assert_eq!(&bytes[..2], &[0, 3]);
         let back = decode_subscription(bytes.clone()).unwrap();
         assert_eq!(back.topics, s.topics);
-        assert_eq!(back.owned_partitions, vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 3)]);
+        assert_eq!(
+            back.owned_partitions,
+            vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 3)]
+        );
         assert_eq!(back.generation_id, 7);
         assert_eq!(back.rack_id.as_deref(), Some("r1"));
         // A future version with appended fields decodes as our newest.
@@ -353,20 +394,36 @@ mod tests {
 
     #[test]
     fn hostile_bytes_are_errors_not_panics() {
-        for raw in
-            [&[][..], &[0][..], &[0xff, 0xff][..], &[0, 3, 0x7f, 0xff, 0xff, 0xff][..], &[0, 0, 0, 0, 0, 9, 0][..]]
-        {
-            assert!(decode_subscription(Bytes::copy_from_slice(raw)).is_err(), "{raw:?}");
+        for raw in [
+            &[][..],
+            &[0][..],
+            &[0xff, 0xff][..],
+            &[0, 3, 0x7f, 0xff, 0xff, 0xff][..],
+            &[0, 0, 0, 0, 0, 9, 0][..],
+        ] {
+            assert!(
+                decode_subscription(Bytes::copy_from_slice(raw)).is_err(),
+                "{raw:?}"
+            );
         }
         assert!(decode_assignment(Bytes::from_static(&[0, 1, 0x7f, 0, 0, 0])).is_err());
-        assert_eq!(decode_assignment(Bytes::new()).unwrap(), Assignment::default());
+        assert_eq!(
+            decode_assignment(Bytes::new()).unwrap(),
+            Assignment::default()
+        );
     }
 
     #[test]
     fn assignment_round_trips() {
-        let a = Assignment { partitions: vec![("x".into(), 2), ("x".into(), 0), ("y".into(), 1)], user_data: None };
+        let a = Assignment {
+            partitions: vec![("x".into(), 2), ("x".into(), 0), ("y".into(), 1)],
+            user_data: None,
+        };
         let back = decode_assignment(encode_assignment(&a).unwrap()).unwrap();
-        assert_eq!(back.partitions, vec![("x".into(), 0), ("x".into(), 2), ("y".into(), 1)]);
+        assert_eq!(
+            back.partitions,
+            vec![("x".into(), 0), ("x".into(), 2), ("y".into(), 1)]
+        );
     }
 
     #[test]
@@ -375,7 +432,10 @@ mod tests {
         let c = by_name("cooperative-sticky").unwrap();
         assert_eq!(by_name("roundrobin").unwrap().name(), "roundrobin");
         assert!(by_name("sticky").is_none());
-        assert_eq!(common_protocol(&[r.clone(), c.clone()]), RebalanceProtocol::Eager);
+        assert_eq!(
+            common_protocol(&[r.clone(), c.clone()]),
+            RebalanceProtocol::Eager
+        );
         assert_eq!(common_protocol(&[c]), RebalanceProtocol::Cooperative);
     }
 }

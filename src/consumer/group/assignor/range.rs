@@ -24,7 +24,11 @@ impl Assignor for RangeAssignor {
         RebalanceProtocol::Eager
     }
 
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let mut out = empty_assignment(members);
         let mut ordered: Vec<&MemberSubscription> = members.iter().collect();
         ordered.sort_by(|a, b| MemberSubscription::java_order(a, b));
@@ -63,7 +67,11 @@ mod tests {
     #[test]
     fn contiguous_ranges_with_extras_first() {
         let t = topics(&[("t", 7)]);
-        let ms = vec![member("c", &["t"]), member("a", &["t"]), member("b", &["t"])];
+        let ms = vec![
+            member("c", &["t"]),
+            member("a", &["t"]),
+            member("b", &["t"]),
+        ];
         let a = RangeAssignor.assign(&t, &ms);
         let ps = |m: &str| a[m].iter().map(|(_, p)| *p).collect::<Vec<_>>();
         assert_eq!(ps("a"), vec![0, 1, 2]);
@@ -75,9 +83,21 @@ mod tests {
     #[test]
     fn only_subscribers_get_a_topic_and_everyone_gets_an_entry() {
         let t = topics(&[("x", 2), ("y", 4)]);
-        let ms = vec![member("a", &["x", "y"]), member("b", &["y"]), member("idle", &["nonexistent"])];
+        let ms = vec![
+            member("a", &["x", "y"]),
+            member("b", &["y"]),
+            member("idle", &["nonexistent"]),
+        ];
         let a = RangeAssignor.assign(&t, &ms);
-        assert_eq!(a["a"], vec![("x".into(), 0), ("x".into(), 1), ("y".into(), 0), ("y".into(), 1)]);
+        assert_eq!(
+            a["a"],
+            vec![
+                ("x".into(), 0),
+                ("x".into(), 1),
+                ("y".into(), 0),
+                ("y".into(), 1)
+            ]
+        );
         assert_eq!(a["b"], vec![("y".into(), 2), ("y".into(), 3)]);
         assert!(a["idle"].is_empty());
         assert_eq!(no_overlap(&a), all_partitions(&t));

@@ -32,8 +32,8 @@
 //! Java and librdkafka read first, so the three clients interoperate.
 
 use super::{
-    empty_assignment, sorted, Assignor, GroupAssignment, MemberSubscription, RebalanceProtocol, TopicPartition,
-    NO_GENERATION,
+    empty_assignment, sorted, Assignor, GroupAssignment, MemberSubscription, RebalanceProtocol,
+    TopicPartition, NO_GENERATION,
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +70,11 @@ impl Assignor for CooperativeStickyAssignor {
         Some(Bytes::copy_from_slice(&generation.to_be_bytes()))
     }
 
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let sticky = sticky_assign(partitions_per_topic, members);
         cooperative_adjust(sticky, members)
     }
@@ -100,7 +104,11 @@ fn current_owners(
     members: &[MemberSubscription],
     eligible: &BTreeMap<String, BTreeSet<TopicPartition>>,
 ) -> BTreeMap<TopicPartition, String> {
-    let max_generation = members.iter().map(claimed_generation).max().unwrap_or(NO_GENERATION);
+    let max_generation = members
+        .iter()
+        .map(claimed_generation)
+        .max()
+        .unwrap_or(NO_GENERATION);
     // partition -> (best generation, owner or None on a tie)
     let mut best: BTreeMap<TopicPartition, (i32, Option<String>)> = BTreeMap::new();
     for m in members {
@@ -126,11 +134,16 @@ fn current_owners(
             }
         }
     }
-    best.into_iter().filter_map(|(tp, (_, owner))| owner.map(|o| (tp, o))).collect()
+    best.into_iter()
+        .filter_map(|(tp, (_, owner))| owner.map(|o| (tp, o)))
+        .collect()
 }
 
 /// Steps 1 and 2: a balanced assignment that keeps as much as it can.
-fn sticky_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+fn sticky_assign(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+) -> GroupAssignment {
     let mut out = empty_assignment(members);
     if members.is_empty() {
         return out;
@@ -139,8 +152,10 @@ fn sticky_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[Member
     let owners = current_owners(members, &eligible);
     let all: BTreeSet<TopicPartition> = eligible.values().flat_map(|s| s.iter().cloned()).collect();
 
-    let mut current: BTreeMap<String, BTreeSet<TopicPartition>> =
-        members.iter().map(|m| (m.member_id.clone(), BTreeSet::new())).collect();
+    let mut current: BTreeMap<String, BTreeSet<TopicPartition>> = members
+        .iter()
+        .map(|m| (m.member_id.clone(), BTreeSet::new()))
+        .collect();
     for (tp, owner) in &owners {
         if let Some(s) = current.get_mut(owner) {
             s.insert(tp.clone());
@@ -161,14 +176,25 @@ fn sticky_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[Member
 }
 
 /// Quotas: with identical subscriptions the result is exactly balanced.
-fn balance_identical(current: &mut BTreeMap<String, BTreeSet<TopicPartition>>, all: &BTreeSet<TopicPartition>) {
+fn balance_identical(
+    current: &mut BTreeMap<String, BTreeSet<TopicPartition>>,
+    all: &BTreeSet<TopicPartition>,
+) {
     let n = current.len();
     let (floor, extra) = (all.len() / n, all.len() % n);
     // Members owning the most get the larger quota first (fewer moves).
     let mut order: Vec<String> = current.keys().cloned().collect();
-    order.sort_by(|a, b| current[b].len().cmp(&current[a].len()).then_with(|| a.cmp(b)));
-    let quota: BTreeMap<String, usize> =
-        order.iter().enumerate().map(|(i, m)| (m.clone(), floor + usize::from(i < extra))).collect();
+    order.sort_by(|a, b| {
+        current[b]
+            .len()
+            .cmp(&current[a].len())
+            .then_with(|| a.cmp(b))
+    });
+    let quota: BTreeMap<String, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), floor + usize::from(i < extra)))
+        .collect();
     for (m, set) in current.iter_mut() {
         let q = quota[m];
         while set.len() > q {
@@ -178,7 +204,8 @@ fn balance_identical(current: &mut BTreeMap<String, BTreeSet<TopicPartition>>, a
             }
         }
     }
-    let taken: BTreeSet<TopicPartition> = current.values().flat_map(|s| s.iter().cloned()).collect();
+    let taken: BTreeSet<TopicPartition> =
+        current.values().flat_map(|s| s.iter().cloned()).collect();
     let mut free = all.difference(&taken).cloned();
     for m in &order {
         let q = quota[m];
@@ -203,7 +230,8 @@ fn balance_general(
     eligible: &BTreeMap<String, BTreeSet<TopicPartition>>,
 ) {
     let potential = |tp: &TopicPartition| eligible.values().filter(|s| s.contains(tp)).count();
-    let taken: BTreeSet<TopicPartition> = current.values().flat_map(|s| s.iter().cloned()).collect();
+    let taken: BTreeSet<TopicPartition> =
+        current.values().flat_map(|s| s.iter().cloned()).collect();
     let mut free: Vec<TopicPartition> = all.difference(&taken).cloned().collect();
     free.sort_by(|a, b| potential(a).cmp(&potential(b)).then_with(|| a.cmp(b)));
     for tp in free {
@@ -249,8 +277,15 @@ fn balance_general(
 /// Step 3: withhold partitions still claimed by another member this round.
 /// Stale claims (older generation) are ignored as in step 1: such a member
 /// lost its partitions when it learned it had missed a rebalance.
-fn cooperative_adjust(mut assignment: GroupAssignment, members: &[MemberSubscription]) -> GroupAssignment {
-    let max_generation = members.iter().map(claimed_generation).max().unwrap_or(NO_GENERATION);
+fn cooperative_adjust(
+    mut assignment: GroupAssignment,
+    members: &[MemberSubscription],
+) -> GroupAssignment {
+    let max_generation = members
+        .iter()
+        .map(claimed_generation)
+        .max()
+        .unwrap_or(NO_GENERATION);
     let mut claimed_by: BTreeMap<&TopicPartition, BTreeSet<&str>> = BTreeMap::new();
     for m in members {
         let g = claimed_generation(m);
@@ -258,11 +293,18 @@ fn cooperative_adjust(mut assignment: GroupAssignment, members: &[MemberSubscrip
             continue;
         }
         for tp in &m.subscription.owned_partitions {
-            claimed_by.entry(tp).or_default().insert(m.member_id.as_str());
+            claimed_by
+                .entry(tp)
+                .or_default()
+                .insert(m.member_id.as_str());
         }
     }
     for (member, parts) in assignment.iter_mut() {
-        parts.retain(|tp| claimed_by.get(tp).is_none_or(|owners| owners.iter().all(|o| *o == member.as_str())));
+        parts.retain(|tp| {
+            claimed_by
+                .get(tp)
+                .is_none_or(|owners| owners.iter().all(|o| *o == member.as_str()))
+        });
         *parts = sorted(parts.drain(..));
     }
     assignment
@@ -303,14 +345,19 @@ mod tests {
             for (m, ps) in &a {
                 for p in ps {
                     for (o, ops) in &owned {
-                        assert!(o == m || !ops.contains(p), "round {round}: {p:?} given to {m} while {o} owns it");
+                        assert!(
+                            o == m || !ops.contains(p),
+                            "round {round}: {p:?} given to {m} while {o} owns it"
+                        );
                     }
                 }
             }
             generation += 1;
             let before = owned.clone();
             owned = a.clone();
-            let done = ids.iter().all(|id| before.get(*id).cloned().unwrap_or_default() == a[*id]);
+            let done = ids
+                .iter()
+                .all(|id| before.get(*id).cloned().unwrap_or_default() == a[*id]);
             if done {
                 return (a, round);
             }
@@ -321,7 +368,10 @@ mod tests {
     #[test]
     fn fresh_group_is_balanced_and_complete() {
         let t = topics(&[("a", 6), ("b", 5)]);
-        let ms: Vec<_> = ["m1", "m2", "m3"].iter().map(|id| member(id, &["a", "b"])).collect();
+        let ms: Vec<_> = ["m1", "m2", "m3"]
+            .iter()
+            .map(|id| member(id, &["a", "b"]))
+            .collect();
         let a = CooperativeStickyAssignor.assign(&t, &ms);
         assert_eq!(no_overlap(&a), all_partitions(&t));
         assert!(spread(&a) <= 1, "{a:?}");
@@ -345,8 +395,14 @@ mod tests {
     fn a_joining_member_takes_only_what_others_give_up_then_gets_it() {
         let t = topics(&[("t", 6)]);
         let owned: BTreeMap<String, Vec<TopicPartition>> = [
-            ("m1".to_string(), (0..3).map(|p| ("t".to_string(), p)).collect()),
-            ("m2".to_string(), (3..6).map(|p| ("t".to_string(), p)).collect()),
+            (
+                "m1".to_string(),
+                (0..3).map(|p| ("t".to_string(), p)).collect(),
+            ),
+            (
+                "m2".to_string(),
+                (3..6).map(|p| ("t".to_string(), p)).collect(),
+            ),
         ]
         .into();
         // Round 1 with m3 new: m3 gets nothing yet (all six are still owned),
@@ -360,11 +416,17 @@ mod tests {
         assert!(r1["m3"].is_empty(), "{r1:?}");
         assert_eq!(r1["m1"].len() + r1["m2"].len(), 4);
         let (fin, rounds) = converge(&t, &["m1", "m2", "m3"], owned.clone(), 5);
-        assert_eq!(rounds, 3, "one revoking round, one assigning round, one stable: {fin:?}");
+        assert_eq!(
+            rounds, 3,
+            "one revoking round, one assigning round, one stable: {fin:?}"
+        );
         assert_eq!(counts(&fin), vec![2, 2, 2]);
         // Sticky: m1 and m2 kept two of their original partitions each.
         for m in ["m1", "m2"] {
-            assert!(fin[m].iter().all(|p| owned[m].contains(p)), "{m} moved: {fin:?}");
+            assert!(
+                fin[m].iter().all(|p| owned[m].contains(p)),
+                "{m} moved: {fin:?}"
+            );
         }
     }
 
@@ -389,13 +451,19 @@ mod tests {
         // m1 claims t-0 at an old generation (it missed a rebalance); m2
         // owns it now. m2 keeps it; m1 is treated as new; t-0 is withheld
         // from no one that owns it.
-        let ms = vec![owning(member("m1", &["t"]), &[("t", 0)], 3), owning(member("m2", &["t"]), &[("t", 0)], 4)];
+        let ms = vec![
+            owning(member("m1", &["t"]), &[("t", 0)], 3),
+            owning(member("m2", &["t"]), &[("t", 0)], 4),
+        ];
         let a = CooperativeStickyAssignor.assign(&t, &ms);
         assert_eq!(a["m2"], vec![("t".into(), 0)]);
         // t-1 goes to m1 (nobody claims it).
         assert_eq!(a["m1"], vec![("t".into(), 1)]);
         // Same-generation double claims: nobody gets it this round.
-        let ms = vec![owning(member("m1", &["t"]), &[("t", 0)], 4), owning(member("m2", &["t"]), &[("t", 0)], 4)];
+        let ms = vec![
+            owning(member("m1", &["t"]), &[("t", 0)], 4),
+            owning(member("m2", &["t"]), &[("t", 0)], 4),
+        ];
         let a = CooperativeStickyAssignor.assign(&t, &ms);
         assert!(!a.values().any(|ps| ps.contains(&("t".into(), 0))), "{a:?}");
     }
@@ -412,16 +480,25 @@ mod tests {
     #[test]
     fn differing_subscriptions_stay_valid_and_balanced() {
         let t = topics(&[("a", 4), ("b", 4), ("c", 2)]);
-        let ms =
-            vec![member("m1", &["a"]), member("m2", &["a", "b"]), member("m3", &["a", "b", "c"]), member("m4", &["c"])];
+        let ms = vec![
+            member("m1", &["a"]),
+            member("m2", &["a", "b"]),
+            member("m3", &["a", "b", "c"]),
+            member("m4", &["c"]),
+        ];
         let a = CooperativeStickyAssignor.assign(&t, &ms);
         assert_eq!(no_overlap(&a), all_partitions(&t));
         for m in &ms {
-            assert!(a[&m.member_id].iter().all(|(tp, _)| m.subscription.topics.contains(tp)));
+            assert!(a[&m.member_id]
+                .iter()
+                .all(|(tp, _)| m.subscription.topics.contains(tp)));
         }
         // 10 partitions over 4 members: m4 can only have c's 2.
         assert_eq!(a["m4"].len(), 2, "{a:?}");
-        assert!(a["m1"].len() >= 2 && a["m2"].len() >= 2 && a["m3"].len() >= 2, "{a:?}");
+        assert!(
+            a["m1"].len() >= 2 && a["m2"].len() >= 2 && a["m3"].len() >= 2,
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -432,18 +509,27 @@ mod tests {
         let (b, _) = converge(&t, &["a", "b", "c", "d"], a.clone(), 10);
         assert!(spread(&b) <= 1);
         for m in ["a", "b"] {
-            assert!(b[m].iter().all(|p| a[m].contains(p)), "{m} lost partitions it could keep");
+            assert!(
+                b[m].iter().all(|p| a[m].contains(p)),
+                "{m} lost partitions it could keep"
+            );
         }
         let (c, _) = converge(
             &t,
             &["b", "d"],
-            b.iter().filter(|(k, _)| *k == "b" || *k == "d").map(|(k, v)| (k.clone(), v.clone())).collect(),
+            b.iter()
+                .filter(|(k, _)| *k == "b" || *k == "d")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             20,
         );
         assert!(spread(&c) <= 1);
         assert_eq!(no_overlap(&c), all_partitions(&t));
         for m in ["b", "d"] {
-            assert!(b[m].iter().all(|p| c[m].contains(p)), "{m} lost partitions on scale-down");
+            assert!(
+                b[m].iter().all(|p| c[m].contains(p)),
+                "{m} lost partitions on scale-down"
+            );
         }
     }
 }
