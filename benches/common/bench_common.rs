@@ -45,6 +45,10 @@ pub struct Args {
     pub txn_every: u64,
     pub abort_every: u64,
     pub rate: u64,
+    /// Latency workload: the first `lat_skip` records are sent but their
+    /// latency is not recorded (the producer's start-up: connections,
+    /// metadata, producer id), so the percentiles describe the steady state.
+    pub lat_skip: u64,
     pub read_committed: bool,
     pub transactional_id: String,
     /// Stop consuming after this long without a new record.
@@ -93,6 +97,7 @@ impl Args {
             txn_every: num("txn-every", "1000").max(1),
             abort_every: num("abort-every", "0"),
             rate: num("rate", "0"),
+            lat_skip: num("lat-skip", "0"),
             read_committed: get("isolation", "read_uncommitted") == "read_committed",
             transactional_id: get("transactional-id", "bench-txn"),
             idle: Duration::from_millis(num("idle-ms", "15000")),
@@ -111,7 +116,7 @@ impl Args {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("{why}\nusage: --workload produce|txn|latency|consume --topic T --count N [--size B] [--partitions P] [--compression none|lz4|zstd] [--txn-every N] [--abort-every K] [--rate R] [--isolation read_committed] [--bootstrap H:P]");
+    eprintln!("{why}\nusage: --workload produce|txn|latency|consume --topic T --count N [--size B] [--partitions P] [--compression none|lz4|zstd] [--txn-every N] [--abort-every K] [--rate R] [--lat-skip N] [--isolation read_committed] [--bootstrap H:P]");
     std::process::exit(2)
 }
 
@@ -217,6 +222,9 @@ pub struct Report {
     pub checksum: u64,
     pub errors: u64,
     pub latency_us: Vec<u32>,
+    /// Latency workload: from the first send to the first acknowledgement,
+    /// the producer's start-up as an application sees it.
+    pub first_ack_ms: Option<f64>,
     pub commit_us: Vec<u32>,
     pub read: Option<ReadCheck>,
 }
@@ -253,6 +261,9 @@ impl Report {
                     over_10ms
                 );
             }
+        }
+        if let Some(ms) = self.first_ack_ms {
+            s += &format!(",\"first_ack_ms\":{ms:.3}");
         }
         if let Some(r) = &self.read {
             s += &format!(

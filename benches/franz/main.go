@@ -28,6 +28,9 @@ type args struct {
 	bootstrap, workload, topic, compression, isolation, txnID string
 	partitions                                                int
 	count, size, txnEvery, abortEvery, rate, idleMs           uint64
+	// latSkip: the latency workload records no latency for its first
+	// latSkip records (the producer's start-up).
+	latSkip uint64
 }
 
 func payloadPool(size int) [][]byte {
@@ -54,7 +57,10 @@ type report struct {
 	records, bytes, checksum, errors uint64
 	elapsed                          float64
 	latencyUs, commitUs              []uint32
-	read                             *readCheck
+	// firstAckMs: latency workload, from the first send to the first ack
+	// (negative: not measured).
+	firstAckMs float64
+	read       *readCheck
 }
 
 type readCheck struct {
@@ -127,6 +133,9 @@ func (r *report) print(a *args) {
 				l.name, sum/float64(len(l.v))/1000, l.name, over10)
 		}
 	}
+	if r.firstAckMs >= 0 && a.workload == "latency" {
+		fmt.Fprintf(&b, `,"first_ack_ms":%.3f`, r.firstAckMs)
+	}
 	if r.read != nil {
 		fmt.Fprintf(&b, `,"unique":%d,"dups":%d,"aborted_seen":%d,"bad":%d`, r.read.unique(), r.read.dups, r.read.aborted, r.read.bad)
 	}
@@ -185,6 +194,7 @@ func produce(a *args) (*report, error) {
 		rep.latencyUs = make([]uint32, 0, a.count)
 	}
 	var errs atomic.Uint64
+	var firstAck atomic.Int64 // nanoseconds from t0; 0: no ack yet
 	ctx := context.Background()
 	t0 := time.Now()
 	for i := uint64(0); i < a.count; i++ {
@@ -207,10 +217,13 @@ func produce(a *args) (*report, error) {
 				return
 			}
 			if lat {
-				us := uint32(time.Since(sent).Microseconds())
-				mu.Lock()
-				rep.latencyUs = append(rep.latencyUs, us)
-				mu.Unlock()
+				firstAck.CompareAndSwap(0, time.Since(t0).Nanoseconds())
+				if i >= a.latSkip {
+					us := uint32(time.Since(sent).Microseconds())
+					mu.Lock()
+					rep.latencyUs = append(rep.latencyUs, us)
+					mu.Unlock()
+				}
 			}
 		})
 	}
@@ -218,6 +231,7 @@ func produce(a *args) (*report, error) {
 		return nil, err
 	}
 	rep.elapsed = time.Since(t0).Seconds()
+	rep.firstAckMs = float64(firstAck.Load()) / 1e6
 	rep.errors = errs.Load()
 	rep.records = a.count
 	rep.bytes = a.count * a.size
@@ -340,6 +354,7 @@ func main() {
 	flag.Uint64Var(&a.txnEvery, "txn-every", 1000, "")
 	flag.Uint64Var(&a.abortEvery, "abort-every", 0, "")
 	flag.Uint64Var(&a.rate, "rate", 0, "")
+	flag.Uint64Var(&a.latSkip, "lat-skip", 0, "")
 	flag.StringVar(&a.isolation, "isolation", "read_uncommitted", "")
 	flag.StringVar(&a.txnID, "transactional-id", "bench-txn", "")
 	flag.Uint64Var(&a.idleMs, "idle-ms", 15000, "")

@@ -51,6 +51,8 @@ public class BenchClient {
     static double elapsed;
     static long[] lat = new long[0], commit = new long[0];
     static int latN = 0, commitN = 0;
+    /** Latency workload: nanoseconds from the first send to the first ack (-1: none). */
+    static long firstAckNs = -1;
     static long[] seen;
     static long rRecords, rDups, rAborted, rBad;
     static boolean read = false;
@@ -103,6 +105,8 @@ public class BenchClient {
     static void produce(boolean latency) throws Exception {
         String topic = arg("topic", "");
         long count = num("count", "0"), rate = num("rate", "0");
+        // The first latSkip records' latencies are not recorded (start-up).
+        long latSkip = num("lat-skip", "0");
         byte[][] pool = payloadPool((int) num("size", "100"));
         AtomicLong errs = new AtomicLong();
         if (latency) lat = new long[(int) count];
@@ -116,12 +120,15 @@ public class BenchClient {
                 }
                 int slot = fill(pool, i);
                 checksum += recordSum(pool[slot]);
-                final long sent = System.nanoTime();
+                final long sent = System.nanoTime(), index = i;
                 // send() serializes the value into the batch before returning,
                 // so the pooled buffer may be reused at once.
                 p.send(new ProducerRecord<>(topic, pool[slot]), (md, e) -> {
                     if (e != null) { if (errs.incrementAndGet() <= 5) System.err.println("java-client: " + e); return; }
-                    if (latency) lat[latN++] = (System.nanoTime() - sent) / 1000;
+                    if (!latency) return;
+                    long now = System.nanoTime();
+                    if (firstAckNs < 0) firstAckNs = now - t0;
+                    if (index >= latSkip) lat[latN++] = (now - sent) / 1000;
                 });
             }
             p.flush();
@@ -221,6 +228,7 @@ public class BenchClient {
                     l[0], n, l[0], pct(v, n, 50), l[0], pct(v, n, 99), l[0], pct(v, n, 99.9), l[0], sum / n / 1000, l[0], over10));
             }
         }
+        if (firstAckNs >= 0) s.append(String.format(Locale.ROOT, ",\"first_ack_ms\":%.3f", firstAckNs / 1e6));
         if (read) s.append(String.format(Locale.ROOT, ",\"unique\":%d,\"dups\":%d,\"aborted_seen\":%d,\"bad\":%d", unique(), rDups, rAborted, rBad));
         s.append("}");
         System.out.println(s);

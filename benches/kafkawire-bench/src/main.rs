@@ -50,6 +50,9 @@ fn producer(a: &Args, txn: bool) -> Res<Producer> {
         .batch_size(64 * 1024)
         .buffer_memory(64 * 1024 * 1024)
         .compression(compression);
+    if let Ok(v) = std::env::var("KW_EXPERIMENT_LINGER_US") {
+        b = b.linger(Duration::from_micros(v.parse().unwrap()));
+    }
     if txn {
         b = b.transactional_id(a.transactional_id.clone());
     }
@@ -139,11 +142,20 @@ async fn latency(a: &Args) -> Res<Report> {
     let p = producer(a, false)?;
     let mut pool = common::payload_pool(a.size);
     let mut rep = Report {
-        latency_us: Vec::with_capacity(a.count as usize),
+        latency_us: Vec::with_capacity(a.count.saturating_sub(a.lat_skip) as usize),
         ..Report::default()
     };
     let mut acks = FuturesUnordered::new();
     let t0 = Instant::now();
+    let mut first_ack = None;
+    let mut on_ack = |r: Res<(u64, Duration)>, rep: &mut Report| -> Res<()> {
+        let (i, latency) = r?;
+        first_ack.get_or_insert_with(|| t0.elapsed());
+        if i >= a.lat_skip {
+            rep.latency_us.push(latency.as_micros() as u32);
+        }
+        Ok(())
+    };
     let mut i = 0u64;
     while i < a.count {
         // Send every record that is due, then wait for acks or the next due time.
@@ -155,22 +167,24 @@ async fn latency(a: &Args) -> Res<Report> {
             let f = p
                 .send(ProducerRecord::new(&a.topic).value(&pool[slot]))
                 .await?;
-            acks.push(async move { f.await.map(|_| sent.elapsed()) });
+            let index = i;
+            acks.push(async move { f.await.map(|_| (index, sent.elapsed())).map_err(Into::into) });
             i += 1;
         }
         let next = t0 + Duration::from_secs_f64(i as f64 / a.rate as f64);
         loop {
             tokio::select! {
                 biased;
-                Some(r) = acks.next() => rep.latency_us.push(r?.as_micros() as u32),
+                Some(r) = acks.next() => on_ack(r, &mut rep)?,
                 _ = tokio::time::sleep_until(next.into()) => break,
             }
         }
     }
     while let Some(r) = acks.next().await {
-        rep.latency_us.push(r?.as_micros() as u32);
+        on_ack(r, &mut rep)?;
     }
     rep.elapsed_s = t0.elapsed().as_secs_f64();
+    rep.first_ack_ms = first_ack.map(|d| d.as_secs_f64() * 1000.0);
     p.close(Duration::from_secs(30)).await?;
     rep.records = a.count;
     rep.bytes = a.count * a.size as u64;
