@@ -10,8 +10,13 @@
 //!   records within a batch keep their append order; only the last batch of
 //!   a partition accepts appends.
 //! - A batch is ready when it is full (an append did not fit, or it is not
-//!   the last one), when it is `linger` old, when a flush covers it, or when
-//!   the accumulator is closed.
+//!   the last one), when it is `linger` old (less [`Accumulator::linger_slack`],
+//!   the timer's rounding), when a flush covers it, or when the accumulator
+//!   is closed.
+//! - Sticky partitioning (records without key or partition) moves on from a
+//!   partition when its batch is full, when `batch.size` bytes went to it,
+//!   or when its only batch was drained before it was full (sent by linger
+//!   or a flush): the next record would start a new batch there anyway.
 //! - Every batch holds the buffer-memory bytes reserved for it
 //!   ([`QueuedBatch::reserved`]) until its outcome is known; the producer
 //!   returns them to the memory semaphore then. Batches are created only
@@ -375,12 +380,28 @@ impl Accumulator {
         Some((completion, 0, 0))
     }
 
+    /// How much before `linger` a lingering batch counts as ready. The
+    /// sender sleeps on the runtime's timer, which fires up to 1 ms late
+    /// (tokio rounds deadlines up to its 1 ms tick), so without slack a batch
+    /// would wait `linger` to `linger` + 1 ms. With it, a batch leaves
+    /// `linger` - 1 ms to `linger` after its first record, never later: like
+    /// the Java client, whose millisecond clock gives the same window. At
+    /// most half of `linger`, so a short linger still batches.
+    pub fn linger_slack(&self) -> Duration {
+        (self.cfg.linger / 2).min(Duration::from_millis(1))
+    }
+
+    /// When a lingering batch created at `created` becomes ready.
+    fn linger_ready_at(&self, created: Instant) -> Instant {
+        created + self.cfg.linger - self.linger_slack()
+    }
+
     fn is_ready(&self, b: &QueuedBatch, is_last: bool, now: Instant) -> bool {
         b.full
             || !is_last
             || self.closed
             || b.id < self.flush_below
-            || now >= b.created + self.cfg.linger
+            || now >= self.linger_ready_at(b.created)
     }
 
     /// Partitions whose first batch may be drained now, and when the next
@@ -396,7 +417,7 @@ impl Accumulator {
                         partition: *p,
                     });
                 } else {
-                    let at = first.created + self.cfg.linger;
+                    let at = self.linger_ready_at(first.created);
                     r.next = Some(r.next.map_or(at, |n: Instant| n.min(at)));
                 }
             }
@@ -418,22 +439,29 @@ impl Accumulator {
     pub fn drain(&mut self, tp: &TopicPartition, now: Instant) -> Option<QueuedBatch> {
         let closed = self.closed;
         let flush_below = self.flush_below;
-        let linger = self.cfg.linger;
-        let q = self
-            .queues
-            .get_mut(&tp.topic)?
-            .parts
-            .get_mut(&tp.partition)?;
+        let linger_wait = self.cfg.linger - self.linger_slack();
+        let t = self.queues.get_mut(&tp.topic)?;
+        let q = t.parts.get_mut(&tp.partition)?;
         let first = q.front()?;
         let ready = first.full
             || q.len() > 1
             || closed
             || first.id < flush_below
-            || now >= first.created + linger;
+            || now >= first.created + linger_wait;
         if !ready {
             return None;
         }
-        q.pop_front()
+        let batch = q.pop_front()?;
+        if q.is_empty() && !batch.full {
+            // The partition's open batch left before it was full (linger or
+            // a flush): its stint is over. The next record would start a new
+            // batch there anyway; on another partition it joins, or starts,
+            // a batch that has already been filling. At rates where linger
+            // rather than batch.size seals batches, this is what keeps
+            // records from waiting a second linger in a small left-over batch.
+            t.sticky.switch_from(tp.partition);
+        }
+        Some(batch)
     }
 
     /// Removes and returns every batch created `delivery.timeout.ms` or
@@ -605,7 +633,14 @@ mod tests {
         assert!(Arc::ptr_eq(&c0, &c1));
         assert_eq!((d0, d1), (0, 1));
         assert!(a.ready(now).partitions.is_empty(), "lingering");
-        assert_eq!(a.ready(now).next, Some(now + Duration::from_millis(50)));
+        // Ready 1 ms (the timer's rounding) before linger is up.
+        let ready_at = now + Duration::from_millis(49);
+        assert_eq!(a.ready(now).next, Some(ready_at));
+        assert!(a
+            .ready(ready_at - Duration::from_micros(1))
+            .partitions
+            .is_empty());
+        assert_eq!(a.ready(ready_at).partitions, vec![tp(&t, 0)]);
         assert!(a.drain(&tp(&t, 0), now).is_none());
         // Fill past 200 bytes: the first batch becomes ready.
         let (c2, d2) = put(&mut a, &t, 0, &[3; 30], now);
@@ -623,9 +658,73 @@ mod tests {
             "the second still lingers"
         );
         assert!(a
-            .drain(&tp(&t, 0), now + Duration::from_millis(50))
+            .drain(
+                &tp(&t, 0),
+                now + Duration::from_millis(49) - Duration::from_micros(1)
+            )
+            .is_none());
+        assert!(a
+            .drain(&tp(&t, 0), now + Duration::from_millis(49))
             .is_some());
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn linger_slack_is_the_timer_tick_but_at_most_half_the_linger() {
+        assert_eq!(acc(0).linger_slack(), Duration::ZERO);
+        assert_eq!(acc(1).linger_slack(), Duration::from_micros(500));
+        assert_eq!(acc(2).linger_slack(), Duration::from_millis(1));
+        assert_eq!(acc(5).linger_slack(), Duration::from_millis(1));
+        assert_eq!(acc(1000).linger_slack(), Duration::from_millis(1));
+        // linger 0: ready at once.
+        let t: Arc<str> = Arc::from("t");
+        let now = Instant::now();
+        let mut a = acc(0);
+        put(&mut a, &t, 0, b"x", now);
+        assert_eq!(a.ready(now).partitions, vec![tp(&t, 0)]);
+    }
+
+    #[test]
+    fn a_sticky_batch_sent_by_linger_ends_the_stint() {
+        let now = Instant::now();
+        let mut a = acc(5);
+        let sticky = Choice::Sticky {
+            num_partitions: 6,
+            version: 1,
+            size: 10,
+        };
+        let mut append = |a: &mut Accumulator| {
+            let (name, p, appended) = a.choose_and_append(
+                "t",
+                sticky,
+                || vec![0, 1, 2, 3, 4, 5],
+                0,
+                None,
+                None,
+                NO_HEADERS,
+            );
+            if matches!(appended, Appended::NeedsNewBatch) {
+                a.append_new(&name, p, 0, None, Some(b"x"), NO_HEADERS, 200, now)
+                    .unwrap();
+            }
+            (name, p)
+        };
+        let (name, p) = append(&mut a);
+        assert_eq!(append(&mut a).1, p, "sticks while the batch fills");
+        // Far from batch.size bytes, linger sends the batch off.
+        let later = now + Duration::from_millis(5);
+        let b = a.drain(&tp(&name, p), later).expect("lingered");
+        assert_eq!(b.builder.record_count(), 2);
+        let (_, q) = append(&mut a);
+        assert_ne!(q, p, "the next record goes to another partition");
+        assert_eq!(append(&mut a).1, q, "and sticks there");
+        // A flush that drains a partition other than the current one does
+        // not move the stint.
+        put(&mut a, &name, p, b"y", later);
+        let mark = a.begin_flush();
+        assert!(a.drain(&tp(&name, p), later).is_some());
+        assert_eq!(append(&mut a).1, q);
+        let _ = mark;
     }
 
     #[test]

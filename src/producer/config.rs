@@ -41,7 +41,9 @@ pub struct ProducerConfig {
     /// `acks` (default `all`).
     pub acks: Acks,
     /// `linger.ms`: how long a batch may wait for more records (default 5 ms,
-    /// as the Java client since 4.0).
+    /// as the Java client since 4.0). An upper bound: a lingering batch
+    /// leaves up to 1 ms (at most half of linger) early, the rounding of the
+    /// runtime's timer, never late.
     pub linger: Duration,
     /// `batch.size`: target size of one partition's batch in bytes
     /// (default 16384).

@@ -4,9 +4,10 @@
 //!   Java client's default (and librdkafka's `murmur2_random`), so the same
 //!   key lands on the same partition whichever client wrote it.
 //! - Keyless records: *uniform sticky* (KIP-480, KIP-794): stick to one
-//!   partition until about `batch.size` bytes went to it, then switch to
-//!   another partition chosen at random among those with a leader, so
-//!   batches fill up instead of spreading every record thin.
+//!   partition until about `batch.size` bytes went to it, or until its batch
+//!   was sent before filling up (by linger: KIP-480's switch on a new batch),
+//!   then switch to another partition chosen at random among those with a
+//!   leader, so batches fill up instead of spreading every record thin.
 //! - An explicit partition on the record is always honoured.
 
 use std::collections::HashMap;
@@ -133,6 +134,14 @@ impl TopicSticky {
     pub fn switch(&mut self) {
         if let Some((_, produced)) = &mut self.current {
             *produced = usize::MAX;
+        }
+    }
+
+    /// Moves on to another partition at the next record if `partition` is
+    /// the one stuck to (its batch was sent before it filled up).
+    pub fn switch_from(&mut self, partition: i32) {
+        if self.current.is_some_and(|(p, _)| p == partition) {
+            self.switch();
         }
     }
 
