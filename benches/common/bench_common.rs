@@ -10,6 +10,13 @@ use std::time::Duration;
 /// Distinct payloads cycled through; more than one 64 KiB batch holds, so a
 /// compressed batch never sees the same payload twice.
 pub const POOL: usize = 1024;
+
+/// Latency workload pacing, the same in every client: a record is sent as
+/// soon as it is due, and the pacing thread sleeps only when the next record
+/// is at least this far away (microseconds). Sleeping for every record cost
+/// the Rust and Java clients more CPU than producing it; records leave in
+/// groups at most this far apart, far below the milliseconds measured.
+pub const PACE_SLEEP_MIN_US: u64 = 100;
 /// Bit set in the index of records written by transactions that the
 /// pre-fill aborts: a read_committed reader must never see one.
 pub const ABORTED_BIT: u64 = 1 << 62;

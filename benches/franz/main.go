@@ -24,6 +24,11 @@ const (
 	abortedBit = uint64(1) << 62
 )
 
+// paceSleepMin: the latency workload sleeps only when the next record is
+// due at least this far ahead (the same in every client: PACE_SLEEP_MIN_US
+// in benches/common/bench_common.rs).
+const paceSleepMin = 100 * time.Microsecond
+
 type args struct {
 	bootstrap, workload, topic, compression, isolation, txnID string
 	partitions                                                int
@@ -200,7 +205,7 @@ func produce(a *args) (*report, error) {
 	for i := uint64(0); i < a.count; i++ {
 		if lat {
 			due := t0.Add(time.Duration(float64(i) / float64(a.rate) * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
+			if d := time.Until(due); d > paceSleepMin {
 				time.Sleep(d)
 			}
 		}

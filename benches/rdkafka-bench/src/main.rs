@@ -20,14 +20,20 @@ use std::time::{Duration, Instant};
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Counts delivery reports; in the latency workload the opaque is the send
-/// time in microseconds since `t0` and the latency is recorded.
+/// time in microseconds since `t0` (with [`UNRECORDED`] set for the records
+/// of the start-up that `--lat-skip` leaves out) and the latency is recorded.
 struct Ctx {
     t0: Instant,
     acked: AtomicU64,
     errors: AtomicU64,
     latency_us: Mutex<Vec<u32>>,
     record_latency: bool,
+    /// Microseconds from `t0` to the first acknowledgement (0: none yet).
+    first_ack_us: AtomicU64,
 }
+
+/// Opaque flag: acknowledged, but its latency is not recorded.
+const UNRECORDED: usize = 1 << 63;
 
 impl ClientContext for Ctx {}
 
@@ -38,10 +44,18 @@ impl ProducerContext for Ctx {
             Ok(_) => {
                 if self.record_latency {
                     let now = self.t0.elapsed().as_micros() as usize;
-                    self.latency_us
-                        .lock()
-                        .unwrap()
-                        .push(now.saturating_sub(sent_us) as u32);
+                    let _ = self.first_ack_us.compare_exchange(
+                        0,
+                        now.max(1) as u64,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    if sent_us & UNRECORDED == 0 {
+                        self.latency_us
+                            .lock()
+                            .unwrap()
+                            .push(now.saturating_sub(sent_us) as u32);
+                    }
                 }
                 self.acked.fetch_add(1, Ordering::Relaxed);
             }
@@ -101,6 +115,7 @@ fn producer(a: &Args, txn: bool, record_latency: bool) -> Res<ThreadedProducer<C
             0
         })),
         record_latency,
+        first_ack_us: AtomicU64::new(0),
     };
     Ok(c.create_with_context(ctx)?)
 }
@@ -138,17 +153,18 @@ fn produce(a: &Args) -> Res<Report> {
             // Fixed offered rate: record i is due at i / rate seconds.
             let due = t0 + Duration::from_secs_f64(i as f64 / a.rate as f64);
             let now = Instant::now();
-            if due > now {
+            if due > now + Duration::from_micros(common::PACE_SLEEP_MIN_US) {
                 std::thread::sleep(due - now);
             }
         }
         let (slot, sum) = fill(&mut pool, i);
         rep.checksum = rep.checksum.wrapping_add(sum);
+        let skip = if i < a.lat_skip { UNRECORDED } else { 0 };
         send(
             &p,
             &a.topic,
             &pool[slot],
-            t0_ctx.elapsed().as_micros() as usize,
+            t0_ctx.elapsed().as_micros() as usize | skip,
         )?;
     }
     p.flush(Duration::from_secs(120))?;
@@ -156,6 +172,13 @@ fn produce(a: &Args) -> Res<Report> {
     let ctx = p.context();
     rep.errors = ctx.errors.load(Ordering::Relaxed) + a.count - ctx.acked.load(Ordering::Relaxed);
     rep.latency_us = std::mem::take(&mut *ctx.latency_us.lock().unwrap());
+    if lat {
+        // From the first send (`t0`), like the other clients; the context's
+        // clock started at the producer's creation, just before.
+        let first = ctx.first_ack_us.load(Ordering::Relaxed);
+        let created_to_t0 = t0.duration_since(t0_ctx).as_micros() as u64;
+        rep.first_ack_ms = (first > 0).then(|| first.saturating_sub(created_to_t0) as f64 / 1000.0);
+    }
     rep.records = a.count;
     rep.bytes = a.count * a.size as u64;
     Ok(rep)
