@@ -397,7 +397,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts, one round (~3-5 min)")
     ap.add_argument("--rounds", type=int, help="rounds (default 1 quick, 3 full)")
-    ap.add_argument("--budget", type=float, help="minutes: no new round starts past this (default 6 quick, 30 full)")
+    ap.add_argument("--budget", type=float, help="minutes: a new round starts only if it would end within this (default 6 quick, 30 full)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count (not the W5 duration) by this, e.g. 0.1 on a busy machine")
     ap.add_argument("--only", help="comma-separated workload ids (e.g. W1-p4-none,W5-p4)")
     ap.add_argument("--clients", default=",".join(CLIENTS), help="subset of " + ",".join(CLIENTS))
@@ -450,10 +450,14 @@ def main():
         results = {}   # wid -> round -> client -> metrics
         failures = []
         rounds_done = 0
+        round_secs = []
         for rnd in range(rounds):
-            if rnd > 0 and time.time() - started > budget:
-                log(f"budget of {budget/60:.0f} min reached: stopping after {rounds_done} round(s)")
+            # A round starts only if one more, as long as the longest so far,
+            # still ends within the budget.
+            if rnd > 0 and time.time() - started + max(round_secs) > budget:
+                log(f"another round would end past the budget of {budget/60:.0f} min: stopping after {rounds_done} round(s)")
                 break
+            round_start = time.time()
             for wid, label, spec in wls:
                 if time.time() - started > budget * 1.5:
                     log(f"hard budget of {budget*1.5/60:.0f} min reached: skipping {wid} in round {rnd+1}")
@@ -478,6 +482,7 @@ def main():
                         + (f", commit p99 {m['commit_p99_ms']:.1f} ms, mean {m['commit_mean_ms']:.2f} ms, "
                            f"{m['commit_over10ms_n']} over 10 ms" if "commit_p99_ms" in m else ""))
             rounds_done += 1
+            round_secs.append(time.time() - round_start)
         ended = time.time()
         meta = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
                 "ended": time.strftime("%H:%M UTC", time.gmtime(ended)), "minutes": (ended - started) / 60,
