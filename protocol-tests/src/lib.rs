@@ -107,6 +107,25 @@ pub fn admin() -> kafkawire::admin::Admin {
         .expect("admin client")
 }
 
+/// Creates a topic named `unique(prefix)` with `partitions` partitions and
+/// replication factor 1, waits until every broker knows it, and returns its
+/// name.
+pub async fn create_topic(prefix: &str, partitions: i32) -> String {
+    let topic = unique(prefix);
+    let admin = admin();
+    admin
+        .create_topics(&[kafkawire::admin::NewTopic::new(&topic, partitions, 1)])
+        .await
+        .expect("create topic")
+        .into_result()
+        .expect("topic created");
+    admin
+        .wait_for_topics(&[&topic], Duration::from_secs(30))
+        .await
+        .expect("topic known to every broker");
+    topic
+}
+
 /// Creates a topic named `unique(prefix)` with `partitions` partitions,
 /// replication factor 3 and `min.insync.replicas=2` (the fault tests'
 /// shape: one broker may die without losing an acknowledged write), waits

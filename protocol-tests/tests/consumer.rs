@@ -9,7 +9,6 @@
 
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-use kafkawire::admin::NewTopic;
 use kafkawire::consumer::{
     Consumer, ConsumerRecord, IsolationLevel, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
@@ -74,19 +73,7 @@ fn json_list(line: &str, key: &str) -> Vec<String> {
 }
 
 async fn topic(prefix: &str, partitions: i32) -> String {
-    let name = unique(prefix);
-    let admin = admin();
-    admin
-        .create_topics(&[NewTopic::new(&name, partitions, 1)])
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    admin
-        .wait_for_topics(&[&name], Duration::from_secs(30))
-        .await
-        .unwrap();
-    name
+    protocol_tests::create_topic(prefix, partitions).await
 }
 
 fn consumer(reset: OffsetReset, isolation: IsolationLevel, group: Option<&str>) -> Consumer {

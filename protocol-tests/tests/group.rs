@@ -8,7 +8,6 @@
 //! another live member still holds it fails the test. There are no timing
 //! assertions: waits are generous `eventually`s.
 
-use kafkawire::admin::NewTopic;
 use kafkawire::cluster::Cluster;
 use kafkawire::config::ClientConfig;
 use kafkawire::consumer::group::{
@@ -43,19 +42,7 @@ struct Sim {
 }
 
 async fn topic_with_partitions(n: i32) -> String {
-    let admin = admin();
-    let name = unique("group");
-    admin
-        .create_topics(&[NewTopic::new(&name, n, 1)])
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    admin
-        .wait_for_topics(&[&name], Duration::from_secs(30))
-        .await
-        .unwrap();
-    name
+    protocol_tests::create_topic("group", n).await
 }
 
 fn cluster() -> Arc<Cluster> {

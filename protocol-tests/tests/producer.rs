@@ -11,18 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 async fn topic(partitions: i32) -> String {
-    let name = unique("producer");
-    admin()
-        .create_topics(&[NewTopic::new(&name, partitions, 1)])
-        .await
-        .expect("create topic")
-        .into_result()
-        .expect("topic created");
-    admin()
-        .wait_for_topics(&[&name], Duration::from_secs(30))
-        .await
-        .expect("topic visible");
-    name
+    protocol_tests::create_topic("producer", partitions).await
 }
 
 fn producer() -> kafkawire::producer::ProducerBuilder {

@@ -21,19 +21,7 @@ const PARTITIONS: i32 = 6;
 const WAIT: Duration = Duration::from_secs(180);
 
 async fn topic_with_partitions(n: i32) -> String {
-    let admin = admin();
-    let name = unique("sub");
-    admin
-        .create_topics(&[NewTopic::new(&name, n, 1)])
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    admin
-        .wait_for_topics(&[&name], Duration::from_secs(30))
-        .await
-        .unwrap();
-    name
+    protocol_tests::create_topic("sub", n).await
 }
 
 /// Produces `count` records with unique values (`v0`, `v1`, ...) and keys

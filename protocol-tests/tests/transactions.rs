@@ -9,7 +9,6 @@
 
 mod support;
 
-use kafkawire::admin::NewTopic;
 use kafkawire::consumer::{Consumer, ConsumerRecord, IsolationLevel, OffsetReset, TopicPartition};
 use kafkawire::producer::{DeliveryFuture, Producer, ProducerRecord, TransactionError, TxnState};
 use kafkawire::ErrorKind;
@@ -21,19 +20,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(90);
 
 async fn topic(prefix: &str, partitions: i32) -> String {
-    let name = unique(prefix);
-    let admin = admin();
-    admin
-        .create_topics(&[NewTopic::new(&name, partitions, 1)])
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
-    admin
-        .wait_for_topics(&[&name], Duration::from_secs(30))
-        .await
-        .unwrap();
-    name
+    protocol_tests::create_topic(prefix, partitions).await
 }
 
 fn txn_producer(id: &str) -> Producer {

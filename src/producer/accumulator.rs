@@ -693,7 +693,7 @@ mod tests {
             version: 1,
             size: 10,
         };
-        let mut append = |a: &mut Accumulator| {
+        let append = |a: &mut Accumulator| {
             let (name, p, appended) = a.choose_and_append(
                 "t",
                 sticky,
