@@ -56,6 +56,28 @@ pub struct AccumulatorConfig {
     pub delivery_timeout: Duration,
 }
 
+/// When the first batch of a partition may be drained (module invariants).
+#[derive(Debug, Clone, Copy)]
+struct ReadyRule {
+    closed: bool,
+    flush_below: u64,
+    /// `linger` less the timer slack.
+    linger_wait: Duration,
+}
+
+impl ReadyRule {
+    /// When `b` becomes ready by lingering.
+    fn lingered_at(&self, b: &QueuedBatch) -> Instant {
+        b.created + self.linger_wait
+    }
+
+    /// Whether `b`, the first batch of its partition (`is_last`: the only
+    /// one), may be drained at `now`.
+    fn allows(&self, b: &QueuedBatch, is_last: bool, now: Instant) -> bool {
+        b.full || !is_last || self.closed || b.id < self.flush_below || now >= self.lingered_at(b)
+    }
+}
+
 /// A batch in the accumulator.
 #[derive(Debug)]
 pub struct QueuedBatch {
@@ -391,33 +413,31 @@ impl Accumulator {
         (self.cfg.linger / 2).min(Duration::from_millis(1))
     }
 
-    /// When a lingering batch created at `created` becomes ready.
-    fn linger_ready_at(&self, created: Instant) -> Instant {
-        created + self.cfg.linger - self.linger_slack()
-    }
-
-    fn is_ready(&self, b: &QueuedBatch, is_last: bool, now: Instant) -> bool {
-        b.full
-            || !is_last
-            || self.closed
-            || b.id < self.flush_below
-            || now >= self.linger_ready_at(b.created)
+    /// The readiness rule, copied out so `drain` can apply it while it
+    /// holds a queue.
+    fn ready_rule(&self) -> ReadyRule {
+        ReadyRule {
+            closed: self.closed,
+            flush_below: self.flush_below,
+            linger_wait: self.cfg.linger - self.linger_slack(),
+        }
     }
 
     /// Partitions whose first batch may be drained now, and when the next
     /// lingering batch becomes ready.
     pub fn ready(&self, now: Instant) -> Ready {
+        let rule = self.ready_rule();
         let mut r = Ready::default();
         for (topic, t) in &self.queues {
             for (p, q) in &t.parts {
                 let Some(first) = q.front() else { continue };
-                if self.is_ready(first, q.len() == 1, now) {
+                if rule.allows(first, q.len() == 1, now) {
                     r.partitions.push(TopicPartition {
                         topic: topic.clone(),
                         partition: *p,
                     });
                 } else {
-                    let at = self.linger_ready_at(first.created);
+                    let at = rule.lingered_at(first);
                     r.next = Some(r.next.map_or(at, |n: Instant| n.min(at)));
                 }
             }
@@ -437,18 +457,10 @@ impl Accumulator {
 
     /// Removes and returns the first batch of `tp` if it is ready.
     pub fn drain(&mut self, tp: &TopicPartition, now: Instant) -> Option<QueuedBatch> {
-        let closed = self.closed;
-        let flush_below = self.flush_below;
-        let linger_wait = self.cfg.linger - self.linger_slack();
+        let rule = self.ready_rule();
         let t = self.queues.get_mut(&tp.topic)?;
         let q = t.parts.get_mut(&tp.partition)?;
-        let first = q.front()?;
-        let ready = first.full
-            || q.len() > 1
-            || closed
-            || first.id < flush_below
-            || now >= first.created + linger_wait;
-        if !ready {
+        if !rule.allows(q.front()?, q.len() == 1, now) {
             return None;
         }
         let batch = q.pop_front()?;
